@@ -1,0 +1,140 @@
+"""One-step look-ahead of the student: where its optimizer would take it, without going there.
+
+``look_ahead`` returns new tensors ``θs'``; it never changes the real parameters or the
+optimizer's state. Two kinds (ALGORITHMS.md, "The look-ahead"):
+
+- ``"sgd"``: ``θs' = θs − ηs · g``, the step the derivation of LGTM assumes.
+- ``"adam"``: replay one step of the student's own optimizer on copies of its state
+  (AdamW/Adam with bias correction and weight decay, or SGD with momentum; any other
+  optimizer is replayed by running its own ``step`` on cloned parameters and state).
+
+With ``create_graph=True`` the result stays differentiable in ``grads`` (meta distillation's
+pilot update); that needs a replay written here, so only SGD and Adam/AdamW are supported.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+
+Tensor = torch.Tensor
+LOOKAHEADS = ("adam", "sgd")
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The optimizer's current learning rate (its first parameter group's)."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def look_ahead(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor | None],
+    optimizer: torch.optim.Optimizer,
+    kind: str = "adam",
+    *,
+    create_graph: bool = False,
+) -> list[Tensor]:
+    """Parameters after one step of ``kind`` from ``params`` with gradients ``grads``.
+
+    Parameters with no gradient, or not handled by ``optimizer``, are returned unchanged.
+    """
+    if kind not in LOOKAHEADS:
+        raise ValueError(f"unknown lookahead {kind!r}; choose one of {', '.join(LOOKAHEADS)}")
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    if kind == "adam" and not isinstance(optimizer, torch.optim.Adam | torch.optim.SGD):
+        if create_graph:
+            raise ValueError(
+                "a differentiable look-ahead replays SGD or Adam/AdamW, not "
+                f"{type(optimizer).__name__}; use lookahead='sgd'"
+            )
+        return _replay_copy(params, grads, optimizer)
+    out = []
+    with torch.set_grad_enabled(create_graph):
+        for p, g in zip(params, grads, strict=True):
+            group = group_of.get(id(p))
+            if g is None or group is None:
+                out.append(p.detach())
+                continue
+            p0 = p.detach()
+            if kind == "sgd":
+                out.append(p0 - float(group["lr"]) * g)
+            elif isinstance(optimizer, torch.optim.Adam):
+                out.append(_adam(p0, g, group, optimizer.state.get(p, {}), optimizer))
+            else:
+                out.append(_sgd(p0, g, group, optimizer.state.get(p, {})))
+    return out
+
+
+def _adam(
+    p: Tensor, g: Tensor, group: dict, state: dict, optimizer: torch.optim.Optimizer
+) -> Tensor:
+    """One Adam/AdamW step from ``p`` (torch's update rule, written out of place)."""
+    if group.get("maximize", False):
+        g = -g
+    lr, (beta1, beta2), eps, wd = (
+        float(group["lr"]),
+        group["betas"],
+        group["eps"],
+        group["weight_decay"],
+    )
+    decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get(
+        "decoupled_weight_decay", False
+    )
+    step = float(state["step"]) + 1 if "step" in state else 1.0
+    if wd != 0:
+        if decoupled:
+            p = p * (1 - lr * wd)
+        else:
+            g = g + wd * p
+    m = state["exp_avg"] * beta1 + (1 - beta1) * g if "exp_avg" in state else (1 - beta1) * g
+    v = (
+        state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
+        if "exp_avg_sq" in state
+        else (1 - beta2) * g * g
+    )
+    if group.get("amsgrad", False) and "max_exp_avg_sq" in state:
+        v = torch.maximum(state["max_exp_avg_sq"], v)
+    if torch.is_grad_enabled():  # keep d sqrt(v)/dv finite where v == 0 (unused embedding rows)
+        v = v.clamp_min(torch.finfo(v.dtype).tiny)
+    bias1, bias2 = 1 - beta1**step, 1 - beta2**step
+    denom = v.sqrt() / math.sqrt(bias2) + eps
+    return p - (lr / bias1) * m / denom
+
+
+def _sgd(p: Tensor, g: Tensor, group: dict, state: dict) -> Tensor:
+    """One SGD step from ``p`` (momentum, dampening, Nesterov and weight decay as torch does)."""
+    if group.get("maximize", False):
+        g = -g
+    lr, wd, mom = float(group["lr"]), group["weight_decay"], group["momentum"]
+    if wd != 0:
+        g = g + wd * p
+    if mom != 0:
+        buf = state.get("momentum_buffer")
+        buf = g if buf is None else buf * mom + (1 - group["dampening"]) * g
+        g = g + mom * buf if group["nesterov"] else buf
+    return p - lr * g
+
+
+@torch.no_grad()
+def _replay_copy(
+    params: Sequence[Tensor], grads: Sequence[Tensor | None], optimizer: torch.optim.Optimizer
+) -> list[Tensor]:
+    """Run ``optimizer``'s own step on clones of the parameters and of its state."""
+    clone = {id(p): p.detach().clone() for p in params}
+    for p, g in zip(params, grads, strict=True):
+        clone[id(p)].grad = None if g is None else g.detach().clone()
+    groups = []
+    for group in optimizer.param_groups:
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        groups.append(
+            {**hyper, "params": [clone[id(p)] for p in group["params"] if id(p) in clone]}
+        )
+    shadow = type(optimizer)([g for g in groups if g["params"]], **optimizer.defaults)
+    for p in params:
+        if p in optimizer.state:
+            shadow.state[clone[id(p)]] = copy.deepcopy(optimizer.state[p])
+    shadow.step()
+    return [clone[id(p)] for p in params]

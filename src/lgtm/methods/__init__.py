@@ -1,0 +1,62 @@
+"""Teaching methods, one module each, registered by name: kd, online, meta, lgtm, lgtm-exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import kd, lgtm, lgtm_exact, meta, online  # noqa: F401  (registration)
+from .base import REGISTRY, Method
+
+METHOD_NAMES = ("kd", "online", "meta", "lgtm", "lgtm-exact")
+assert set(METHOD_NAMES) == set(REGISTRY)
+
+# Every method-level choice of the released LGTM implementation (ALGORITHMS.md, "A preset
+# that reproduces the released code"). Its data-level choices (feedback drawn in order from
+# the validation split, zero-initialised classifiers) are applied by the training loop.
+PRESETS: dict[str, dict[str, Any]] = {
+    "official-code": {
+        "alpha": 1.0,
+        "temperature": 1.0,
+        "teacher_alpha": 0.4,
+        "objective": "kl",
+        "fd_radius": 0.01,
+        "lookahead": "adam",
+        "influence_objective": "teacher",
+        "influence_step": "teacher_lr",
+    }
+}
+
+
+def make_method(
+    name: str,
+    *,
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    student_optimizer: torch.optim.Optimizer,
+    teacher_optimizer: torch.optim.Optimizer | None = None,
+    preset: str | None = None,
+    **options: Any,
+) -> Method:
+    """Build the teaching method ``name`` (kd | online | meta | lgtm | lgtm-exact).
+
+    ``options`` are the keyword arguments of :class:`Method` (alpha, teacher_alpha,
+    temperature, objective, fd_radius, lookahead, influence_objective, influence_step).
+    A ``preset`` fills them in; an explicit option that contradicts it is an error.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        clash = {
+            k: v for k, v in options.items() if k in PRESETS[preset] and v != PRESETS[preset][k]
+        }
+        if clash:
+            raise ValueError(f"preset {preset!r} sets {PRESETS[preset]}; it contradicts {clash}")
+        options = {**options, **PRESETS[preset]}
+    return REGISTRY[name](teacher, student, teacher_optimizer, student_optimizer, **options)
+
+
+__all__ = ["METHOD_NAMES", "PRESETS", "Method", "make_method"]

@@ -1,0 +1,156 @@
+"""The interface every teaching method implements, and the pieces they share.
+
+A method is one class registered by name. ``step(batch, feedback_batch)`` performs one
+training step: the teacher's update where the method has one, then the real student update,
+both through the optimizers given at construction. The loop around it knows nothing else.
+
+Notation follows ALGORITHMS.md: ``t = T(x; θt)``, ``s = S(x; θs)``,
+``Ls = α · mean kd(t, s) + (1 − α) · mean ce(y, s)``,
+``L_aux = αt · mean kd'(s, t) + (1 − αt) · mean ce(y, t)`` with ``kd'(s, t) = kd(s.detach(), t)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch.func import functional_call
+
+from ..lookahead import LOOKAHEADS
+from ..objectives import OBJECTIVES, distill_objective, task_loss
+
+Tensor = torch.Tensor
+Batch = Mapping[str, Tensor]
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: make a method available to ``make_method`` under ``name``."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return add
+
+
+def model_inputs(batch: Batch) -> dict[str, Tensor]:
+    """The batch without its labels (the models must not compute a loss of their own)."""
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+class Method:
+    """One way of teaching a student: holds both models, their optimizers and the options."""
+
+    name: ClassVar[str] = ""
+    needs_feedback: ClassVar[bool] = False  # step() needs a feedback batch
+    trains_teacher: ClassVar[bool] = True  # step() updates the teacher
+
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        student: torch.nn.Module,
+        teacher_optimizer: torch.optim.Optimizer | None,
+        student_optimizer: torch.optim.Optimizer,
+        *,
+        alpha: float = 1.0,
+        teacher_alpha: float = 0.4,
+        temperature: float = 1.0,
+        objective: str = "kl",
+        fd_radius: float = 0.01,
+        lookahead: str = "adam",
+        influence_objective: str = "student",
+        influence_step: str = "student_lr",
+    ) -> None:
+        if self.trains_teacher and teacher_optimizer is None:
+            raise ValueError(f"method {self.name!r} trains the teacher: give a teacher_optimizer")
+        _check_choice("objective", objective, OBJECTIVES)
+        _check_choice("lookahead", lookahead, LOOKAHEADS)
+        _check_choice("influence_objective", influence_objective, ("student", "teacher"))
+        _check_choice("influence_step", influence_step, ("student_lr", "teacher_lr"))
+        if not 0.0 <= alpha <= 1.0 or not 0.0 <= teacher_alpha <= 1.0:
+            raise ValueError("alpha and teacher_alpha must lie in [0, 1]")
+        if temperature <= 0 or fd_radius <= 0:
+            raise ValueError("temperature and fd_radius must be positive")
+        self.teacher, self.student = teacher, student
+        self.teacher_optimizer, self.student_optimizer = teacher_optimizer, student_optimizer
+        self.alpha, self.teacher_alpha, self.temperature = alpha, teacher_alpha, temperature
+        self.objective, self.fd_radius, self.lookahead = objective, fd_radius, lookahead
+        self.influence_objective, self.influence_step = influence_objective, influence_step
+        regression = getattr(getattr(student, "config", None), "num_labels", 2) == 1
+        self.kd = distill_objective(objective, temperature, regression)
+        self.student_names, self.student_params = _trainable(student)
+        self.teacher_names, self.teacher_params = _trainable(teacher)
+
+    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+        """One training step; returns losses (floats) and detached logits of this batch."""
+        raise NotImplementedError
+
+    # ---- the pieces the methods are written in -------------------------------------------
+    def student_logits(self, batch: Batch, params: Sequence[Tensor] | None = None) -> Tensor:
+        """``S(x; θs)``, or ``S(x; params)`` evaluated functionally (no copy of the model)."""
+        if params is None:
+            return self.student(**model_inputs(batch)).logits
+        weights = dict(zip(self.student_names, params, strict=True))
+        return functional_call(self.student, weights, args=(), kwargs=model_inputs(batch)).logits
+
+    def teacher_logits(self, batch: Batch) -> Tensor:
+        """``T(x; θt)``."""
+        return self.teacher(**model_inputs(batch)).logits
+
+    def student_loss(self, s: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        """``Ls = α · mean kd(t, s) + (1 − α) · mean ce(y, s)``."""
+        loss = self.alpha * self.kd(t, s).mean()
+        if self.alpha < 1:
+            loss = loss + (1 - self.alpha) * task_loss(s, labels).mean()
+        return loss
+
+    def teacher_aux_loss(self, t: Tensor, s: Tensor, labels: Tensor) -> Tensor:
+        """``L_aux = αt · mean kd'(s, t) + (1 − αt) · mean ce(y, t)``: the teacher moves
+        towards the (detached) student and keeps learning the task."""
+        loss = self.teacher_alpha * self.kd(s.detach(), t).mean()
+        if self.teacher_alpha < 1:
+            loss = loss + (1 - self.teacher_alpha) * task_loss(t, labels).mean()
+        return loss
+
+    @staticmethod
+    def apply(
+        optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor | None]
+    ) -> None:
+        """Take one step of ``optimizer`` with ``grads`` as the gradients, then free them."""
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        optimizer.step()
+        for p in params:
+            p.grad = None
+
+    def grad_student(self, loss: Tensor, **kw: Any) -> tuple[Tensor | None, ...]:
+        """``∇θs loss``."""
+        return torch.autograd.grad(loss, self.student_params, allow_unused=True, **kw)
+
+    def grad_teacher(self, loss: Tensor, **kw: Any) -> tuple[Tensor | None, ...]:
+        """``∇θt loss``."""
+        return torch.autograd.grad(loss, self.teacher_params, allow_unused=True, **kw)
+
+    def real_student_step(self, batch: Batch, s: Tensor, **kw: Any) -> float:
+        """The last step of every method: teacher forward with its current θt (no graph),
+        then the student's update on ``Ls``. ``s`` is the student's forward at the current
+        θs on this batch (its graph is reused, saving a forward)."""
+        with torch.no_grad():
+            t = self.teacher_logits(batch)
+        loss = self.student_loss(s, t, batch["labels"])
+        self.apply(self.student_optimizer, self.student_params, self.grad_student(loss, **kw))
+        return loss.item()
+
+
+def _trainable(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [n for n, _ in named], [p for _, p in named]
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}")

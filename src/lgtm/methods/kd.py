@@ -1,0 +1,27 @@
+"""Vanilla knowledge distillation, stage two: a frozen teacher, the student trained on ``Ls``.
+
+Stage one (fine-tuning the teacher with ``ce``) is a plain training run driven by the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import Batch, Method, register
+
+
+@register("kd")
+class KD(Method):
+    """``θs ← θs − ηs ∇θs Ls(θs; T(x))`` with the teacher frozen."""
+
+    trains_teacher = False
+
+    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+        with torch.no_grad():
+            t = self.teacher_logits(batch)
+        s = self.student_logits(batch)
+        loss = self.student_loss(s, t, batch["labels"])
+        self.apply(self.student_optimizer, self.student_params, self.grad_student(loss))
+        return {"student_loss": loss.item(), "student_logits": s.detach(), "teacher_logits": t}

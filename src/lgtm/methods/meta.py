@@ -1,0 +1,52 @@
+"""Meta distillation (MetaDistil, Zhou et al. ACL 2022), with the exact second-order gradient.
+
+θs' = θs − ηs ∇θs Ls(θs, θt)                  pilot update, kept in the graph to θt
+θt  ← θt − ηt ∇θt ce(y^e, S(x^e; θs'))         the teacher learns only from the feedback
+θs  ← θs − ηs ∇θs Ls(θs, θt)                  the real student step, updated teacher
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..lookahead import look_ahead
+from ..objectives import task_loss
+from .base import Batch, Method, register
+
+
+@register("meta")
+class Meta(Method):
+    """The teacher's update back-propagates through the student's pilot update."""
+
+    needs_feedback = True
+
+    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+        if feedback_batch is None:
+            raise ValueError("meta distillation needs a feedback batch")
+        t = self.teacher_logits(batch)
+        s = self.student_logits(batch)
+        pilot_grads = self.grad_student(self.student_loss(s, t, batch["labels"]), create_graph=True)
+        pilot = look_ahead(
+            self.student_params,
+            pilot_grads,
+            self.student_optimizer,
+            self.lookahead,
+            create_graph=True,
+        )
+        feedback_loss = task_loss(
+            self.student_logits(feedback_batch, pilot), feedback_batch["labels"]
+        )
+        feedback_loss = feedback_loss.mean()
+        self.apply(
+            self.teacher_optimizer,
+            self.teacher_params,
+            self.grad_teacher(feedback_loss, retain_graph=True),
+        )
+        del pilot, pilot_grads
+        student_loss = self.real_student_step(batch, s)
+        return {
+            "student_loss": student_loss,
+            "teacher_loss": feedback_loss.item(),
+            "student_logits": s.detach(),
+            "teacher_logits": t.detach(),
+        }

@@ -1,0 +1,26 @@
+"""Online distillation: teacher and student learn at once, each towards the other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Batch, Method, register
+
+
+@register("online")
+class Online(Method):
+    """Teacher step on ``L_aux``, then student step on ``Ls`` with the updated teacher."""
+
+    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+        labels = batch["labels"]
+        t = self.teacher_logits(batch)
+        s = self.student_logits(batch)  # its graph also serves the real student step
+        teacher_loss = self.teacher_aux_loss(t, s, labels)
+        self.apply(self.teacher_optimizer, self.teacher_params, self.grad_teacher(teacher_loss))
+        student_loss = self.real_student_step(batch, s)
+        return {
+            "student_loss": student_loss,
+            "teacher_loss": teacher_loss.item(),
+            "student_logits": s.detach(),
+            "teacher_logits": t.detach(),
+        }

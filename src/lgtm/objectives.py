@@ -1,0 +1,82 @@
+"""Losses of teaching, per sample.
+
+The distillation influence needs one value per training sample, so every distillation
+objective here returns a tensor of shape ``[B]``; a method takes the mean where the
+equations take it. Argument order is always ``(target, prediction)``: ``kd(t, s)`` is the
+student's loss towards the teacher, and the teacher's loss towards the student is the same
+function with the roles swapped, ``kd'(s, t) = kd(s.detach(), t)`` (ALGORITHMS.md, online
+distillation and LGTM step 6).
+
+Losses are computed in at least float32, and never below the models' own dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+Objective = Callable[[Tensor, Tensor], Tensor]
+
+OBJECTIVES = ("kl", "mse", "dist")
+
+
+def promote(logits: Tensor) -> Tensor:
+    """Logits in float32 at least (half and bfloat16 are promoted; float64 stays float64)."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
+def kl(target: Tensor, pred: Tensor, temperature: float = 1.0) -> Tensor:
+    """``τ² · KL(softmax(target/τ) ‖ softmax(pred/τ))`` per sample (Hinton et al. 2015)."""
+    log_p = F.log_softmax(promote(target) / temperature, dim=-1)
+    log_q = F.log_softmax(promote(pred) / temperature, dim=-1)
+    return temperature**2 * (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def mse(target: Tensor, pred: Tensor, temperature: float = 1.0) -> Tensor:
+    """Mean squared error between logits per sample (temperature does not apply)."""
+    return (promote(pred) - promote(target)).pow(2).mean(-1)
+
+
+def _pearson_distance(a: Tensor, b: Tensor, dim: int) -> Tensor:
+    """``1 − Pearson(a, b)`` along ``dim``."""
+    a = a - a.mean(dim, keepdim=True)
+    b = b - b.mean(dim, keepdim=True)
+    return 1.0 - F.cosine_similarity(a, b, dim=dim, eps=1e-8)
+
+
+def dist(target: Tensor, pred: Tensor, temperature: float = 1.0) -> Tensor:
+    """DIST (Huang et al., NeurIPS 2022): inter-class plus intra-class Pearson distance.
+
+    The inter-class term (correlation of one sample's class probabilities) is per sample.
+    The intra-class term correlates each class's probabilities *across the batch*, so it has
+    no per-sample form: every sample carries the batch's intra-class value. The mean of the
+    returned values is exactly the DIST loss, so every update is exact; the per-sample
+    influence under ``dist`` contains that shared batch-level component.
+    """
+    p = F.softmax(promote(target) / temperature, dim=-1)
+    q = F.softmax(promote(pred) / temperature, dim=-1)
+    inter = _pearson_distance(p, q, dim=1)
+    intra = _pearson_distance(p, q, dim=0).mean() if p.shape[0] > 1 else p.new_zeros(())
+    return temperature**2 * (inter + intra)
+
+
+def distill_objective(name: str, temperature: float, regression: bool = False) -> Objective:
+    """The per-sample distillation loss ``kd(target, pred)`` named ``name``.
+
+    Regression tasks (one output) always use ``mse``.
+    """
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    fn = {"kl": kl, "mse": mse, "dist": dist}["mse" if regression else name]
+    return lambda target, pred: fn(target, pred, temperature)
+
+
+def task_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-sample ``ce(y, logits)``: cross-entropy, or squared error for one output."""
+    logits = promote(logits)
+    if logits.shape[-1] == 1:
+        return (logits.squeeze(-1) - labels.to(logits.dtype)).pow(2)
+    return F.cross_entropy(logits, labels, reduction="none")
