@@ -51,6 +51,8 @@ def look_ahead(
                 f"{type(optimizer).__name__}; use lookahead='sgd'"
             )
         return _replay_copy(params, grads, optimizer)
+    if not create_graph and kind == "adam" and isinstance(optimizer, torch.optim.Adam):
+        return _adam_foreach(params, grads, optimizer)
     out = []
     with torch.set_grad_enabled(create_graph):
         for p, g in zip(params, grads, strict=True):
@@ -102,6 +104,71 @@ def _adam(
     bias1, bias2 = 1 - beta1**step, 1 - beta2**step
     denom = v.sqrt() / math.sqrt(bias2) + eps
     return p - (lr / bias1) * m / denom
+
+
+@torch.no_grad()
+def _adam_foreach(
+    params: Sequence[Tensor], grads: Sequence[Tensor | None], optimizer: torch.optim.Optimizer
+) -> list[Tensor]:
+    """``_adam`` for all tensors of a group at once (fused multi-tensor kernels): the LGTM
+    look-ahead costs about one optimizer step. Falls back to ``_adam`` for the rare options."""
+    out = {id(p): p.detach() for p in params}
+    grad_of = {id(p): g for p, g in zip(params, grads, strict=True) if g is not None}
+    for group in optimizer.param_groups:
+        todo = [p for p in group["params"] if id(p) in grad_of and id(p) in out]
+        if not todo:
+            continue
+        if group.get("amsgrad", False) or group.get("maximize", False):
+            for p in todo:
+                out[id(p)] = _adam(
+                    p.detach(), grad_of[id(p)], group, optimizer.state.get(p, {}), optimizer
+                )
+            continue
+        for step, same in _by_step(todo, optimizer).items():
+            out.update(zip(map(id, same), _adam_group(same, grad_of, group, optimizer, step)))
+    return [out[id(p)] for p in params]
+
+
+def _by_step(params: list[Tensor], optimizer: torch.optim.Optimizer) -> dict[float, list[Tensor]]:
+    """Parameters grouped by their optimizer step count (normally all share one)."""
+    groups: dict[float, list[Tensor]] = {}
+    for p in params:
+        state = optimizer.state.get(p, {})
+        groups.setdefault(float(state["step"]) + 1 if "step" in state else 1.0, []).append(p)
+    return groups
+
+
+def _adam_group(
+    params: list[Tensor], grad_of: dict, group: dict, optimizer: torch.optim.Optimizer, step: float
+) -> list[Tensor]:
+    lr, (beta1, beta2), eps, wd = (
+        float(group["lr"]),
+        group["betas"],
+        group["eps"],
+        group["weight_decay"],
+    )
+    decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get(
+        "decoupled_weight_decay", False
+    )
+    p0 = [p.detach() for p in params]
+    g = [grad_of[id(p)] for p in params]
+    if wd != 0 and not decoupled:
+        g = torch._foreach_add(g, p0, alpha=wd)
+    state = [optimizer.state.get(p, {}) for p in params]
+    if all("exp_avg" in s for s in state):
+        m = torch._foreach_mul([s["exp_avg"] for s in state], beta1)
+        torch._foreach_add_(m, g, alpha=1 - beta1)
+        v = torch._foreach_mul([s["exp_avg_sq"] for s in state], beta2)
+    else:
+        m = torch._foreach_mul(g, 1 - beta1)
+        v = torch._foreach_mul(g, 0.0)
+    torch._foreach_addcmul_(v, g, g, value=1 - beta2)
+    torch._foreach_sqrt_(v)
+    torch._foreach_div_(v, math.sqrt(1 - beta2**step))
+    torch._foreach_add_(v, eps)
+    out = torch._foreach_mul(p0, 1 - lr * wd) if wd != 0 and decoupled else [p.clone() for p in p0]
+    torch._foreach_addcdiv_(out, m, v, value=-lr / (1 - beta1**step))
+    return out
 
 
 def _sgd(p: Tensor, g: Tensor, group: dict, state: dict) -> Tensor:
