@@ -156,7 +156,7 @@ def rel_err(model, ref_params, before):
     return ((delta - ref).norm() / (ref.norm() if ref.norm() > 0 else 1.0)).item()
 
 
-def run_method(name, teacher, student, batch, fb, **opts):
+def run_method(name, teacher, student, batch, fb, probe=None, **opts):
     method = lgtm.make_method(
         name,
         teacher=teacher,
@@ -168,7 +168,7 @@ def run_method(name, teacher, student, batch, fb, **opts):
         temperature=TAU,
         **opts,
     )
-    return method.step(batch, fb)
+    return method.step(batch, fb, probe=probe)
 
 
 TOLERANCE = {"kd": 1e-9, "online": 1e-9, "meta": 1e-9, "lgtm-exact": 1e-9, "lgtm": 1e-4}
@@ -202,16 +202,19 @@ def test_regression_task_uses_mse(name, monkeypatch):
     assert err_t < TOLERANCE[name] and err_s < TOLERANCE[name], (err_t, err_s)
 
 
-def per_sample_influence_ref(teacher, student, batch, fb, kd=kl_ref):
-    """w_i = g_eᵀ ∇θs kd_i, one gradient per sample, with an SGD look-ahead."""
+def per_sample_influence_ref(teacher, student, batch, fb, kd=kl_ref, samples=None):
+    """w_i = g_eᵀ ∇θs kd_i, one gradient per sample of ``samples`` (default: the batch),
+    with an SGD look-ahead on ``batch``."""
     pt, ps = params_of(teacher), params_of(student)
     t = logits(teacher, pt, batch).detach()
     look = detached(sgd(ps, student_loss_ref(logits(student, ps, batch), t, batch["labels"]), LR_S))
     loss_e = ce_ref(logits(student, look, fb), fb["labels"]).mean()
     g_e = torch.autograd.grad(loss_e, list(look.values()))
+    samples = batch if samples is None else samples
+    t = logits(teacher, pt, samples).detach()
     out = []
-    for i in range(batch["input_ids"].shape[0]):
-        kd_i = kd(t, logits(student, ps, batch))[i]
+    for i in range(samples["input_ids"].shape[0]):
+        kd_i = kd(t, logits(student, ps, samples))[i]
         g_i = torch.autograd.grad(kd_i, list(ps.values()), allow_unused=True)
         out.append(sum((a * b).sum() for a, b in zip(g_e, g_i) if b is not None))
     return torch.stack(out).detach()
@@ -232,6 +235,21 @@ def influence_error(name, radius):
 @pytest.mark.parametrize("name,tol", [("lgtm", 1e-4), ("lgtm-exact", 1e-10)])
 def test_per_sample_influence(name, tol):
     assert influence_error(name, 1e-3) < tol
+
+
+@pytest.mark.parametrize("name", ["lgtm", "lgtm-exact"])
+def test_probe_influence_of_other_samples(name):
+    """Tracked samples outside the batch get the same influence formula, same θ and g_e."""
+    teacher, student = tiny_bert(2, 0), tiny_bert(1, 1)
+    batch, fb, probe = make_batch(5, 2), make_batch(4, 3), make_batch(6, 7)
+    ref = per_sample_influence_ref(teacher, student, batch, fb, samples=probe)
+    t_ref = logits(teacher, params_of(teacher), probe).detach()
+    out = run_method(
+        name, teacher, student, batch, fb, fd_radius=1e-3, lookahead="sgd", probe=probe
+    )
+    w = out["probe_influence"]
+    assert w.shape == (6,) and ((w - ref).norm() / ref.norm()).item() < 1e-4
+    torch.testing.assert_close(out["probe_teacher_logits"], t_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_finite_difference_error_is_second_order():

@@ -85,8 +85,14 @@ class Method:
         self.student_names, self.student_params = _trainable(student)
         self.teacher_names, self.teacher_params = _trainable(teacher)
 
-    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
-        """One training step; returns losses (floats) and detached logits of this batch."""
+    def step(
+        self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
+    ) -> dict[str, Any]:
+        """One training step; returns losses (floats) and detached logits of this batch.
+
+        Methods that compute a distillation influence also return it for ``probe`` samples
+        (``probe_influence``, ``probe_teacher_logits``, ``probe_student_logits``); the others
+        ignore ``probe``."""
         raise NotImplementedError
 
     # ---- the pieces the methods are written in -------------------------------------------

@@ -18,7 +18,9 @@ class KD(Method):
 
     trains_teacher = False
 
-    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
+    ) -> dict[str, Any]:
         with torch.no_grad():
             t = self.teacher_logits(batch)
         s = self.student_logits(batch)

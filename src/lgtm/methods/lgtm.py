@@ -30,7 +30,9 @@ class LGTM(Method):
 
     needs_feedback = True
 
-    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
+    ) -> dict[str, Any]:
         if feedback_batch is None:
             raise ValueError("LGTM needs a feedback batch")
         labels = batch["labels"]
@@ -41,7 +43,8 @@ class LGTM(Method):
         del g_s
         g_e = self.feedback_gradient(feedback_batch, ahead)  # 3
         del ahead
-        w = self.influence(batch, t, s, g_e)  # 4-5
+        w = self.influence(batch, t, g_e)  # 4-5
+        probed = self.probe(probe, g_e) if probe is not None else {}
         del g_e
         aux = self.teacher_aux_loss(t, s, labels)  # 6
         self.apply(
@@ -56,6 +59,7 @@ class LGTM(Method):
             "influence": w.detach(),
             "student_logits": s.detach(),
             "teacher_logits": t.detach(),
+            **probed,
         }
 
     def feedback_gradient(self, feedback_batch: Batch, ahead: list[Tensor]) -> list[Tensor]:
@@ -67,7 +71,7 @@ class LGTM(Method):
         grads = torch.autograd.grad(loss, ahead, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(ahead, grads, strict=True)]
 
-    def influence(self, batch: Batch, t: Tensor, s: Tensor, g_e: list[Tensor]) -> Tensor:
+    def influence(self, batch: Batch, t: Tensor, g_e: list[Tensor]) -> Tensor:
         """Per-sample ``w_i`` by a central difference along ``g_e``; differentiable in θt.
 
         Both perturbed forwards draw the same dropout masks, so their difference is a
@@ -79,7 +83,7 @@ class LGTM(Method):
         eps = self.fd_radius / norm.item()
         params = [p.detach() for p in self.student_params]
         with torch.no_grad():
-            with torch.random.fork_rng(devices=_cuda_devices(s)):
+            with torch.random.fork_rng(devices=_cuda_devices(t)):
                 s_plus = self.student_logits(batch, torch._foreach_add(params, g_e, alpha=eps))
             s_minus = self.student_logits(batch, torch._foreach_add(params, g_e, alpha=-eps))
         if self.influence_objective == "student":  # the paper: kd(t, s±)
@@ -87,6 +91,16 @@ class LGTM(Method):
         else:  # the released code: the teacher's own term kd'(s±, t)
             diff = self.kd(s_plus, t) - self.kd(s_minus, t)
         return diff / (2 * eps)
+
+    def probe(self, probe: Batch, g_e: list[Tensor]) -> dict[str, Tensor]:
+        """Influence of other samples (e.g. a fixed set tracked over training), at the same
+        θt, θs and ``g_e`` as this step's; not part of the update, and it costs one teacher
+        and three student forwards on ``probe``, so the loop asks for it only now and then."""
+        with torch.no_grad():
+            t = self.teacher_logits(probe)
+            s = self.student_logits(probe)
+            w = self.influence(probe, t, g_e)
+        return {"probe_influence": w, "probe_teacher_logits": t, "probe_student_logits": s}
 
     def scale(self) -> float:
         """The factor of ``mean_i w_i`` in the teacher's objective: ``ηs · α`` by the

@@ -21,7 +21,9 @@ from .lgtm import LGTM
 class LGTMExact(LGTM):
     """LGTM with the exact mixed second derivative from double backward."""
 
-    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
+    ) -> dict[str, Any]:
         if feedback_batch is None:
             raise ValueError("LGTM needs a feedback batch")
         labels = batch["labels"]
@@ -32,6 +34,7 @@ class LGTMExact(LGTM):
         del g_s
         g_e = self.feedback_gradient(feedback_batch, ahead)
         del ahead
+        probed = self.probe(probe, g_e) if probe is not None else {}  # by finite difference
         kd = self.kd(s, t) if self.influence_objective == "teacher" else self.kd(t, s)
         c = torch.full_like(kd, -self.scale() / kd.shape[0]).requires_grad_()
         g_kd = self.grad_student((c * kd).sum(), create_graph=True, retain_graph=True)
@@ -49,4 +52,5 @@ class LGTMExact(LGTM):
             "influence": w.detach(),
             "student_logits": s.detach(),
             "teacher_logits": t.detach(),
+            **probed,
         }

@@ -20,7 +20,9 @@ class Meta(Method):
 
     needs_feedback = True
 
-    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
+    ) -> dict[str, Any]:
         if feedback_batch is None:
             raise ValueError("meta distillation needs a feedback batch")
         t = self.teacher_logits(batch)

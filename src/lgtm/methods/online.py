@@ -11,7 +11,9 @@ from .base import Batch, Method, register
 class Online(Method):
     """Teacher step on ``L_aux``, then student step on ``Ls`` with the updated teacher."""
 
-    def step(self, batch: Batch, feedback_batch: Batch | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
+    ) -> dict[str, Any]:
         labels = batch["labels"]
         t = self.teacher_logits(batch)
         s = self.student_logits(batch)  # its graph also serves the real student step
