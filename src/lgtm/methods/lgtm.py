@@ -33,26 +33,35 @@ class LGTM(Method):
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
     ) -> dict[str, Any]:
-        if feedback_batch is None:
-            raise ValueError("LGTM needs a feedback batch")
-        labels = batch["labels"]
-        t = self.teacher_logits(batch)  # 1
-        s = self.student_logits(batch)  # 2 (its graph also serves step 7)
-        g_s = self.grad_student(self.student_loss(s, t.detach(), labels), retain_graph=True)
-        ahead = look_ahead(self.student_params, g_s, self.student_optimizer, self.lookahead)
-        del g_s
-        g_e = self.feedback_gradient(feedback_batch, ahead)  # 3
-        del ahead
+        t, s, g_e = self.look_ahead_feedback(batch, feedback_batch)  # 1-3
         w = self.influence(batch, t, g_e)  # 4-5
         probed = self.probe(probe, g_e) if probe is not None else {}
         del g_e
-        aux = self.teacher_aux_loss(t, s, labels)  # 6
-        self.apply(
-            self.teacher_optimizer,
-            self.teacher_params,
-            self.grad_teacher(aux - self.scale() * w.mean()),
+        aux = self.teacher_aux_loss(t, s, batch["labels"])  # 6
+        lt = aux - self.scale() * w.mean()
+        self.apply(self.teacher_optimizer, self.teacher_params, self.grad_teacher(lt))
+        return self.finish(batch, t, s, aux, w, probed)  # 7
+
+    def look_ahead_feedback(
+        self, batch: Batch, feedback_batch: Batch | None
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Steps 1–3: ``t`` (with graph), ``s`` (with graph, reused in step 7) and ``g_e``."""
+        if feedback_batch is None:
+            raise ValueError(f"{self.name} needs a feedback batch")
+        t = self.teacher_logits(batch)
+        s = self.student_logits(batch)
+        g_s = self.grad_student(
+            self.student_loss(s, t.detach(), batch["labels"]), retain_graph=True
         )
-        student_loss = self.real_student_step(batch, s)  # 7
+        ahead = look_ahead(self.student_params, g_s, self.student_optimizer, self.lookahead)
+        del g_s
+        return t, s, self.feedback_gradient(feedback_batch, ahead)
+
+    def finish(
+        self, batch: Batch, t: Tensor, s: Tensor, aux: Tensor, w: Tensor, probed: dict
+    ) -> dict[str, Any]:
+        """Step 7, the real student step, and the statistics of this step."""
+        student_loss = self.real_student_step(batch, s)
         return {
             "student_loss": student_loss,
             "teacher_loss": aux.item(),

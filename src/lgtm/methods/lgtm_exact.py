@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from ..lookahead import look_ahead
 from .base import Batch, register
 from .lgtm import LGTM
 
@@ -24,33 +23,16 @@ class LGTMExact(LGTM):
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
     ) -> dict[str, Any]:
-        if feedback_batch is None:
-            raise ValueError("LGTM needs a feedback batch")
-        labels = batch["labels"]
-        t = self.teacher_logits(batch)
-        s = self.student_logits(batch)
-        g_s = self.grad_student(self.student_loss(s, t.detach(), labels), retain_graph=True)
-        ahead = look_ahead(self.student_params, g_s, self.student_optimizer, self.lookahead)
-        del g_s
-        g_e = self.feedback_gradient(feedback_batch, ahead)
-        del ahead
+        t, s, g_e = self.look_ahead_feedback(batch, feedback_batch)
         probed = self.probe(probe, g_e) if probe is not None else {}  # by finite difference
         kd = self.kd(s, t) if self.influence_objective == "teacher" else self.kd(t, s)
         c = torch.full_like(kd, -self.scale() / kd.shape[0]).requires_grad_()
         g_kd = self.grad_student((c * kd).sum(), create_graph=True, retain_graph=True)
         meta = sum((g * e).sum() for g, e in zip(g_kd, g_e, strict=True) if g is not None)
-        aux = self.teacher_aux_loss(t, s, labels)
+        aux = self.teacher_aux_loss(t, s, batch["labels"])
         *grads, w = torch.autograd.grad(
             aux + meta, [*self.teacher_params, c], allow_unused=True, retain_graph=True
         )
         self.apply(self.teacher_optimizer, self.teacher_params, grads)
         del g_kd, meta, g_e
-        student_loss = self.real_student_step(batch, s)
-        return {
-            "student_loss": student_loss,
-            "teacher_loss": aux.item(),
-            "influence": w.detach(),
-            "student_logits": s.detach(),
-            "teacher_logits": t.detach(),
-            **probed,
-        }
+        return self.finish(batch, t, s, aux, w, probed)
