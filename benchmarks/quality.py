@@ -71,29 +71,58 @@ def key(run: dict) -> tuple:
 def run_one(run: dict, threads: int) -> dict:
     spec = TASKS[run["task"]]
     out = RUNS / f"{run['task']}-{run['method']}-{run['feedback']}-s{run['seed']}"
-    flags = {**COMMON, **{k: v for k, v in spec.items() if k != "data_dir"},
-             "task": run["task"], "data_dir": str(GLUE / spec["data_dir"]),
-             "method": run["method"], "seed": run["seed"], "feedback_from": run["feedback"],
-             "output_dir": str(out)}
+    flags = {
+        **COMMON,
+        **{k: v for k, v in spec.items() if k != "data_dir"},
+        "task": run["task"],
+        "data_dir": str(GLUE / spec["data_dir"]),
+        "method": run["method"],
+        "seed": run["seed"],
+        "feedback_from": run["feedback"],
+        "output_dir": str(out),
+    }
     cmd = ["lgtm", "distill", "--overwrite", "--quiet"]
     for k, v in flags.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     started = time.time()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"run {key(run)} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
-    return {**run, "student": metrics["student"], "teacher": metrics["teacher"],
-            "wall_s": time.time() - started, "train_samples": metrics["train_samples"],
-            "commit": commit, "command": " ".join(cmd),
-            "history": [{k: h.get(k) for k in ("step", "epoch", "student_eval", "teacher_eval",
-                                                "student_loss", "teacher_loss", "influence_mean",
-                                                "influence_std")}
-                        for h in metrics["history"]]}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return {
+        **run,
+        "student": metrics["student"],
+        "teacher": metrics["teacher"],
+        "wall_s": time.time() - started,
+        "train_samples": metrics["train_samples"],
+        "commit": commit,
+        "command": " ".join(cmd),
+        "history": [
+            {
+                k: h.get(k)
+                for k in (
+                    "step",
+                    "epoch",
+                    "student_eval",
+                    "teacher_eval",
+                    "student_loss",
+                    "teacher_loss",
+                    "influence_mean",
+                    "influence_std",
+                )
+            }
+            for h in metrics["history"]
+        ],
+    }
 
 
 def load_results(path: Path) -> list[dict]:
@@ -117,7 +146,8 @@ def fmt(values: list[float]) -> str:
     if len(values) == 1:
         return f"{mean:.1f} (n=1)"
     return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}" + (
-        f" (n={len(values)})" if len(values) != len(SEEDS) else "")
+        f" (n={len(values)})" if len(values) != len(SEEDS) else ""
+    )
 
 
 def report(results: list[dict], out: Path) -> None:
@@ -131,9 +161,13 @@ def report(results: list[dict], out: Path) -> None:
         "αt = 0.4, τ = 1 and batch 32 for every method. Scores are dev-set percentages, mean ± "
         "std over seeds 0, 1, 2 (n says how many seeds are in where fewer).",
         "",
-        "Budgets: " + "; ".join(
+        "Budgets: "
+        + "; ".join(
             f"{t.upper()} {s.get('max_train_samples', 'all')} training rows, {s['epochs']} "
-            f"epoch(s), max length {s['max_length']}" for t, s in TASKS.items()) + ".",
+            f"epoch(s), max length {s['max_length']}"
+            for t, s in TASKS.items()
+        )
+        + ".",
         "",
         "Command: `python benchmarks/quality.py` (each run is one `lgtm distill`, recorded in "
         "`quality.json`).",
@@ -144,41 +178,55 @@ def report(results: list[dict], out: Path) -> None:
     for task in TASKS:
         metric = main_metric(task)
         for method in METHODS:
-            rows = [r for r in results if r["task"] == task and r["method"] == method
-                    and r["feedback"] == "train"]
+            rows = [
+                r
+                for r in results
+                if r["task"] == task and r["method"] == method and r["feedback"] == "train"
+            ]
             if not rows:
                 continue
             lines.append(
                 f"| {task.upper()} | {metric} | {method} | "
                 f"{fmt([r['student'][metric] for r in rows])} | "
                 f"{fmt([r['teacher'][metric] for r in rows])} | "
-                f"{statistics.median(r['wall_s'] for r in rows):.0f} |")
+                f"{statistics.median(r['wall_s'] for r in rows):.0f} |"
+            )
     extras = [
         ("lgtm (train feedback)", "lgtm", "train"),
         ("lgtm-exact (no approximation)", "lgtm-exact", "train"),
         ("lgtm, feedback = dev (paper's protocol, leaks)", "lgtm", "validation"),
     ]
-    lines += ["", "## MRPC extras", "",
-              "| run | student F1 | student acc | teacher F1 | wall (s) |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "## MRPC extras",
+        "",
+        "| run | student F1 | student acc | teacher F1 | wall (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for label, method, feedback in extras:
-        rows = [r for r in results if r["task"] == "mrpc" and r["method"] == method
-                and r["feedback"] == feedback]
+        rows = [
+            r
+            for r in results
+            if r["task"] == "mrpc" and r["method"] == method and r["feedback"] == feedback
+        ]
         if rows:
             lines.append(
                 f"| {label} | {fmt([r['student']['f1'] for r in rows])} | "
                 f"{fmt([r['student']['accuracy'] for r in rows])} | "
                 f"{fmt([r['teacher']['f1'] for r in rows])} | "
-                f"{statistics.median(r['wall_s'] for r in rows):.0f} |")
+                f"{statistics.median(r['wall_s'] for r in rows):.0f} |"
+            )
     lines += ["", "## Dev curves", ""]
     for task in TASKS:
         if plot_task(results, task, out / f"quality_{task}.png"):
             lines.append(f"![{task}](quality_{task}.png)")
     done = {key(r) for r in results}
     missing = [k for k in map(key, planned_runs()) if k not in done]
-    lines += ["", f"Runs done: {len(done)} of {len(planned_runs())}."
-              + (f" Missing: {', '.join('/'.join(map(str, k)) for k in missing)}." if missing
-                 else "")]
+    lines += [
+        "",
+        f"Runs done: {len(done)} of {len(planned_runs())}."
+        + (f" Missing: {', '.join('/'.join(map(str, k)) for k in missing)}." if missing else ""),
+    ]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
 
 
@@ -197,14 +245,20 @@ def plot_task(results: list[dict], task: str, path: Path) -> bool:
     for ax, who in zip(axes, ("student", "teacher")):
         for method in (*METHODS, "lgtm-exact"):
             for i, r in enumerate(r for r in rows if r["method"] == method):
-                pts = [(h["epoch"], h[f"{who}_eval"]) for h in r["history"]
-                       if h.get(f"{who}_eval")]
+                pts = [(h["epoch"], h[f"{who}_eval"]) for h in r["history"] if h.get(f"{who}_eval")]
                 if not pts:
                     continue
                 x = [p[0] for p in pts]
                 y = [100 * _metric(p[1], metric) for p in pts]
-                ax.plot(x, y, "-o", ms=3, color=colors[method], alpha=0.8,
-                        label=method if i == 0 else None)
+                ax.plot(
+                    x,
+                    y,
+                    "-o",
+                    ms=3,
+                    color=colors[method],
+                    alpha=0.8,
+                    label=method if i == 0 else None,
+                )
         ax.set_title(f"{who} on dev ({task.upper()}, {metric})")
         ax.set_xlabel("epoch of distillation")
         ax.grid(alpha=0.3)
@@ -242,8 +296,9 @@ def main(argv: list[str] | None = None) -> None:
             save_results(path, results)
             report(results, path.parent)
             r = results[-1]
-            print(f"  student {r['student']}  teacher {r['teacher']}  {r['wall_s']:.0f} s",
-                  flush=True)
+            print(
+                f"  student {r['student']}  teacher {r['teacher']}  {r['wall_s']:.0f} s", flush=True
+            )
     report(results, path.parent)
     print((path.parent / "quality.md").read_text())
 

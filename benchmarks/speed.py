@@ -28,8 +28,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact")
-FLOOR_PARTS = ("teacher fwd+bwd", "teacher fwd", "student fwd+bwd", "student fwd",
-               "teacher optimizer step", "student optimizer step")
+FLOOR_PARTS = (
+    "teacher fwd+bwd",
+    "teacher fwd",
+    "student fwd+bwd",
+    "student fwd",
+    "teacher optimizer step",
+    "student optimizer step",
+)
 
 
 # ---------------------------------------------------------------------------------- worker
@@ -100,16 +106,24 @@ def worker_method(args: argparse.Namespace) -> dict:
 
     total = args.warmup + args.steps
     teacher, student, opt_t, opt_s, train, feedback = setup(args, total)
-    method = lgtm.make_method(args.worker, teacher=teacher, student=student,
-                              teacher_optimizer=opt_t, student_optimizer=opt_s)
+    method = lgtm.make_method(
+        args.worker,
+        teacher=teacher,
+        student=student,
+        teacher_optimizer=opt_t,
+        student_optimizer=opt_s,
+    )
     times = []
     with PeakRSS() as rss:
         for k in range(total):
             start = time.perf_counter()
             method.step(train[k], feedback[k])
             times.append(time.perf_counter() - start)
-    return {"step_s": times[args.warmup :], "peak_rss_mb": rss.peak / 2**20,
-            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "step_s": times[args.warmup :],
+        "peak_rss_mb": rss.peak / 2**20,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def worker_floor(args: argparse.Namespace) -> dict:
@@ -143,23 +157,23 @@ def worker_floor(args: argparse.Namespace) -> dict:
 
     parts: dict[str, list[float]] = {name: [] for name in FLOOR_PARTS}
 
-    def timed(name, fn):
+    def timed(name, fn, *args):
         start = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         parts[name].append(time.perf_counter() - start)
         return out
 
     for k in range(total):
         b, fb = train[k], feedback[k]
-        gt = timed("teacher fwd+bwd", lambda: fwd_bwd(teacher, tp, b))
-        timed("teacher fwd", lambda: fwd(teacher, b))
-        gs = timed("student fwd+bwd", lambda: fwd_bwd(student, sp, b))
-        timed("student fwd+bwd", lambda: fwd_bwd(student, sp, fb))
-        timed("student fwd+bwd", lambda: fwd_bwd(student, sp, b))
-        timed("student fwd", lambda: fwd(student, b))
-        timed("student fwd", lambda: fwd(student, b))
-        timed("teacher optimizer step", lambda: opt_step(opt_t, tp, gt))
-        timed("student optimizer step", lambda: opt_step(opt_s, sp, gs))
+        gt = timed("teacher fwd+bwd", fwd_bwd, teacher, tp, b)
+        timed("teacher fwd", fwd, teacher, b)
+        gs = timed("student fwd+bwd", fwd_bwd, student, sp, b)
+        timed("student fwd+bwd", fwd_bwd, student, sp, fb)
+        timed("student fwd+bwd", fwd_bwd, student, sp, b)
+        timed("student fwd", fwd, student, b)
+        timed("student fwd", fwd, student, b)
+        timed("teacher optimizer step", opt_step, opt_t, tp, gt)
+        timed("student optimizer step", opt_step, opt_s, sp, gs)
     count = {"student fwd+bwd": 3, "student fwd": 2}
     out = {}
     for name, values in parts.items():
@@ -172,49 +186,86 @@ def worker_floor(args: argparse.Namespace) -> dict:
 
 # ----------------------------------------------------------------------------- orchestrator
 def run_worker(kind: str, args: argparse.Namespace, batch_size: int, max_length: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--batch-size", str(batch_size),
-           "--max-length", str(max_length), "--steps", str(args.steps), "--warmup",
-           str(args.warmup), "--threads", str(args.threads), "--data-dir", str(args.data_dir),
-           "--student-layers", str(args.student_layers)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--batch-size",
+        str(batch_size),
+        "--max-length",
+        str(max_length),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--data-dir",
+        str(args.data_dir),
+        "--student-layers",
+        str(args.student_layers),
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker {kind} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"  {kind:11s} bs={batch_size:<3d} len={max_length:<4d} "
-          + (f"median step {statistics.median(result['step_s']):.3f} s, peak RSS "
-             f"{result['peak_rss_mb']:.0f} MB" if "step_s" in result
-             else f"floor {result['floor_s']:.3f} s"), flush=True)
+    print(
+        f"  {kind:11s} bs={batch_size:<3d} len={max_length:<4d} "
+        + (
+            f"median step {statistics.median(result['step_s']):.3f} s, peak RSS "
+            f"{result['peak_rss_mb']:.0f} MB"
+            if "step_s" in result
+            else f"floor {result['floor_s']:.3f} s"
+        ),
+        flush=True,
+    )
     return result
 
 
 def reference_run(args: argparse.Namespace) -> dict:
     rounds = []
     for r in range(args.rounds):
-        order = list(METHODS[r % len(METHODS):] + METHODS[: r % len(METHODS)]) + ["floor"]
+        order = list(METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]) + ["floor"]
         print(f"round {r + 1}/{args.rounds}", flush=True)
-        rounds.append({kind: run_worker(kind, args, args.batch_size, args.max_length)
-                       for kind in order})
+        rounds.append(
+            {kind: run_worker(kind, args, args.batch_size, args.max_length) for kind in order}
+        )
     summary = {}
     for m in METHODS:
         step = [statistics.median(rd[m]["step_s"]) for rd in rounds]
-        ratio = [statistics.median(rd[m]["step_s"]) / statistics.median(rd["online"]["step_s"])
-                 for rd in rounds]
+        ratio = [
+            statistics.median(rd[m]["step_s"]) / statistics.median(rd["online"]["step_s"])
+            for rd in rounds
+        ]
         mem = [rd[m]["peak_rss_mb"] / rd["online"]["peak_rss_mb"] for rd in rounds]
-        summary[m] = {"step_s": statistics.median(step), "ratio_to_online": statistics.median(ratio),
-                      "peak_rss_mb": statistics.median(rd[m]["peak_rss_mb"] for rd in rounds),
-                      "rss_ratio_to_online": statistics.median(mem)}
+        summary[m] = {
+            "step_s": statistics.median(step),
+            "ratio_to_online": statistics.median(ratio),
+            "peak_rss_mb": statistics.median(rd[m]["peak_rss_mb"] for rd in rounds),
+            "rss_ratio_to_online": statistics.median(mem),
+        }
     floors = [rd["floor"]["floor_s"] for rd in rounds]
     eff = [rd["floor"]["floor_s"] / statistics.median(rd["lgtm"]["step_s"]) for rd in rounds]
-    parts = {name: statistics.median(rd["floor"][name]["median_s"] for rd in rounds)
-             for name in FLOOR_PARTS}
-    floor = {"floor_s": statistics.median(floors), "efficiency_floor_over_actual":
-             statistics.median(eff), "components_s": parts,
-             "counts_per_step": {n: rounds[0]["floor"][n]["count_per_step"] for n in FLOOR_PARTS},
-             "floor_ratio_to_online": statistics.median(
-                 rd["floor"]["floor_s"] / statistics.median(rd["online"]["step_s"])
-                 for rd in rounds)}
+    parts = {
+        name: statistics.median(rd["floor"][name]["median_s"] for rd in rounds)
+        for name in FLOOR_PARTS
+    }
+    floor = {
+        "floor_s": statistics.median(floors),
+        "efficiency_floor_over_actual": statistics.median(eff),
+        "components_s": parts,
+        "counts_per_step": {n: rounds[0]["floor"][n]["count_per_step"] for n in FLOOR_PARTS},
+        "floor_ratio_to_online": statistics.median(
+            rd["floor"]["floor_s"] / statistics.median(rd["online"]["step_s"]) for rd in rounds
+        ),
+    }
     return {"summary": summary, "floor": floor, "rounds": rounds}
 
 
@@ -226,10 +277,15 @@ def scaling_run(args: argparse.Namespace) -> list[dict]:
         for _ in range(args.scaling_rounds):
             for m in per:
                 per[m].append(statistics.median(run_worker(m, args, bs, n)["step_s"]))
-        rows.append({"batch_size": bs, "max_length": n,
-                     "online_s": statistics.median(per["online"]),
-                     "lgtm_s": statistics.median(per["lgtm"]),
-                     "ratio": statistics.median(a / b for a, b in zip(per["lgtm"], per["online"]))})
+        rows.append(
+            {
+                "batch_size": bs,
+                "max_length": n,
+                "online_s": statistics.median(per["online"]),
+                "lgtm_s": statistics.median(per["lgtm"]),
+                "ratio": statistics.median(a / b for a, b in zip(per["lgtm"], per["online"])),
+            }
+        )
     return sorted(rows, key=lambda r: (r["max_length"], r["batch_size"]))
 
 
@@ -240,8 +296,10 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, fixed, label in ((axes[0], "batch_size", ("max_length", 64), "batch size"),
-                                  (axes[1], "max_length", ("batch_size", 32), "max length")):
+    for ax, key, fixed, label in (
+        (axes[0], "batch_size", ("max_length", 64), "batch size"),
+        (axes[1], "max_length", ("batch_size", 32), "max length"),
+    ):
         sel = sorted((r for r in rows if r[fixed[0]] == fixed[1]), key=lambda r: r[key])
         x = [r[key] for r in sel]
         for m, style in (("online", "o-"), ("lgtm", "s-")):
@@ -277,25 +335,43 @@ def write_markdown(result: dict, path: Path) -> None:
     ]
     for m in METHODS:
         r = s[m]
-        lines.append(f"| {m} | {r['step_s']:.3f} | {r['ratio_to_online']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['rss_ratio_to_online']:.2f} |")
-    lines += ["", "## The cost floor of an LGTM step", "",
-              "| component | median (s) | per step | total (s) |", "| --- | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {m} | {r['step_s']:.3f} | {r['ratio_to_online']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['rss_ratio_to_online']:.2f} |"
+        )
+    lines += [
+        "",
+        "## The cost floor of an LGTM step",
+        "",
+        "| component | median (s) | per step | total (s) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, v in f["components_s"].items():
         c = f["counts_per_step"][name]
         lines.append(f"| {name} | {v:.3f} | {c} | {v * c:.3f} |")
-    lines += [f"| **floor** |  |  | **{f['floor_s']:.3f}** |", "",
-              f"Floor / online step: {f['floor_ratio_to_online']:.2f}. "
-              f"Efficiency floor / actual LGTM step: **{f['efficiency_floor_over_actual']:.2f}** "
-              "(above 1 means the step reuses work the floor counts twice: the student's first "
-              "forward also serves the real student step).", ""]
+    lines += [
+        f"| **floor** |  |  | **{f['floor_s']:.3f}** |",
+        "",
+        f"Floor / online step: {f['floor_ratio_to_online']:.2f}. "
+        f"Efficiency floor / actual LGTM step: **{f['efficiency_floor_over_actual']:.2f}** "
+        "(above 1 means the step reuses work the floor counts twice: the student's first "
+        "forward also serves the real student step).",
+        "",
+    ]
     if result.get("scaling"):
-        lines += ["## How the cost grows", "", "![scaling](speed_scaling.png)", "",
-                  "| batch | max length | online (s) | lgtm (s) | lgtm / online |",
-                  "| ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "## How the cost grows",
+            "",
+            "![scaling](speed_scaling.png)",
+            "",
+            "| batch | max length | online (s) | lgtm (s) | lgtm / online |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
         for r in result["scaling"]:
-            lines.append(f"| {r['batch_size']} | {r['max_length']} | {r['online_s']:.3f} | "
-                         f"{r['lgtm_s']:.3f} | {r['ratio']:.2f} |")
+            lines.append(
+                f"| {r['batch_size']} | {r['max_length']} | {r['online_s']:.3f} | "
+                f"{r['lgtm_s']:.3f} | {r['ratio']:.2f} |"
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -325,14 +401,30 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = {
-        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True, cwd=ROOT).stdout.strip(),
+        "command": " ".join(
+            ["python benchmarks/speed.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__},
-        "config": {k: getattr(args, k) for k in ("batch_size", "max_length", "student_layers",
-                                                 "threads", "rounds", "steps", "warmup")},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "config": {
+            k: getattr(args, k)
+            for k in (
+                "batch_size",
+                "max_length",
+                "student_layers",
+                "threads",
+                "rounds",
+                "steps",
+                "warmup",
+            )
+        },
     }
     result.update(reference_run(args))
     if not args.no_scaling:

@@ -1,0 +1,285 @@
+"""The ``lgtm`` command: ``distill``, ``evaluate``, ``predict`` (GLUE submission files), ``plot``.
+
+Bad input of any kind (a flag, a file, a row, a field) ends with one line on stderr,
+``lgtm: error: FILE:LINE: field 'FIELD': what is wrong``, and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from lgtm import config as cfg
+from lgtm.errors import LgtmInputError
+
+# GLUE tasks whose submission files hold class indices (the others hold label names).
+NUMERIC_GLUE_LABELS = frozenset({"cola", "sst2", "mrpc", "qqp", "wnli"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (exit status 2 all the same)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise LgtmInputError(f"{message} (see: {self.prog} --help)")
+
+
+# --------------------------------------------------------------------------- distill
+
+
+def distill_config(argv_args: argparse.Namespace) -> cfg.RunConfig:
+    """The run's configuration: --config file, then flags; with --resume, the saved
+    configuration of the run being resumed under them."""
+    from lgtm.train import default_output_dir
+
+    explicit: dict[str, Any] = {}
+    if getattr(argv_args, "config", None):
+        explicit.update(cfg.load_yaml(argv_args.config))
+    explicit.update(cfg.explicit_from_args(argv_args))
+    config = cfg.resolve(explicit)
+    if config.resume:
+        saved = Path(config.output_dir or default_output_dir(config)) / "config.yaml"
+        if saved.is_file():
+            config = cfg.resolve({**cfg.load_yaml(saved), **explicit})
+    return config
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from lgtm.train import distill
+
+    distill(distill_config(args))
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+
+
+def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Model, tokenizer and task: the task from --task, the data folder's name, or the model."""
+    from transformers import AutoConfig
+
+    from lgtm import data as D
+    from lgtm import models as M
+
+    path = M.resolve_model_path(args.model)
+    if not (Path(path) / "config.json").is_file():
+        raise LgtmInputError("not a model folder (no config.json)", file=args.model,
+                             field="model")
+    mconf = AutoConfig.from_pretrained(path)
+    name = args.task or (Path(args.data_dir).name if getattr(args, "data_dir", None) else None) \
+        or getattr(mconf, "finetuning_task", None)
+    if name is None:
+        raise LgtmInputError("give --task (the model does not say which task it was trained on)",
+                             field="task")
+    try:
+        task = D.get_task(name)
+    except LgtmInputError:
+        if args.task is None and getattr(mconf, "finetuning_task", None):
+            task = _task_from_model(mconf, str(mconf.finetuning_task),
+                                    args.text_columns or ["text"])
+        elif args.task is not None and (getattr(args, "eval_file", None)
+                                        or getattr(args, "input", None)):
+            task = _task_from_model(mconf, args.task, args.text_columns or ["text"])
+        else:
+            raise
+    model, tokenizer = M.load_model(path, task.num_labels)
+    return model, tokenizer, task
+
+
+def _task_from_model(mconf: Any, name: str, text_columns: list[str]) -> Any:
+    from lgtm.data import custom_task
+
+    if mconf.num_labels == 1:
+        return custom_task(name, tuple(text_columns), None)
+    return custom_task(name, tuple(text_columns),
+                       [mconf.id2label[i] for i in range(mconf.num_labels)])
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from lgtm import data as D
+    from lgtm.data.encode import encode, make_collator
+    from lgtm.train import evaluate
+
+    model, tokenizer, task = _load_for_inference(args)
+    if args.eval_file:
+        columns = args.text_columns or list(task.text_columns)
+        evals = {task.eval_splits[0]: D.read_table(task, args.eval_file, text_columns=columns,
+                                                   label_column=args.label_column or "label")}
+    elif args.data_dir:
+        evals = D.load_glue_dir(task, args.data_dir).evals
+    elif task.name == "rotten_tomatoes":
+        evals = D.load_default().evals
+    else:
+        evals = D.load_hf_glue(task).evals
+    evals = {k: D.subsample(v, args.max_eval_samples, args.seed) for k, v in evals.items()}
+    features = {k: encode(v, tokenizer, args.max_length) for k, v in evals.items()}
+    metrics = evaluate(model, task, features, make_collator(tokenizer), args.batch_size)
+    if len(features) == 1:
+        metrics = {next(iter(features)): metrics}
+    print(json.dumps({"model": str(args.model), "task": task.name,
+                      "examples": {k: len(v) for k, v in features.items()},
+                      "metrics": metrics}, indent=2))
+    return 0
+
+
+def _read_unlabelled(path: Path, text_columns: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(index, texts) of every row of a CSV / TSV / JSONL file; the index is the file's
+    ``index`` (or ``id``) column, else the 0-based row number."""
+    from lgtm.data import readers
+
+    text = readers._read_text(path)
+    fmt = readers._format(path)
+    if fmt == "json":
+        first = json.loads(next((ln for ln in text.splitlines() if ln.strip()), "{}"))
+        header = list(first) if isinstance(first, dict) else []
+    else:
+        delimiter = "\t" if fmt == "tsv" else ","
+        header = [h.strip() for h in text.splitlines()[0].split(delimiter)] if text else []
+    index_column = next((c for c in ("index", "id", "idx") if c in header), None)
+    columns = [*text_columns] + ([index_column] if index_column else [])
+    rows = []
+    for number, line, values in readers._table_rows(text, path, columns, fmt):
+        texts = values[: len(text_columns)]
+        for name, value in zip(text_columns, texts, strict=True):
+            if not isinstance(value, str):
+                raise LgtmInputError(f"text is {type(value).__name__}, not a string",
+                                     file=path, line=line, field=name)
+        index = str(values[-1]) if index_column else str(number)
+        rows.append((index, tuple(texts)))
+    return rows
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from lgtm.data import Example, readers
+    from lgtm.data.encode import encode, make_collator
+    from lgtm.train import predict_logits
+
+    model, tokenizer, task = _load_for_inference(args)
+    if args.input:
+        path = Path(args.input)
+        columns = args.text_columns or list(task.text_columns)
+    elif args.data_dir:
+        folder = readers._find_glue_folder(task, Path(args.data_dir))
+        layout = readers._GLUE_LAYOUTS[task.name]
+        path = folder / ("test.tsv" if args.split == "test" else "dev.tsv")
+        if task.name == "mnli":
+            path = folder / f"{args.split}_matched.tsv"
+        columns = args.text_columns or list(layout.text_columns)
+        if args.split != "test" and layout.header is not None:
+            raise LgtmInputError(f"predicting on the header-less {task.name} dev file is not "
+                                 "supported: pass --input", field="split")
+    else:
+        raise LgtmInputError("give --input FILE or --data-dir DIR", field="input")
+    rows = _read_unlabelled(path, columns)
+    examples = [Example(i, texts, 0.0 if task.is_regression else 0)
+                for i, (_, texts) in enumerate(rows)]
+    features = encode(examples, tokenizer, args.max_length)
+    logits = predict_logits(model, features, make_collator(tokenizer), args.batch_size)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["index\tprediction"]
+    if task.is_regression:
+        lines += [f"{i}\t{v:.3f}" for (i, _), v in zip(rows, logits[:, 0], strict=True)]
+    else:
+        names = [model.config.id2label[k] for k in range(task.num_labels)]
+        numeric = task.name in NUMERIC_GLUE_LABELS
+        preds = np.argmax(logits, axis=-1)
+        lines += [f"{i}\t{int(p) if numeric else names[int(p)]}"
+                  for (i, _), p in zip(rows, preds, strict=True)]
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {len(rows)} predictions to {out}", file=sys.stderr)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from lgtm.report import make_plots
+
+    for path in make_plots(args.run_dir):
+        print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lgtm`` argument parser with its four subcommands."""
+    import lgtm
+
+    parser = _Parser(prog="lgtm", description="Knowledge distillation of Hugging Face text "
+                     "classifiers with LGTM (ACL 2023) and its baselines.")
+    parser.add_argument("--version", action="version", version=f"lgtm {lgtm.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("distill", help="distil a student from a teacher (default: an offline "
+                       "5-minute run on Rotten Tomatoes)",
+                       description="Distil a student from a teacher. Without --task or data: "
+                       "an offline demonstration run (about 5 minutes on 2 CPU cores): the "
+                       "bundled all-MiniLM-L6-v2 teaches its first 2 layers on Rotten Tomatoes "
+                       "reviews, with the budget " + ", ".join(
+                           f"{cfg.flag(k)} {v}" for k, v in cfg.DEFAULT_RUN.items()
+                           if k != "student_layers") + " (flags override it).")
+    d.add_argument("--config", metavar="FILE.yaml", help="YAML file holding any of the options "
+                   "below (flags override it); every run saves its own as config.yaml")
+    cfg.add_arguments(d)
+    d.set_defaults(func=_distill)
+
+    def inference_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, metavar="DIR",
+                       help="a model folder (e.g. RUN_DIR/student)")
+        p.add_argument("--task", help="task name (default: the one the model was trained on)")
+        p.add_argument("--data-dir", metavar="DIR", help="GLUE folder of the task")
+        p.add_argument("--text-columns", type=lambda v: cfg.parse_value("text_columns", v),
+                       metavar="A[,B]", help="text column(s) of your own file")
+        p.add_argument("--max-length", type=int, default=128, metavar="N")
+        p.add_argument("--batch-size", type=int, default=64, metavar="N")
+
+    e = sub.add_parser("evaluate", help="score a model on a task's evaluation split(s)")
+    inference_args(e)
+    e.add_argument("--eval-file", metavar="FILE", help="your own labelled file (.csv/.tsv/.jsonl)")
+    e.add_argument("--label-column", metavar="NAME", help="label column of --eval-file")
+    e.add_argument("--max-eval-samples", type=int, metavar="N")
+    e.add_argument("--seed", type=int, default=42)
+    e.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="write predictions as a GLUE submission file "
+                       "(index<TAB>prediction)")
+    inference_args(p)
+    p.add_argument("--input", metavar="FILE", help="file to predict (.csv/.tsv/.jsonl); "
+                   "its index column is kept, else the row number")
+    p.add_argument("--split", choices=("test", "dev"), default="test",
+                   help="with --data-dir: which file to predict (default: test)")
+    p.add_argument("--output", required=True, metavar="FILE.tsv")
+    p.set_defaults(func=_predict)
+
+    pl = sub.add_parser("plot", help="redraw the plots of a run")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.set_defaults(func=_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lgtm`` command; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except LgtmInputError as err:
+        message = " ".join(str(err).split())  # always one line
+        print(f"lgtm: error: {message}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help, --version
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except KeyboardInterrupt:
+        print("lgtm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

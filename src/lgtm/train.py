@@ -1,0 +1,824 @@
+"""The training loop of ``lgtm distill``: data, models, phases, evaluation, checkpoints, outputs.
+
+One explicit loop, top to bottom. A run has one or two *phases*: kd first fine-tunes its teacher
+(stage one), then every method distils. Each phase steps through seeded per-epoch permutations
+of the training set and calls ``method.step(batch, feedback_batch)``; the gradient computation
+stays inside the method, and the loop knows of a method only ``needs_feedback`` and
+``trains_teacher``.
+
+Resume is exact: a checkpoint (🤗 Accelerate ``save_state``: models, optimizers, schedulers, RNG
+states, and this loop's own state) is written after step ``k``; batch order and feedback order
+are pure functions of (seed, phase, epoch or pass), so a resumed run redraws the same batches
+from step ``k + 1`` on and reaches the same parameters bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lgtm import config as cfg
+from lgtm.config import RunConfig
+from lgtm.errors import LgtmInputError
+
+CHECKPOINTS = "checkpoints"
+# What marks a folder as holding a run (refused unless --overwrite or --resume).
+RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
+# What --overwrite removes (nothing else in the folder is touched).
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard")
+PHASE_IDS = {"teacher": 1, "distill": 2}
+EVALS_PER_RUN = 5
+FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
+
+Callback = Callable[[str, int], None]
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class RunData:
+    """The examples of a run: training rest, feedback set, evaluation splits, provenance."""
+
+    task: Any
+    train: list
+    feedback: list
+    evals: dict[str, list]
+    source: str
+    feedback_source: str  # "train" | "validation"
+
+    @property
+    def leaks_into_evaluation(self) -> bool:
+        """True when the feedback set is (part of) what the run is scored on."""
+        return self.feedback_source == "validation"
+
+
+def task_name(config: RunConfig) -> str:
+    """The task's canonical name (``rotten_tomatoes`` for the offline default)."""
+    from lgtm.data import get_task
+
+    if config.uses_default_data:
+        return "rotten_tomatoes"
+    if config.task is None and config.data_dir is not None:
+        try:
+            return get_task(Path(config.data_dir).name).name
+        except LgtmInputError:
+            raise LgtmInputError(
+                "cannot tell the task from the folder name: give --task", field="task"
+            ) from None
+    if config.task is None:
+        if config.train_file is not None:
+            return "custom"
+        raise LgtmInputError("give --task", field="task")
+    try:
+        return get_task(config.task).name
+    except LgtmInputError:
+        if config.train_file is not None:
+            return config.task
+        raise
+
+
+def default_output_dir(config: RunConfig) -> str:
+    """``runs/lgtm-<task>-<method>``."""
+    return str(Path("runs") / f"lgtm-{task_name(config)}-{config.method}")
+
+
+def load_data(config: RunConfig) -> RunData:
+    """Read the data named by ``config``; carve the feedback set; apply the sample limits.
+
+    Order matters for fairness: the training sample is drawn first, then the feedback set is
+    carved from it, for every method (those that take no feedback train on the same rest), so
+    all methods see the same labelled data.
+    """
+    from lgtm import data as D
+
+    name = task_name(config)
+    if config.uses_default_data:
+        loaded = D.load_default()
+    elif config.train_file is not None:
+        try:
+            task = D.get_task(config.task) if config.task else None
+        except LgtmInputError:
+            task = None
+        label_column = config.label_column or "label"
+        if task is None:
+            if not config.text_columns:
+                raise LgtmInputError("--train-file needs --text-columns", field="text_columns")
+            task = D.table_task(config.train_file, text_columns=config.text_columns,
+                                label_column=label_column, name=name)
+        text_columns = config.text_columns or list(task.text_columns)
+        loaded = D.load_table(task, config.train_file, config.eval_file,
+                              text_columns=text_columns, label_column=label_column)
+    elif config.data_dir is not None:
+        loaded = D.load_glue_dir(D.get_task(name), config.data_dir)
+    else:
+        loaded = D.load_hf_glue(D.get_task(name))
+
+    train = D.subsample(loaded.train, config.max_train_samples, config.seed)
+    evals = dict(loaded.evals)
+    source = loaded.source
+    if not evals:  # the user's own data without --eval-file: hold out 10% of train
+        train, held = D.split_feedback(train, 0.1, config.seed + 1)
+        evals = {loaded.task.eval_splits[0]: held}
+        source += " (10% of train held out for evaluation)"
+    for split, examples in evals.items():
+        if not examples:
+            raise LgtmInputError(f"empty evaluation split {split!r}", field=split)
+    if config.feedback_from == "train":
+        train, feedback = D.split_feedback(train, config.feedback_fraction, config.seed)
+    else:
+        feedback = list(next(iter(evals.values())))
+    evals = {k: D.subsample(v, config.max_eval_samples, config.seed) for k, v in evals.items()}
+    return RunData(loaded.task, train, feedback, evals, source, config.feedback_from)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def build_models(config: RunConfig, task: Any) -> tuple[Any, Any, Any]:
+    """Teacher, student and the shared tokenizer, with label names and the chosen heads."""
+    from lgtm import models as M
+
+    teacher, tokenizer = M.load_model(config.teacher, task.num_labels)
+    if config.student is not None:
+        student, s_tok = M.load_model(config.student, task.num_labels)
+        M.check_compatible(tokenizer, s_tok, config.teacher, config.student)
+    else:
+        layers = config.student_layers
+        if layers is None:
+            layers = max(1, int(teacher.config.num_hidden_layers) // 2)
+        student = M.student_from_teacher(teacher, layers)
+    if config.init_classifier == "zero":
+        if not config.teacher_finetuned:  # never wipe the head of a fine-tuned teacher
+            M.zero_init_classifier(teacher)
+        M.zero_init_classifier(student)
+    for model in (teacher, student):
+        set_label_names(model, task)
+    return teacher, student, tokenizer
+
+
+def set_label_names(model: Any, task: Any) -> None:
+    """``id2label`` / ``label2id`` from the task, so that pipelines print label names."""
+    names = list(task.label_names) if task.label_names is not None else ["score"]
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {n: i for i, n in enumerate(names)}
+    model.config.finetuning_task = task.name
+    model.config.problem_type = (
+        "regression" if task.is_regression else "single_label_classification"
+    )
+
+
+class TeacherFinetune:
+    """kd's stage one as a method: plain task-loss training of the teacher alone."""
+
+    needs_feedback = False
+    trains_teacher = True
+
+    def __init__(self, teacher: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.teacher, self.optimizer = teacher, optimizer
+        self.params = [p for p in teacher.parameters() if p.requires_grad]
+
+    def step(self, batch: dict, feedback_batch: dict | None = None) -> dict[str, Any]:
+        """One cross-entropy (regression: squared error) step of the teacher."""
+        from lgtm.objectives import task_loss
+
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        logits = self.teacher(**inputs).logits
+        loss = task_loss(logits, batch["labels"]).mean()
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g
+        self.optimizer.step()
+        for p in self.params:
+            p.grad = None
+        return {"teacher_loss": loss.item(), "teacher_logits": logits.detach()}
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class Batches:
+    """Batches of encoded examples in seeded per-epoch (or per-pass) orders.
+
+    The order of epoch ``e`` is a permutation drawn from ``(seed, stream, e)`` alone, so that any
+    batch can be redrawn after a restart without replaying the ones before it.
+    """
+
+    def __init__(self, features: list[dict], collate: Callable, batch_size: int, seed: int,
+                 stream: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        if not features:
+            raise ValueError("no examples to batch")
+        self.features, self.collate, self.batch_size = features, collate, batch_size
+        self.seed, self.stream, self.shuffle = seed, stream, shuffle
+        self.rank, self.world = rank, world
+        self.per_epoch = math.ceil(len(features) / batch_size)
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The example order of ``epoch``."""
+        if self._order is None or self._order[0] != epoch:
+            n = len(self.features)
+            if self.shuffle:
+                perm = np.random.default_rng([self.seed, self.stream, epoch]).permutation(n)
+            else:
+                perm = np.arange(n)
+            self._order = (epoch, perm)
+        return self._order[1]
+
+    def get(self, index: int) -> dict[str, torch.Tensor]:
+        """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
+        epoch, position = divmod(index, self.per_epoch)
+        chosen = self.order(epoch)[position * self.batch_size:(position + 1) * self.batch_size]
+        chosen = chosen[self.rank::self.world] if self.world > 1 else chosen
+        return self.collate([self.features[int(i)] for i in chosen])
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, features: list[dict], collate: Callable,
+                   batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Logits of ``model`` on encoded examples, in order (eval mode; the mode is restored)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(features), batch_size):
+            batch = collate(features[start:start + batch_size])
+            batch.pop("example_id", None)
+            batch.pop("labels", None)
+            out.append(model(**_to_device(batch, torch.device(device))).logits.float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def evaluate(model: torch.nn.Module, task: Any, evals: dict[str, list[dict]], collate: Callable,
+             batch_size: int, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The task's metrics: ``{metric: value}`` for one evaluation split, or
+    ``{split: {metric: value}}`` for several (MNLI matched and mismatched)."""
+    from lgtm.metrics import compute_metrics
+
+    out: dict[str, Any] = {}
+    for split, features in evals.items():
+        logits = predict_logits(model, features, collate, batch_size, device)
+        labels = np.asarray([f["labels"] for f in features])
+        out[split] = compute_metrics(task, logits, labels)
+    return next(iter(out.values())) if len(out) == 1 else out
+
+
+# --------------------------------------------------------------------------- loop state
+
+
+@dataclass
+class LoopState:
+    """What the loop itself must carry across a restart (saved in every checkpoint)."""
+
+    phase: str = ""
+    step: int = 0  # steps done in the current phase
+    checkpoint_index: int = 0
+    feedback_drawn: int = 0
+    history: list[dict] = field(default_factory=list)
+    teacher_history: list[dict] = field(default_factory=list)
+    window: dict[str, float] = field(default_factory=dict)
+    frozen_teacher_eval: dict[str, float] | None = None
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0  # wall time of the run up to the last checkpoint
+    samples_seen: int = 0
+    phases_done: list[str] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        """For ``accelerator.register_for_checkpointing``."""
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from a checkpoint."""
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def _accumulate(window: dict[str, float], stats: dict[str, Any]) -> None:
+    for key in ("student_loss", "teacher_loss"):
+        if key in stats:
+            window[key] = window.get(key, 0.0) + float(stats[key])
+            window[key + "_n"] = window.get(key + "_n", 0.0) + 1
+    influence = stats.get("influence")
+    if influence is not None:
+        w = influence.detach().double().cpu()
+        window["inf_sum"] = window.get("inf_sum", 0.0) + float(w.sum())
+        window["inf_sq"] = window.get("inf_sq", 0.0) + float((w * w).sum())
+        window["inf_n"] = window.get("inf_n", 0.0) + w.numel()
+
+
+def _summarise(window: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for key in ("student_loss", "teacher_loss"):
+        if window.get(key + "_n"):
+            out[key] = window[key] / window[key + "_n"]
+    n = window.get("inf_n", 0.0)
+    if n:
+        mean = window["inf_sum"] / n
+        out["influence_mean"] = mean
+        out["influence_std"] = math.sqrt(max(window["inf_sq"] / n - mean * mean, 0.0))
+    return out
+
+
+# --------------------------------------------------------------------------- output folder
+
+
+def holds_run(folder: Path) -> bool:
+    """True when ``folder`` already holds (part of) an lgtm run."""
+    return folder.is_dir() and any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint of a run (temporary folders are never complete)."""
+    root = folder / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("ckpt-"))
+    return done[-1] if done else None
+
+
+def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, Path | None]:
+    """Check the output folder against --overwrite / --resume; returns it and the checkpoint
+    to resume from (None: start afresh). With ``clear``, --overwrite removes the old run's
+    outputs (only those: other files in the folder stay)."""
+    out = Path(config.output_dir or default_output_dir(config))
+    if out.exists() and not out.is_dir():
+        raise LgtmInputError("output path exists and is not a folder", file=out,
+                             field="output_dir")
+    if config.resume:
+        checkpoint = latest_checkpoint(out)
+        if checkpoint is None and (out / "metrics.json").exists():
+            raise LgtmInputError("this run is already finished: nothing to resume "
+                                 "(pass --overwrite to run it again)", file=out,
+                                 field="output_dir")
+        return out, checkpoint
+    if holds_run(out):
+        if not config.overwrite:
+            raise LgtmInputError("output directory already holds a run: pass --overwrite to "
+                                 "replace it or --resume to continue it", file=out,
+                                 field="output_dir")
+        if clear:
+            for name in RUN_OUTPUTS:
+                path = out / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+    return out, None
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Put a fully written folder in place (a rename: readers never see half of it)."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+
+
+def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
+    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed."""
+    from transformers.utils import logging as hf_logging
+
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    _replace_dir(tmp, folder)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _LazyInfluenceLog:
+    """``report.InfluenceLog``, opened at the first step that has influence to log (methods
+    without per-sample influence leave no influence.jsonl)."""
+
+    def __init__(self, path: Path, tracked: list[int], resume_step: int | None) -> None:
+        self.path, self.tracked, self.resume_step = path, tracked, resume_step
+        self.log_file: Any = None
+
+    def log(self, *args: Any) -> None:
+        """Append the tracked samples among this batch (see ``InfluenceLog.log``)."""
+        if self.log_file is None:
+            from lgtm.report import InfluenceLog
+
+            resume = self.resume_step if self.path.exists() else None
+            self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
+        self.log_file.log(*args)
+
+    def close(self) -> None:
+        """Close the file if it was opened."""
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+@dataclass
+class Phase:
+    """One stretch of training: kd's teacher stage, or distillation."""
+
+    name: str
+    stepper: Any
+    total: int
+    eval_every: int
+    save_every: int
+    evaluate_teacher: bool
+    evaluate_student: bool
+
+
+def _say(config: RunConfig, message: str) -> None:
+    if not config.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunResult:
+    """What ``distill`` returns: metrics.json's content, where it lies, the trained models."""
+
+    metrics: dict[str, Any]
+    output_dir: Path
+    student: Any
+    teacher: Any
+    tokenizer: Any
+
+
+def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult:
+    """Run one distillation end to end and write its outputs.
+
+    ``callback(phase, step)`` is called after every step, checkpoint included (tests raise in it
+    to simulate a killed run).
+    """
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    import lgtm
+    from lgtm import report as R
+    from lgtm.data.encode import encode, make_collator
+
+    started = time.perf_counter()
+    out, checkpoint = prepare_output_dir(config, clear=False)  # refuse early...
+    if config.resume:
+        _check_resume_config(config, out)
+    set_seed(config.seed)
+
+    # ---- data and models
+    data = load_data(config)
+    teacher, student, tokenizer = build_models(config, data.task)
+    if PartialState().is_main_process:  # ...and replace an old run once the input is good
+        prepare_output_dir(config)
+    collate = make_collator(tokenizer)
+    train_f = encode(data.train, tokenizer, config.max_length)
+    feedback_f = encode(data.feedback, tokenizer, config.max_length)
+    eval_f = {k: encode(v, tokenizer, config.max_length) for k, v in data.evals.items()}
+    where = ("the validation split: it LEAKS into evaluation" if data.leaks_into_evaluation
+             else "carved from train")
+    _say(config, f"lgtm: task {data.task.name}: {len(train_f)} training, {len(feedback_f)} "
+         f"feedback ({where}), " + ", ".join(f"{len(v)} {k}" for k, v in eval_f.items())
+         + f" examples; {data.source}")
+
+    # ---- accelerate: one teacher optimizer (kd's stage one, or joint training), one student's
+    method_cls = lgtm.methods.base.REGISTRY[config.method]
+    stage_one = not method_cls.trains_teacher and not config.teacher_finetuned
+    acc = Accelerator(
+        step_scheduler_with_optimizer=False,
+        log_with="tensorboard" if config.report_to == "tensorboard" else None,
+        project_config=ProjectConfiguration(project_dir=str(out),
+                                            logging_dir=str(out / "tensorboard")),
+    )
+    per_epoch = math.ceil(len(train_f) / config.batch_size)
+    distill_total = _total(per_epoch, config.epochs, config.max_steps)
+    teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
+    opt_t = torch.optim.AdamW(teacher.parameters(), lr=config.teacher_lr,
+                              weight_decay=config.weight_decay)
+    opt_s = torch.optim.AdamW(student.parameters(), lr=config.lr,
+                              weight_decay=config.weight_decay)
+    sched_t = get_linear_schedule_with_warmup(opt_t, 0, teacher_total if stage_one
+                                              else distill_total)
+    sched_s = get_linear_schedule_with_warmup(opt_s, 0, distill_total)
+    teacher, student, opt_t, opt_s, sched_t, sched_s = acc.prepare(
+        teacher, student, opt_t, opt_s, sched_t, sched_s)
+    state = LoopState()
+    acc.register_for_checkpointing(state)
+    raw_opt_t = getattr(opt_t, "optimizer", opt_t)  # the methods replay AdamW themselves
+    raw_opt_s = getattr(opt_s, "optimizer", opt_s)
+    method = lgtm.make_method(
+        config.method, teacher=teacher, student=student, student_optimizer=raw_opt_s,
+        teacher_optimizer=raw_opt_t if method_cls.trains_teacher else None,
+        preset=config.preset, **_method_options(config))
+
+    phases = []
+    eval_t, save_t = _periods(teacher_total, config)
+    eval_d, save_d = _periods(distill_total, config)
+    if stage_one:
+        phases.append(Phase("teacher", TeacherFinetune(teacher, raw_opt_t), teacher_total,
+                            eval_t, save_t, evaluate_teacher=True, evaluate_student=False))
+    phases.append(Phase("distill", method, distill_total, eval_d, save_d,
+                        evaluate_teacher=method.trains_teacher, evaluate_student=True))
+    schedulers = {"teacher": [sched_t], "distill": [sched_s] + ([sched_t]
+                                                               if method.trains_teacher else [])}
+
+    if checkpoint is not None:
+        acc.load_state(str(checkpoint))
+        _say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
+    else:
+        state.phase = phases[0].name
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        saved = RunConfig(**{**config.to_dict(), "output_dir": str(out)})
+        cfg.save_yaml(saved, out / "config.yaml")
+    if config.report_to == "tensorboard":
+        acc.init_trackers("lgtm", config=_flat(config.to_dict(saved=True)))
+
+    ids = [e.id for e in data.train]
+    tracked = R.choose_tracked_ids(ids, n=64, seed=config.seed)
+    influence_log = None
+    if acc.is_main_process:
+        resume_step = None
+        if checkpoint is not None:  # keep what was logged up to the checkpoint
+            resume_step = state.step if state.phase == "distill" else 0
+        elif (out / R.INFLUENCE_FILE).exists():
+            (out / R.INFLUENCE_FILE).unlink()
+        influence_log = _LazyInfluenceLog(out / R.INFLUENCE_FILE, tracked, resume_step)
+
+    feedback_batches = None
+    if feedback_f:
+        feedback_batches = Batches(feedback_f, collate, config.batch_size, config.seed,
+                                   FEEDBACK_STREAM, shuffle=data.feedback_source == "train",
+                                   rank=acc.process_index, world=acc.num_processes)
+    ctx = _Context(config, acc, data.task, train_f, eval_f, collate, teacher, student, state,
+                   started, state.wall_seconds)
+    try:
+        for phase in phases:
+            if phase.name in state.phases_done:
+                continue
+            if state.phase != phase.name:
+                state.phase, state.step, state.window = phase.name, 0, {}
+            batches = Batches(train_f, collate, config.batch_size, config.seed,
+                              PHASE_IDS[phase.name], rank=acc.process_index,
+                              world=acc.num_processes)
+            _run_phase(ctx, phase, batches, feedback_batches, schedulers[phase.name],
+                       influence_log, out, callback)
+            state.phases_done.append(phase.name)
+    finally:
+        if influence_log is not None:
+            influence_log.close()
+
+    # ---- final outputs
+    probe = collate(next(iter(eval_f.values()))[: config.eval_batch_size])
+    probe.pop("example_id", None)
+    metrics = _final_metrics(config, data, phases, state, student, teacher, probe, out)
+    if acc.is_main_process:
+        save_model(acc.unwrap_model(student), tokenizer, out / "student")
+        save_model(acc.unwrap_model(teacher), tokenizer, out / "teacher")
+        metrics["wall_seconds"] = ctx.wall()
+        R.write_metrics(out, metrics)
+        try:
+            R.make_plots(out)
+        except Exception as err:  # plots are a convenience: never lose a finished run to them
+            _say(config, f"lgtm: warning: plots not written: {err}")
+        if not config.keep_checkpoints and (out / CHECKPOINTS).exists():
+            shutil.rmtree(out / CHECKPOINTS)
+        from rich.console import Console
+
+        Console().print(R.summary_table(metrics))
+        print(f"outputs in {out}/", flush=True)
+    if config.report_to == "tensorboard":
+        acc.end_training()
+    return RunResult(metrics, out, acc.unwrap_model(student), acc.unwrap_model(teacher),
+                     tokenizer)
+
+
+def _final_metrics(config: RunConfig, data: RunData, phases: list[Phase], state: LoopState,
+                   student: Any, teacher: Any, probe: dict, out: Path) -> dict[str, Any]:
+    """metrics.json's content: the last evaluation, how the run was done, size and speed."""
+    from lgtm import models as M
+    from lgtm import report as R
+
+    latency = {"student": M.measure_latency(student, probe),
+               "teacher": M.measure_latency(teacher, probe)}
+    train_s = state.train_seconds
+    leaks = data.leaks_into_evaluation
+    evals = {k: len(v) for k, v in data.evals.items()}
+    return {
+        "task": data.task.name,
+        "method": config.method,
+        "preset": config.preset,
+        "seed": config.seed,
+        "student": state.history[-1]["student_eval"],
+        "teacher": state.history[-1]["teacher_eval"],
+        "eval_split": next(iter(evals)),
+        "main_metric": data.task.main_metric,
+        "feedback": {"source": data.feedback_source, "size": len(data.feedback),
+                     "fraction": config.feedback_fraction if not leaks else None,
+                     "leaks_into_evaluation": leaks},
+        "leaks_into_evaluation": leaks,
+        "selection": "none: the models of the last step are kept and reported",
+        "data_source": data.source,
+        "train_samples": len(data.train),
+        "eval_samples": evals,
+        "steps": {p.name: p.total for p in phases},
+        "epochs": config.epochs,
+        "parameters": {"student": M.count_parameters(student),
+                       "teacher": M.count_parameters(teacher)},
+        "latency_seconds": latency,
+        "latency_batch_size": int(probe["input_ids"].shape[0]),
+        "speedup": latency["teacher"] / max(latency["student"], 1e-12),
+        "samples_per_second": state.samples_seen / train_s if train_s > 0 else None,
+        "train_seconds": train_s,
+        "wall_seconds": None,  # set when the outputs are written
+        "teacher_finetune_history": state.teacher_history,
+        "history": state.history,
+        "versions": R.package_versions(),
+        "config": config.to_dict(saved=True) | {"output_dir": str(out)},
+    }
+
+
+def _check_resume_config(config: RunConfig, out: Path) -> None:
+    path = out / "config.yaml"
+    if not path.exists():
+        return
+    saved = cfg.resolve(cfg.load_yaml(path))
+    diff = cfg.differences(saved, config)
+    if diff:
+        key, (was, now) = next(iter(diff.items()))
+        raise LgtmInputError(f"differs from the run being resumed ({was!r} there, {now!r} "
+                             f"here): resume with the same settings", file=path, field=key)
+
+
+def _total(per_epoch: int, epochs: int, max_steps: int | None) -> int:
+    total = per_epoch * epochs
+    return min(total, max_steps) if max_steps else total
+
+
+def _periods(total: int, config: RunConfig) -> tuple[int, int]:
+    every = config.eval_steps or max(1, math.ceil(total / EVALS_PER_RUN))
+    return every, config.save_steps or every
+
+
+def _method_options(config: RunConfig) -> dict[str, Any]:
+    return {k: getattr(config, k) for k in (
+        "alpha", "teacher_alpha", "temperature", "objective", "fd_radius", "lookahead",
+        "influence_objective", "influence_step")}
+
+
+def _flat(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, int | float | str | bool) else str(v)
+            for k, v in values.items()}
+
+
+@dataclass
+class _Context:
+    config: RunConfig
+    acc: Any
+    task: Any
+    train_f: list[dict]
+    eval_f: dict[str, list[dict]]
+    collate: Callable
+    teacher: Any
+    student: Any
+    state: LoopState
+    started: float  # perf_counter() when this process started the run
+    wall_before: float  # wall time of the run before this process (a resumed run)
+
+    def wall(self) -> float:
+        """Wall time of the whole run so far, all processes that worked on it together."""
+        return self.wall_before + time.perf_counter() - self.started
+
+
+def _run_phase(ctx: _Context, phase: Phase, batches: Batches, feedback: Batches | None,
+               schedulers: Sequence[Any], influence_log: Any, out: Path,
+               callback: Callback | None) -> None:
+    from tqdm.auto import tqdm
+
+    config, acc, state = ctx.config, ctx.acc, ctx.state
+    teacher_mode = phase.evaluate_teacher  # a frozen teacher gives its targets in eval mode
+    ctx.teacher.train(teacher_mode)
+    ctx.student.train(phase.evaluate_student)
+    history = state.history if phase.name == "distill" else state.teacher_history
+    if state.step == 0 and not history:
+        history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
+    label = "teacher fine-tuning (kd stage one)" if phase.name == "teacher" else \
+        f"distill ({config.method})"
+    bar = tqdm(total=phase.total, initial=state.step, desc=label, unit="step", dynamic_ncols=True,
+               disable=config.quiet or not acc.is_main_process, file=sys.stderr)
+    try:
+        while state.step < phase.total:
+            t0 = time.perf_counter()
+            batch = batches.get(state.step)
+            example_ids = batch.pop("example_id")
+            batch = _to_device(batch, acc.device)
+            fb = None
+            if phase.stepper.needs_feedback:
+                if feedback is None:
+                    raise LgtmInputError("this method needs a feedback set and it is empty",
+                                         field="feedback_fraction")
+                fb = feedback.get(state.feedback_drawn)
+                fb.pop("example_id")
+                fb = _to_device(fb, acc.device)
+                state.feedback_drawn += 1
+            stats = phase.stepper.step(batch, fb)
+            for scheduler in schedulers:
+                scheduler.step()
+            state.step += 1
+            state.samples_seen += len(example_ids)
+            step, epoch = state.step, state.step / batches.per_epoch
+            _accumulate(state.window, stats)
+            if influence_log is not None and "influence" in stats and step % config.log_steps == 0:
+                influence_log.log(step, epoch, example_ids.tolist(), stats["influence"].cpu(),
+                                  batch["labels"].cpu(), stats["teacher_logits"].cpu(),
+                                  stats["student_logits"].cpu())
+            state.train_seconds += time.perf_counter() - t0
+            is_eval = step % phase.eval_every == 0 or step == phase.total
+            if step % config.log_steps == 0 or is_eval:
+                entry = {"step": step, "epoch": round(epoch, 4), **_summarise(state.window)}
+                state.window = {}
+                if is_eval:
+                    entry = _evaluate(ctx, phase, step, batches.per_epoch, entry)
+                history.append(entry)
+                if config.report_to == "tensorboard":
+                    acc.log(_scalars(phase.name, entry), step=step)
+                bar.set_postfix({k[0] + "_loss": f"{entry[k]:.4f}" for k in
+                                 ("student_loss", "teacher_loss") if k in entry}, refresh=False)
+            bar.update(1)
+            if step % phase.save_every == 0 or step == phase.total:
+                _checkpoint(ctx, out, influence_log)
+            if callback is not None:
+                callback(phase.name, step)
+    finally:
+        bar.close()
+
+
+def _evaluate(ctx: _Context, phase: Phase, step: int, per_epoch: int,
+              entry: dict[str, Any]) -> dict[str, Any]:
+    entry = {"step": step, "epoch": round(step / per_epoch, 4), **entry}
+    args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
+    if phase.evaluate_student:
+        entry["student_eval"] = evaluate(ctx.student, *args)
+    if phase.evaluate_teacher:
+        entry["teacher_eval"] = evaluate(ctx.teacher, *args)
+    elif phase.name == "distill":  # a frozen teacher: scored once
+        if ctx.state.frozen_teacher_eval is None:
+            ctx.state.frozen_teacher_eval = evaluate(ctx.teacher, *args)
+        entry["teacher_eval"] = dict(ctx.state.frozen_teacher_eval)
+    return entry
+
+
+def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            out.update({f"{phase}/{key}/{k}": v for k, v in value.items()})
+        elif key not in ("step",) and isinstance(value, int | float):
+            out[f"{phase}/{key}"] = value
+    return out
+
+
+def _checkpoint(ctx: _Context, out: Path, influence_log: Any) -> None:
+    """Save the whole state after this step, atomically (temporary folder, then a rename)."""
+    acc, state = ctx.acc, ctx.state
+    state.checkpoint_index += 1
+    root = out / CHECKPOINTS
+    final = root / f"ckpt-{state.checkpoint_index:08d}"
+    tmp = root / f".tmp-ckpt-{state.checkpoint_index:08d}"
+    if acc.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    state.wall_seconds = ctx.wall()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        tmp.rename(final)
+        for old in root.iterdir():
+            if old.is_dir() and old != final:
+                shutil.rmtree(old)

@@ -1,0 +1,354 @@
+"""The training loop and the run configuration, on tiny random BERTs (seconds each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lgtm import config as cfg
+from lgtm import train
+from lgtm.errors import LgtmInputError
+
+# --------------------------------------------------------------------------- helpers
+
+
+def write_table(path: Path, rows: list[tuple[str, str]], header=("sentence", "label")) -> Path:
+    path.write_text("\t".join(header) + "\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    return path
+
+
+WORDS = "good bad great awful fine dull superb boring lovely weak".split()
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> tuple[Path, Path]:
+    """A learnable two-class TSV task: 'positive' words vs 'negative' words."""
+    rng = np.random.default_rng(0)
+    pos, neg = WORDS[0::2], WORDS[1::2]
+
+    def rows(n: int) -> list[tuple[str, str]]:
+        out = []
+        for i in range(n):
+            label = i % 2
+            words = rng.choice(pos if label else neg, size=4)
+            out.append((" ".join(words), str(label)))
+        return out
+
+    train_file = write_table(tmp_path / "train.tsv", rows(60))
+    eval_file = write_table(tmp_path / "dev.tsv", rows(20))
+    return train_file, eval_file
+
+
+def run_config(tiny_teacher_dir, tiny_data, out: Path, **over) -> cfg.RunConfig:
+    train_file, eval_file = tiny_data
+    values = dict(train_file=str(train_file), eval_file=str(eval_file), text_columns=["sentence"],
+                  label_column="label", teacher=str(tiny_teacher_dir), student_layers=1,
+                  method="lgtm", max_length=16, epochs=2, batch_size=8, lr=1e-3,
+                  teacher_lr=1e-3, output_dir=str(out), quiet=True)
+    values.update(over)
+    return cfg.resolve(values)
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_params(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_resolve_layers_defaults_default_run_preset_and_explicit():
+    plain = cfg.resolve({"task": "sst2"})
+    assert (plain.method, plain.max_length, plain.epochs, plain.feedback_from) == (
+        "lgtm", 128, 3, "train")
+    assert plain.init_classifier == "random" and plain.max_train_samples is None
+
+    default = cfg.resolve({})  # no data named: the offline default's budget
+    assert default.uses_default_data
+    for key, value in cfg.DEFAULT_RUN.items():
+        assert getattr(default, key) == value
+    assert cfg.resolve({"epochs": 7}).epochs == 7  # a flag beats the default budget
+
+    official = cfg.resolve({"task": "mrpc", "preset": "official-code"})
+    assert official.feedback_from == "validation" and official.init_classifier == "zero"
+    assert (official.influence_objective, official.influence_step) == ("teacher", "teacher_lr")
+    # data-level choices of the preset may be overridden, method-level ones may not
+    clean = cfg.resolve({"task": "mrpc", "preset": "official-code", "feedback_from": "train"})
+    assert clean.feedback_from == "train"
+    with pytest.raises(LgtmInputError, match="alpha"):
+        cfg.resolve({"task": "mrpc", "preset": "official-code", "alpha": 0.5})
+
+
+def test_yaml_round_trip_and_errors_name_line_and_key(tmp_path):
+    config = cfg.resolve({"task": "rte", "lr": 3e-5, "student_layers": [0, 2, 4],
+                          "text_columns": ["a", "b"], "output_dir": "x"})
+    path = tmp_path / "config.yaml"
+    cfg.save_yaml(config, path)
+    assert "overwrite" not in yaml.safe_load(path.read_text())
+    assert cfg.resolve(cfg.load_yaml(path)) == config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: sst2\nmax-length: 64\nlearning_rate: 1e-4\n")
+    with pytest.raises(LgtmInputError) as err:
+        cfg.load_yaml(bad)
+    assert str(err.value) == f"{bad}:3: field 'learning_rate': unknown configuration key"
+
+    bad.write_text("task: sst2\nepochs: many\n")
+    with pytest.raises(LgtmInputError, match=r"bad.yaml:2: field 'epochs'"):
+        cfg.load_yaml(bad)
+    bad.write_text("lr: 1e-4\nmax-length: 64\n")  # YAML reads 1e-4 as a string: still a number
+    assert cfg.load_yaml(bad) == {"lr": 1e-4, "max_length": 64}
+
+
+def test_parse_layers():
+    assert cfg.parse_layers("3") == 3
+    assert cfg.parse_layers("0,2,4") == [0, 2, 4]
+    assert cfg.parse_layers([1, 3]) == [1, 3]
+
+
+# --------------------------------------------------------------------------- batches and data
+
+
+def test_batches_cover_each_epoch_once_and_can_be_redrawn():
+    features = [{"x": i} for i in range(10)]
+
+    def collate(items):
+        return {"example_id": torch.tensor([f["x"] for f in items])}
+
+    batches = train.Batches(features, collate, 4, seed=3, stream=2)
+    assert batches.per_epoch == 3
+    epoch0 = torch.cat([batches.get(i)["example_id"] for i in range(3)]).tolist()
+    epoch1 = torch.cat([batches.get(i)["example_id"] for i in range(3, 6)]).tolist()
+    assert sorted(epoch0) == sorted(epoch1) == list(range(10))
+    assert epoch0 != epoch1  # a new order every epoch
+    again = train.Batches(features, collate, 4, seed=3, stream=2)  # a restarted process
+    assert again.get(4)["example_id"].tolist() == batches.get(4)["example_id"].tolist()
+    in_order = train.Batches(features, collate, 4, seed=3, stream=2, shuffle=False)
+    assert [in_order.get(i)["example_id"].tolist() for i in (0, 2, 3)] == [
+        [0, 1, 2, 3], [8, 9], [0, 1, 2, 3]]  # restarts when exhausted
+
+
+def test_feedback_carved_from_train_is_disjoint_and_the_same_for_every_method(tiny_data,
+                                                                                tmp_path):
+    sizes = set()
+    for method in ("kd", "lgtm"):
+        config = run_config("unused", tiny_data, tmp_path / "o", method=method,
+                            max_train_samples=50)
+        data = train.load_data(config)
+        ids_train = {e.id for e in data.train}
+        ids_feedback = {e.id for e in data.feedback}
+        assert not ids_train & ids_feedback
+        assert len(ids_train) + len(ids_feedback) == 50 and len(ids_feedback) == 5
+        assert not data.leaks_into_evaluation
+        sizes.add((tuple(sorted(ids_train)), tuple(sorted(ids_feedback))))
+    assert len(sizes) == 1  # kd trains on exactly what lgtm trains on
+
+    leaky = train.load_data(run_config("unused", tiny_data, tmp_path / "o",
+                                       feedback_from="validation"))
+    assert leaky.leaks_into_evaluation
+    assert [e.texts for e in leaky.feedback] == [e.texts for e in leaky.evals["validation"]]
+    assert len(leaky.train) == 60
+
+
+def test_evaluate_matches_hand_computed_accuracy():
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, **_):
+            out = torch.stack([input_ids[:, 0].float(), -input_ids[:, 0].float()], dim=1)
+            return type("O", (), {"logits": out})()
+
+    from lgtm.data import get_task
+
+    def collate(items):
+        return {"input_ids": torch.tensor([[f["v"]] for f in items]),
+                "labels": torch.tensor([f["labels"] for f in items])}
+
+    features = [{"v": v, "labels": y} for v, y in [(1, 0), (-1, 1), (2, 1), (-3, 1), (5, 0)]]
+    metrics = train.evaluate(Fixed(), get_task("sst2"), {"validation": features}, collate, 2)
+    assert metrics == {"accuracy": pytest.approx(4 / 5)}  # predicts 0 for v > 0
+
+
+# --------------------------------------------------------------------------- whole runs
+
+
+def test_run_writes_loadable_models_and_complete_outputs(tiny_teacher_dir, tiny_data, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    out = tmp_path / "run"
+    result = train.distill(run_config(tiny_teacher_dir, tiny_data, out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "lgtm" and m["feedback"]["source"] == "train"
+    assert m["leaks_into_evaluation"] is False
+    assert m["train_samples"] == 54 and m["feedback"]["size"] == 6
+    steps = m["steps"]["distill"]
+    assert steps == 2 * 7  # ceil(54 / 8) batches, 2 epochs
+    assert [h["step"] for h in m["history"]] == list(range(steps + 1))
+    evals = [h["step"] for h in m["history"] if "student_eval" in h]
+    assert evals[0] == 0 and evals[-1] == steps and len(evals) >= 4
+    assert m["student"] == m["history"][-1]["student_eval"]
+    assert all("influence_mean" in h for h in m["history"][1:])
+    rows = [json.loads(line) for line in (out / "influence.jsonl").read_text().splitlines()]
+    assert rows and {r["id"] for r in rows} <= {e.id for e in train.load_data(
+        run_config(tiny_teacher_dir, tiny_data, out)).train}
+    assert sorted(p.name for p in (out / "plots").iterdir()) == [
+        "dev_metrics.png", "influence_mean.png", "influence_samples.png", "losses.png"]
+    assert not (out / "checkpoints").exists()
+
+    # the saved student is the trained one, loadable by transformers alone
+    loaded = AutoModelForSequenceClassification.from_pretrained(out / "student").eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "student")
+    assert loaded.config.id2label == {0: "0", 1: "1"} and loaded.config.num_hidden_layers == 1
+    batch = tokenizer(["good great fine", "bad awful dull weak"], padding=True,
+                      return_tensors="pt")
+    result.student.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).logits, result.student(**batch).logits, atol=1e-6)
+    labels = pipeline("text-classification", model=str(out / "student"))(["good great"])
+    assert labels[0]["label"] in {"0", "1"}
+    # and the trained student differs from the teacher's first layer it started from
+    start = train.build_models(run_config(tiny_teacher_dir, tiny_data, out),
+                               train.load_data(run_config(tiny_teacher_dir, tiny_data, out)).task)
+    assert not same_params(params(start[1]), params(result.student))
+
+    # config.yaml re-runs the same configuration
+    saved = cfg.resolve(cfg.load_yaml(out / "config.yaml"))
+    assert saved == run_config(tiny_teacher_dir, tiny_data, out)
+
+
+def test_training_learns_the_tiny_task(tiny_teacher_dir, tiny_data, tmp_path):
+    result = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "r", method="online",
+                                      epochs=6, lr=1e-2, teacher_lr=1e-2))
+    history = result.metrics["history"]
+    assert history[-1]["teacher_eval"]["accuracy"] >= 0.9  # the words decide the label
+    assert history[-1]["student_eval"]["accuracy"] >= 0.9
+    assert history[0]["teacher_eval"]["accuracy"] <= 0.75
+
+
+@pytest.mark.parametrize("method", ["lgtm", "kd"])
+def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_data, tmp_path):
+    over = dict(method=method, save_steps=3, eval_steps=4, teacher_epochs=1)
+    whole = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "a", **over))
+
+    class Killed(Exception):
+        pass
+
+    def kill(phase: str, step: int) -> None:
+        if phase == "distill" and step == 8:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over),
+                      callback=kill)
+    assert len(list((tmp_path / "b" / "checkpoints").glob("ckpt-*"))) == 1
+    with pytest.raises(LgtmInputError, match="already holds a run"):
+        train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over))
+    resumed = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", resume=True,
+                                       **over))
+    assert same_params(params(whole.student), params(resumed.student))
+    assert same_params(params(whole.teacher), params(resumed.teacher))
+    assert whole.metrics["history"] == resumed.metrics["history"]
+    assert whole.metrics["student"] == resumed.metrics["student"]
+    a, b = (tmp_path / "a" / "influence.jsonl"), (tmp_path / "b" / "influence.jsonl")
+    if method == "lgtm":
+        assert a.read_text() and a.read_text() == b.read_text()
+    else:  # no per-sample influence, no file
+        assert not a.exists() and not b.exists()
+
+    # the comparison can fail: another seed gives other parameters
+    other = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "c", seed=1, **over))
+    assert not same_params(params(whole.student), params(other.student))
+
+
+def test_resume_refuses_other_settings_and_finished_runs(tiny_teacher_dir, tiny_data, tmp_path):
+    out = tmp_path / "r"
+    train.distill(run_config(tiny_teacher_dir, tiny_data, out, epochs=1, method="kd",
+                             teacher_finetuned=True))
+    with pytest.raises(LgtmInputError, match="already finished"):
+        train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, epochs=1,
+                                 method="kd", teacher_finetuned=True))
+    (out / "metrics.json").unlink()
+    (out / "checkpoints").mkdir()
+    with pytest.raises(LgtmInputError, match=r"field 'lr': differs from the run being resumed"):
+        train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, epochs=1,
+                                 method="kd", teacher_finetuned=True, lr=0.5))
+
+
+def test_official_code_preset_zero_heads_and_in_order_validation_feedback(
+        tiny_teacher_dir, tiny_data, tmp_path):
+    config = run_config(tiny_teacher_dir, tiny_data, tmp_path / "o", preset="official-code",
+                        max_steps=1)
+    data = train.load_data(config)
+    teacher, student, _ = train.build_models(config, data.task)
+    assert not teacher.classifier.weight.any() and not student.classifier.weight.any()
+    result = train.distill(config)
+    assert result.metrics["leaks_into_evaluation"] is True
+    assert result.metrics["feedback"]["source"] == "validation"
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["feedback"][
+        "leaks_into_evaluation"] is True
+
+
+def test_kd_fine_tunes_its_teacher_first_and_then_freezes_it(tiny_teacher_dir, tiny_data,
+                                                               tmp_path):
+    result = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "k", method="kd",
+                                      teacher_epochs=3, epochs=1))
+    m = result.metrics
+    assert m["steps"] == {"teacher": 21, "distill": 7}
+    assert m["teacher_finetune_history"][-1]["step"] == 21
+    # the teacher reported is the fine-tuned one, unchanged during distillation
+    assert m["teacher"] == m["teacher_finetune_history"][-1]["teacher_eval"]
+    assert all(h["teacher_eval"] == m["teacher"] for h in m["history"] if "teacher_eval" in h)
+
+
+def test_output_dir_refused_then_overwritten(tiny_teacher_dir, tiny_data, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(LgtmInputError) as err:
+        train.prepare_output_dir(run_config(tiny_teacher_dir, tiny_data, out))
+    assert str(err.value).startswith(f"{out}: field 'output_dir': output directory already "
+                                     "holds a run")
+    train.prepare_output_dir(run_config(tiny_teacher_dir, tiny_data, out, overwrite=True))
+    assert not (out / "metrics.json").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_user_file_without_eval_file_holds_out_part_of_train(tiny_data, tmp_path):
+    config = run_config("unused", tiny_data, tmp_path / "o", eval_file=None)
+    data = train.load_data(config)
+    held = {e.id for e in data.evals["validation"]}
+    assert len(held) == 6 and not held & {e.id for e in data.train + data.feedback}
+
+
+def test_label_names_are_written_to_the_models(tiny_teacher_dir, tmp_path):
+    from lgtm.data import get_task
+
+    config = cfg.resolve({"task": "rte", "data_dir": "x", "teacher": str(tiny_teacher_dir),
+                          "student_layers": [1]})
+    teacher, student, _ = train.build_models(config, get_task("rte"))
+    assert student.config.id2label == {0: "entailment", 1: "not_entailment"}
+    assert teacher.config.label2id == {"entailment": 0, "not_entailment": 1}
+    assert student.config.finetuning_task == "rte"
+
+
+def test_tensorboard_logging(tiny_teacher_dir, tiny_data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    train.distill(run_config(tiny_teacher_dir, tiny_data, out, report_to="tensorboard",
+                             epochs=1))
+    events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"distill/student_loss", "distill/teacher_loss", "distill/influence_mean",
+            "distill/student_eval/accuracy"} <= tags
+    assert len(acc.Scalars("distill/student_loss")) == 7  # one per step (log_steps 1)
