@@ -28,15 +28,22 @@ def _bundled_tokenizer():
     return AutoTokenizer.from_pretrained(resolve_model_path(None))
 
 
-def save_tiny_bert(folder: Path, *, layers: int, tokenizer, vocab_size: int = 30522,
-                   seed: int = 0) -> Path:
+def save_tiny_bert(
+    folder: Path, *, layers: int, tokenizer, vocab_size: int = 30522, seed: int = 0
+) -> Path:
     """A random pre-trained-style BERT (no classification head) with ``tokenizer``."""
     import torch
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -45,15 +52,17 @@ def save_tiny_bert(folder: Path, *, layers: int, tokenizer, vocab_size: int = 30
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT (hidden 32) with the MiniLM vocabulary."""
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-teacher"), layers=2,
-                          tokenizer=_bundled_tokenizer())
+    return save_tiny_bert(
+        tmp_path_factory.mktemp("tiny-teacher"), layers=2, tokenizer=_bundled_tokenizer()
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_student_dir(tmp_path_factory) -> Path:
     """A 1-layer BERT (hidden 32) with the same vocabulary as the teacher."""
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny-student"), layers=1,
-                          tokenizer=_bundled_tokenizer(), seed=1)
+    return save_tiny_bert(
+        tmp_path_factory.mktemp("tiny-student"), layers=1, tokenizer=_bundled_tokenizer(), seed=1
+    )
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,21 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def tiny_budget(out: Path) -> list[str]:
-    return ["--max-train-samples", "32", "--max-eval-samples", "32", "--max-length", "32",
-            "--epochs", "1", "--batch-size", "8", "--output-dir", str(out), "--quiet"]
+    return [
+        "--max-train-samples",
+        "32",
+        "--max-eval-samples",
+        "32",
+        "--max-length",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--output-dir",
+        str(out),
+        "--quiet",
+    ]
 
 
 def read_glue_dev(folder: Path, columns: tuple[str, ...], label: str) -> tuple[list, list]:
@@ -41,10 +54,23 @@ def read_glue_dev(folder: Path, columns: tuple[str, ...], label: str) -> tuple[l
 @pytest.mark.parametrize("task", ["SST-2", "MRPC"])
 def test_distill_each_method_on_glue(method, task, glue_dir, tiny_teacher_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    status, _, err = run(capsys, "distill", "--task", task.lower().replace("-", ""),
-                         "--data-dir", glue_dir / task, "--teacher", tiny_teacher_dir,
-                         "--student-layers", "1", "--method", method, "--teacher-epochs", "1",
-                         *tiny_budget(out))
+    status, _, err = run(
+        capsys,
+        "distill",
+        "--task",
+        task.lower().replace("-", ""),
+        "--data-dir",
+        glue_dir / task,
+        "--teacher",
+        tiny_teacher_dir,
+        "--student-layers",
+        "1",
+        "--method",
+        method,
+        "--teacher-epochs",
+        "1",
+        *tiny_budget(out),
+    )
     assert status == 0, err
     m = json.loads((out / "metrics.json").read_text())
     metric_names = ["accuracy"] if task == "SST-2" else ["f1", "accuracy"]
@@ -61,21 +87,47 @@ def test_distill_each_method_on_glue(method, task, glue_dir, tiny_teacher_dir, t
     assert yaml.safe_load((out / "config.yaml").read_text())["method"] == method
 
 
-def test_rerunning_the_saved_config_reproduces_the_run(glue_dir, tiny_teacher_dir, tmp_path,
-                                                       capsys):
+def test_rerunning_the_saved_config_reproduces_the_run(
+    glue_dir, tiny_teacher_dir, tmp_path, capsys
+):
     first = tmp_path / "first"
-    assert run(capsys, "distill", "--task", "sst2", "--data-dir", glue_dir / "SST-2",
-               "--teacher", tiny_teacher_dir, "--student-layers", "1", "--lr", "1e-3",
-               *tiny_budget(first))[0] == 0
-    status, _, err = run(capsys, "distill", "--config", first / "config.yaml",
-                         "--output-dir", tmp_path / "second")
+    assert (
+        run(
+            capsys,
+            "distill",
+            "--task",
+            "sst2",
+            "--data-dir",
+            glue_dir / "SST-2",
+            "--teacher",
+            tiny_teacher_dir,
+            "--student-layers",
+            "1",
+            "--lr",
+            "1e-3",
+            *tiny_budget(first),
+        )[0]
+        == 0
+    )
+    status, _, err = run(
+        capsys, "distill", "--config", first / "config.yaml", "--output-dir", tmp_path / "second"
+    )
     assert status == 0, err
     a = json.loads((first / "metrics.json").read_text())
     b = json.loads((tmp_path / "second" / "metrics.json").read_text())
     assert a["history"] == b["history"] and a["student"] == b["student"]
     # the saved config holds every option, and a flag still overrides it
-    status, _, err = run(capsys, "distill", "--config", first / "config.yaml", "--output-dir",
-                         tmp_path / "third", "--seed", "7", "--quiet")
+    status, _, err = run(
+        capsys,
+        "distill",
+        "--config",
+        first / "config.yaml",
+        "--output-dir",
+        tmp_path / "third",
+        "--seed",
+        "7",
+        "--quiet",
+    )
     assert status == 0, err
     c = json.loads((tmp_path / "third" / "metrics.json").read_text())
     assert c["seed"] == 7 and c["history"] != a["history"]
@@ -87,10 +139,31 @@ def test_real_minilm_student_evaluate_predict_and_plot(glue_dir, tmp_path, capsy
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out = tmp_path / "minilm"
-    status, _, err = run(capsys, "distill", "--task", "mrpc", "--data-dir", glue_dir / "MRPC",
-                         "--student-layers", "1", "--method", "lgtm", "--max-train-samples", "48",
-                         "--max-length", "32", "--epochs", "1", "--batch-size", "16",
-                         "--eval-steps", "1000", "--output-dir", out, "--quiet")
+    status, _, err = run(
+        capsys,
+        "distill",
+        "--task",
+        "mrpc",
+        "--data-dir",
+        glue_dir / "MRPC",
+        "--student-layers",
+        "1",
+        "--method",
+        "lgtm",
+        "--max-train-samples",
+        "48",
+        "--max-length",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--eval-steps",
+        "1000",
+        "--output-dir",
+        out,
+        "--quiet",
+    )
     assert status == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert m["parameters"]["student"] < m["parameters"]["teacher"]
@@ -102,9 +175,15 @@ def test_real_minilm_student_evaluate_predict_and_plot(glue_dir, tmp_path, capsy
     logits = []
     with torch.no_grad():
         for i in range(0, len(texts), 64):
-            chunk = texts[i:i + 64]
-            enc = tokenizer([a for a, _ in chunk], [b for _, b in chunk], truncation=True,
-                            max_length=32, padding=True, return_tensors="pt")
+            chunk = texts[i : i + 64]
+            enc = tokenizer(
+                [a for a, _ in chunk],
+                [b for _, b in chunk],
+                truncation=True,
+                max_length=32,
+                padding=True,
+                return_tensors="pt",
+            )
             logits.append(model(**enc).logits)
     preds = torch.cat(logits).argmax(-1).numpy()
     y = np.asarray(labels)
@@ -114,17 +193,36 @@ def test_real_minilm_student_evaluate_predict_and_plot(glue_dir, tmp_path, capsy
     assert m["student"]["accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert m["student"]["f1"] == pytest.approx(f1, abs=1e-9)
 
-    status, stdout, err = run(capsys, "evaluate", "--model", out / "student", "--data-dir",
-                              glue_dir / "MRPC", "--max-length", "32")
+    status, stdout, err = run(
+        capsys,
+        "evaluate",
+        "--model",
+        out / "student",
+        "--data-dir",
+        glue_dir / "MRPC",
+        "--max-length",
+        "32",
+    )
     assert status == 0, err
     report = json.loads(stdout)
     assert report["task"] == "mrpc"  # read from the model's config
     assert report["metrics"]["validation"] == pytest.approx(m["student"], abs=1e-9)
 
     submission = tmp_path / "MRPC.tsv"
-    status, _, err = run(capsys, "predict", "--model", out / "student", "--data-dir",
-                         glue_dir / "MRPC", "--split", "dev", "--max-length", "32",
-                         "--output", submission)
+    status, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        out / "student",
+        "--data-dir",
+        glue_dir / "MRPC",
+        "--split",
+        "dev",
+        "--max-length",
+        "32",
+        "--output",
+        submission,
+    )
     assert status == 0, err
     lines = submission.read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == len(texts) + 1
@@ -140,19 +238,49 @@ def test_real_minilm_student_evaluate_predict_and_plot(glue_dir, tmp_path, capsy
 
 def test_predict_writes_label_names_for_text_label_tasks(tiny_teacher_dir, tmp_path, capsys):
     train_file = tmp_path / "train.csv"
-    train_file.write_text("id,premise,hypothesis,label\n" + "".join(
-        f"{i},a film,{'good' if i % 2 else 'bad'},{'entailment' if i % 2 else 'not_entailment'}\n"
-        for i in range(20)))
+    train_file.write_text(
+        "id,premise,hypothesis,label\n"
+        + "".join(
+            f"{i},a film,{'good' if i % 2 else 'bad'},{'entailment' if i % 2 else 'not_entailment'}\n"
+            for i in range(20)
+        )
+    )
     out = tmp_path / "rte"
-    status, _, err = run(capsys, "distill", "--task", "rte", "--train-file", train_file,
-                         "--text-columns", "premise,hypothesis", "--teacher", tiny_teacher_dir,
-                         "--student-layers", "1", "--method", "kd", "--teacher-finetuned",
-                         "--epochs", "1", "--output-dir", out, "--quiet")
+    status, _, err = run(
+        capsys,
+        "distill",
+        "--task",
+        "rte",
+        "--train-file",
+        train_file,
+        "--text-columns",
+        "premise,hypothesis",
+        "--teacher",
+        tiny_teacher_dir,
+        "--student-layers",
+        "1",
+        "--method",
+        "kd",
+        "--teacher-finetuned",
+        "--epochs",
+        "1",
+        "--output-dir",
+        out,
+        "--quiet",
+    )
     assert status == 0, err
     test_file = tmp_path / "test.tsv"
     test_file.write_text("index\tsentence1\tsentence2\n7\ta film\tgood\n9\ta film\tbad\n")
-    status, _, err = run(capsys, "predict", "--model", out / "student", "--input", test_file,
-                         "--output", tmp_path / "RTE.tsv")
+    status, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        out / "student",
+        "--input",
+        test_file,
+        "--output",
+        tmp_path / "RTE.tsv",
+    )
     assert status == 0, err
     lines = (tmp_path / "RTE.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["index", "7", "9"]
@@ -189,11 +317,23 @@ def user_files(tmp_path) -> dict[str, Path]:
 
 
 def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
-        capsys, tmp_path, user_files, tiny_teacher_dir, tiny_other_vocab_dir):
+    capsys, tmp_path, user_files, tiny_teacher_dir, tiny_other_vocab_dir
+):
     teacher = ["--teacher", str(tiny_teacher_dir), "--student-layers", "1"]
-    user = ["--task", "sst2", "--train-file", str(user_files["train"]), "--eval-file",
-            str(user_files["dev"]), "--text-columns", "sentence", "--output-dir",
-            str(tmp_path / "o"), "--quiet", *teacher]
+    user = [
+        "--task",
+        "sst2",
+        "--train-file",
+        str(user_files["train"]),
+        "--eval-file",
+        str(user_files["dev"]),
+        "--text-columns",
+        "sentence",
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--quiet",
+        *teacher,
+    ]
 
     # an output directory that already holds a run
     held = tmp_path / "held"
@@ -204,8 +344,17 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
     assert "--overwrite" in line and "--resume" in line
 
     # a missing folder
-    line = one_line_error(capsys, "distill", "--task", "sst2", "--data-dir", tmp_path / "nowhere",
-                          *teacher, "--output-dir", tmp_path / "o2")
+    line = one_line_error(
+        capsys,
+        "distill",
+        "--task",
+        "sst2",
+        "--data-dir",
+        tmp_path / "nowhere",
+        *teacher,
+        "--output-dir",
+        tmp_path / "o2",
+    )
     assert f"{tmp_path / 'nowhere'}" in line and "not found" in line
 
     # a missing or misnamed column
@@ -217,10 +366,23 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
     assert f"{user_files['bad_label']}:14: field 'label':" in line and "'maybe'" in line
 
     # a non-numeric regression score
-    line = one_line_error(capsys, "distill", "--task", "stsb", "--train-file",
-                          user_files["stsb"], "--eval-file", user_files["stsb"],
-                          "--text-columns", "sentence1,sentence2", "--label-column", "score",
-                          *teacher, "--output-dir", tmp_path / "o3")
+    line = one_line_error(
+        capsys,
+        "distill",
+        "--task",
+        "stsb",
+        "--train-file",
+        user_files["stsb"],
+        "--eval-file",
+        user_files["stsb"],
+        "--text-columns",
+        "sentence1,sentence2",
+        "--label-column",
+        "score",
+        *teacher,
+        "--output-dir",
+        tmp_path / "o3",
+    )
     assert f"{user_files['stsb']}:3: field 'score':" in line and "'high'" in line
 
     # an empty split
@@ -228,10 +390,24 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
     assert f"{user_files['empty']}" in line and "empty" in line
 
     # a teacher and a student with different vocabularies
-    line = one_line_error(capsys, "distill", "--task", "sst2", "--train-file",
-                          user_files["train"], "--eval-file", user_files["dev"],
-                          "--text-columns", "sentence", "--teacher", tiny_teacher_dir,
-                          "--student", tiny_other_vocab_dir, "--output-dir", tmp_path / "o4")
+    line = one_line_error(
+        capsys,
+        "distill",
+        "--task",
+        "sst2",
+        "--train-file",
+        user_files["train"],
+        "--eval-file",
+        user_files["dev"],
+        "--text-columns",
+        "sentence",
+        "--teacher",
+        tiny_teacher_dir,
+        "--student",
+        tiny_other_vocab_dir,
+        "--output-dir",
+        tmp_path / "o4",
+    )
     assert "field 'student'" in line and "different vocabularies" in line
 
     # an unknown key in a config file
@@ -246,21 +422,36 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
 
     # usage errors: unknown option, bad value, missing config file, no command
     assert "unrecognized arguments: --frobnicate" in one_line_error(
-        capsys, "distill", "--frobnicate")
+        capsys, "distill", "--frobnicate"
+    )
     assert "--max-length" in one_line_error(capsys, "distill", "--max-length", "abc")
-    assert "config file not found" in one_line_error(capsys, "distill", "--config",
-                                                      tmp_path / "none.yaml")
+    assert "config file not found" in one_line_error(
+        capsys, "distill", "--config", tmp_path / "none.yaml"
+    )
     one_line_error(capsys)
     # nothing was trained by any of these
     assert not (tmp_path / "o").exists() or not (tmp_path / "o" / "metrics.json").exists()
 
 
-def test_resume_from_the_command_line_needs_only_the_folder(glue_dir, tiny_teacher_dir, tmp_path,
-                                                            capsys):
+def test_resume_from_the_command_line_needs_only_the_folder(
+    glue_dir, tiny_teacher_dir, tmp_path, capsys
+):
     from lgtm import train
 
-    args = ["--task", "sst2", "--data-dir", str(glue_dir / "SST-2"), "--teacher",
-            str(tiny_teacher_dir), "--student-layers", "1", "--save-steps", "2", "--lr", "1e-3"]
+    args = [
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(glue_dir / "SST-2"),
+        "--teacher",
+        str(tiny_teacher_dir),
+        "--student-layers",
+        "1",
+        "--save-steps",
+        "2",
+        "--lr",
+        "1e-3",
+    ]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run(capsys, "distill", *args, *tiny_budget(whole))[0] == 0
 

@@ -46,10 +46,22 @@ def tiny_data(tmp_path) -> tuple[Path, Path]:
 
 def run_config(tiny_teacher_dir, tiny_data, out: Path, **over) -> cfg.RunConfig:
     train_file, eval_file = tiny_data
-    values = dict(train_file=str(train_file), eval_file=str(eval_file), text_columns=["sentence"],
-                  label_column="label", teacher=str(tiny_teacher_dir), student_layers=1,
-                  method="lgtm", max_length=16, epochs=2, batch_size=8, lr=1e-3,
-                  teacher_lr=1e-3, output_dir=str(out), quiet=True)
+    values = dict(
+        train_file=str(train_file),
+        eval_file=str(eval_file),
+        text_columns=["sentence"],
+        label_column="label",
+        teacher=str(tiny_teacher_dir),
+        student_layers=1,
+        method="lgtm",
+        max_length=16,
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        teacher_lr=1e-3,
+        output_dir=str(out),
+        quiet=True,
+    )
     values.update(over)
     return cfg.resolve(values)
 
@@ -68,7 +80,11 @@ def same_params(a: dict, b: dict) -> bool:
 def test_resolve_layers_defaults_default_run_preset_and_explicit():
     plain = cfg.resolve({"task": "sst2"})
     assert (plain.method, plain.max_length, plain.epochs, plain.feedback_from) == (
-        "lgtm", 128, 3, "train")
+        "lgtm",
+        128,
+        3,
+        "train",
+    )
     assert plain.init_classifier == "random" and plain.max_train_samples is None
 
     default = cfg.resolve({})  # no data named: the offline default's budget
@@ -88,8 +104,15 @@ def test_resolve_layers_defaults_default_run_preset_and_explicit():
 
 
 def test_yaml_round_trip_and_errors_name_line_and_key(tmp_path):
-    config = cfg.resolve({"task": "rte", "lr": 3e-5, "student_layers": [0, 2, 4],
-                          "text_columns": ["a", "b"], "output_dir": "x"})
+    config = cfg.resolve(
+        {
+            "task": "rte",
+            "lr": 3e-5,
+            "student_layers": [0, 2, 4],
+            "text_columns": ["a", "b"],
+            "output_dir": "x",
+        }
+    )
     path = tmp_path / "config.yaml"
     cfg.save_yaml(config, path)
     assert "overwrite" not in yaml.safe_load(path.read_text())
@@ -133,15 +156,18 @@ def test_batches_cover_each_epoch_once_and_can_be_redrawn():
     assert again.get(4)["example_id"].tolist() == batches.get(4)["example_id"].tolist()
     in_order = train.Batches(features, collate, 4, seed=3, stream=2, shuffle=False)
     assert [in_order.get(i)["example_id"].tolist() for i in (0, 2, 3)] == [
-        [0, 1, 2, 3], [8, 9], [0, 1, 2, 3]]  # restarts when exhausted
+        [0, 1, 2, 3],
+        [8, 9],
+        [0, 1, 2, 3],
+    ]  # restarts when exhausted
 
 
-def test_feedback_carved_from_train_is_disjoint_and_the_same_for_every_method(tiny_data,
-                                                                                tmp_path):
+def test_feedback_carved_from_train_is_disjoint_and_the_same_for_every_method(tiny_data, tmp_path):
     sizes = set()
     for method in ("kd", "lgtm"):
-        config = run_config("unused", tiny_data, tmp_path / "o", method=method,
-                            max_train_samples=50)
+        config = run_config(
+            "unused", tiny_data, tmp_path / "o", method=method, max_train_samples=50
+        )
         data = train.load_data(config)
         ids_train = {e.id for e in data.train}
         ids_feedback = {e.id for e in data.feedback}
@@ -151,8 +177,9 @@ def test_feedback_carved_from_train_is_disjoint_and_the_same_for_every_method(ti
         sizes.add((tuple(sorted(ids_train)), tuple(sorted(ids_feedback))))
     assert len(sizes) == 1  # kd trains on exactly what lgtm trains on
 
-    leaky = train.load_data(run_config("unused", tiny_data, tmp_path / "o",
-                                       feedback_from="validation"))
+    leaky = train.load_data(
+        run_config("unused", tiny_data, tmp_path / "o", feedback_from="validation")
+    )
     assert leaky.leaks_into_evaluation
     assert [e.texts for e in leaky.feedback] == [e.texts for e in leaky.evals["validation"]]
     assert len(leaky.train) == 60
@@ -167,8 +194,10 @@ def test_evaluate_matches_hand_computed_accuracy():
     from lgtm.data import get_task
 
     def collate(items):
-        return {"input_ids": torch.tensor([[f["v"]] for f in items]),
-                "labels": torch.tensor([f["labels"] for f in items])}
+        return {
+            "input_ids": torch.tensor([[f["v"]] for f in items]),
+            "labels": torch.tensor([f["labels"] for f in items]),
+        }
 
     features = [{"v": v, "labels": y} for v, y in [(1, 0), (-1, 1), (2, 1), (-3, 1), (5, 0)]]
     metrics = train.evaluate(Fixed(), get_task("sst2"), {"validation": features}, collate, 2)
@@ -195,26 +224,35 @@ def test_run_writes_loadable_models_and_complete_outputs(tiny_teacher_dir, tiny_
     assert m["student"] == m["history"][-1]["student_eval"]
     assert all("influence_mean" in h for h in m["history"][1:])
     rows = [json.loads(line) for line in (out / "influence.jsonl").read_text().splitlines()]
-    assert rows and {r["id"] for r in rows} <= {e.id for e in train.load_data(
-        run_config(tiny_teacher_dir, tiny_data, out)).train}
+    train_ids = {e.id for e in train.load_data(run_config(tiny_teacher_dir, tiny_data, out)).train}
+    # the tracked samples (all 54 here: fewer than 64) get an influence at every tracked step
+    # (ceil(14 / 50) = every step), whether or not they are in that step's batch
+    assert {r["step"] for r in rows} == set(range(1, steps + 1))
+    assert all({r["id"] for r in rows if r["step"] == k} == train_ids for k in range(1, steps + 1))
+    assert all(isinstance(r["influence"], float) for r in rows)
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
-        "dev_metrics.png", "influence_mean.png", "influence_samples.png", "losses.png"]
+        "dev_metrics.png",
+        "influence_mean.png",
+        "influence_samples.png",
+        "losses.png",
+    ]
     assert not (out / "checkpoints").exists()
 
     # the saved student is the trained one, loadable by transformers alone
     loaded = AutoModelForSequenceClassification.from_pretrained(out / "student").eval()
     tokenizer = AutoTokenizer.from_pretrained(out / "student")
     assert loaded.config.id2label == {0: "0", 1: "1"} and loaded.config.num_hidden_layers == 1
-    batch = tokenizer(["good great fine", "bad awful dull weak"], padding=True,
-                      return_tensors="pt")
+    batch = tokenizer(["good great fine", "bad awful dull weak"], padding=True, return_tensors="pt")
     result.student.eval()
     with torch.no_grad():
         assert torch.allclose(loaded(**batch).logits, result.student(**batch).logits, atol=1e-6)
     labels = pipeline("text-classification", model=str(out / "student"))(["good great"])
     assert labels[0]["label"] in {"0", "1"}
     # and the trained student differs from the teacher's first layer it started from
-    start = train.build_models(run_config(tiny_teacher_dir, tiny_data, out),
-                               train.load_data(run_config(tiny_teacher_dir, tiny_data, out)).task)
+    start = train.build_models(
+        run_config(tiny_teacher_dir, tiny_data, out),
+        train.load_data(run_config(tiny_teacher_dir, tiny_data, out)).task,
+    )
     assert not same_params(params(start[1]), params(result.student))
 
     # config.yaml re-runs the same configuration
@@ -223,8 +261,17 @@ def test_run_writes_loadable_models_and_complete_outputs(tiny_teacher_dir, tiny_
 
 
 def test_training_learns_the_tiny_task(tiny_teacher_dir, tiny_data, tmp_path):
-    result = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "r", method="online",
-                                      epochs=6, lr=1e-2, teacher_lr=1e-2))
+    result = train.distill(
+        run_config(
+            tiny_teacher_dir,
+            tiny_data,
+            tmp_path / "r",
+            method="online",
+            epochs=6,
+            lr=1e-2,
+            teacher_lr=1e-2,
+        )
+    )
     history = result.metrics["history"]
     assert history[-1]["teacher_eval"]["accuracy"] >= 0.9  # the words decide the label
     assert history[-1]["student_eval"]["accuracy"] >= 0.9
@@ -244,13 +291,15 @@ def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_dat
             raise Killed
 
     with pytest.raises(Killed):
-        train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over),
-                      callback=kill)
+        train.distill(
+            run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over), callback=kill
+        )
     assert len(list((tmp_path / "b" / "checkpoints").glob("ckpt-*"))) == 1
     with pytest.raises(LgtmInputError, match="already holds a run"):
         train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over))
-    resumed = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", resume=True,
-                                       **over))
+    resumed = train.distill(
+        run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", resume=True, **over)
+    )
     assert same_params(params(whole.student), params(resumed.student))
     assert same_params(params(whole.teacher), params(resumed.teacher))
     assert whole.metrics["history"] == resumed.metrics["history"]
@@ -268,36 +317,64 @@ def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_dat
 
 def test_resume_refuses_other_settings_and_finished_runs(tiny_teacher_dir, tiny_data, tmp_path):
     out = tmp_path / "r"
-    train.distill(run_config(tiny_teacher_dir, tiny_data, out, epochs=1, method="kd",
-                             teacher_finetuned=True))
+    train.distill(
+        run_config(tiny_teacher_dir, tiny_data, out, epochs=1, method="kd", teacher_finetuned=True)
+    )
     with pytest.raises(LgtmInputError, match="already finished"):
-        train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, epochs=1,
-                                 method="kd", teacher_finetuned=True))
+        train.distill(
+            run_config(
+                tiny_teacher_dir,
+                tiny_data,
+                out,
+                resume=True,
+                epochs=1,
+                method="kd",
+                teacher_finetuned=True,
+            )
+        )
     (out / "metrics.json").unlink()
     (out / "checkpoints").mkdir()
     with pytest.raises(LgtmInputError, match=r"field 'lr': differs from the run being resumed"):
-        train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, epochs=1,
-                                 method="kd", teacher_finetuned=True, lr=0.5))
+        train.distill(
+            run_config(
+                tiny_teacher_dir,
+                tiny_data,
+                out,
+                resume=True,
+                epochs=1,
+                method="kd",
+                teacher_finetuned=True,
+                lr=0.5,
+            )
+        )
 
 
 def test_official_code_preset_zero_heads_and_in_order_validation_feedback(
-        tiny_teacher_dir, tiny_data, tmp_path):
-    config = run_config(tiny_teacher_dir, tiny_data, tmp_path / "o", preset="official-code",
-                        max_steps=1)
+    tiny_teacher_dir, tiny_data, tmp_path
+):
+    config = run_config(
+        tiny_teacher_dir, tiny_data, tmp_path / "o", preset="official-code", max_steps=1
+    )
     data = train.load_data(config)
     teacher, student, _ = train.build_models(config, data.task)
     assert not teacher.classifier.weight.any() and not student.classifier.weight.any()
     result = train.distill(config)
     assert result.metrics["leaks_into_evaluation"] is True
     assert result.metrics["feedback"]["source"] == "validation"
-    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["feedback"][
-        "leaks_into_evaluation"] is True
+    assert (
+        json.loads((tmp_path / "o" / "metrics.json").read_text())["feedback"][
+            "leaks_into_evaluation"
+        ]
+        is True
+    )
 
 
-def test_kd_fine_tunes_its_teacher_first_and_then_freezes_it(tiny_teacher_dir, tiny_data,
-                                                               tmp_path):
-    result = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "k", method="kd",
-                                      teacher_epochs=3, epochs=1))
+def test_kd_fine_tunes_its_teacher_first_and_then_freezes_it(tiny_teacher_dir, tiny_data, tmp_path):
+    result = train.distill(
+        run_config(
+            tiny_teacher_dir, tiny_data, tmp_path / "k", method="kd", teacher_epochs=3, epochs=1
+        )
+    )
     m = result.metrics
     assert m["steps"] == {"teacher": 21, "distill": 7}
     assert m["teacher_finetune_history"][-1]["step"] == 21
@@ -313,8 +390,9 @@ def test_output_dir_refused_then_overwritten(tiny_teacher_dir, tiny_data, tmp_pa
     (out / "metrics.json").write_text("{}")
     with pytest.raises(LgtmInputError) as err:
         train.prepare_output_dir(run_config(tiny_teacher_dir, tiny_data, out))
-    assert str(err.value).startswith(f"{out}: field 'output_dir': output directory already "
-                                     "holds a run")
+    assert str(err.value).startswith(
+        f"{out}: field 'output_dir': output directory already holds a run"
+    )
     train.prepare_output_dir(run_config(tiny_teacher_dir, tiny_data, out, overwrite=True))
     assert not (out / "metrics.json").exists() and (out / "notes.txt").read_text() == "mine"
 
@@ -329,8 +407,9 @@ def test_user_file_without_eval_file_holds_out_part_of_train(tiny_data, tmp_path
 def test_label_names_are_written_to_the_models(tiny_teacher_dir, tmp_path):
     from lgtm.data import get_task
 
-    config = cfg.resolve({"task": "rte", "data_dir": "x", "teacher": str(tiny_teacher_dir),
-                          "student_layers": [1]})
+    config = cfg.resolve(
+        {"task": "rte", "data_dir": "x", "teacher": str(tiny_teacher_dir), "student_layers": [1]}
+    )
     teacher, student, _ = train.build_models(config, get_task("rte"))
     assert student.config.id2label == {0: "entailment", 1: "not_entailment"}
     assert teacher.config.label2id == {"entailment": 0, "not_entailment": 1}
@@ -342,13 +421,16 @@ def test_tensorboard_logging(tiny_teacher_dir, tiny_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "tb"
-    train.distill(run_config(tiny_teacher_dir, tiny_data, out, report_to="tensorboard",
-                             epochs=1))
+    train.distill(run_config(tiny_teacher_dir, tiny_data, out, report_to="tensorboard", epochs=1))
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert events
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"distill/student_loss", "distill/teacher_loss", "distill/influence_mean",
-            "distill/student_eval/accuracy"} <= tags
+    assert {
+        "distill/student_loss",
+        "distill/teacher_loss",
+        "distill/influence_mean",
+        "distill/student_eval/accuracy",
+    } <= tags
     assert len(acc.Scalars("distill/student_loss")) == 7  # one per step (log_steps 1)

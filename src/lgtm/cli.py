@@ -66,22 +66,27 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     path = M.resolve_model_path(args.model)
     if not (Path(path) / "config.json").is_file():
-        raise LgtmInputError("not a model folder (no config.json)", file=args.model,
-                             field="model")
+        raise LgtmInputError("not a model folder (no config.json)", file=args.model, field="model")
     mconf = AutoConfig.from_pretrained(path)
-    name = args.task or (Path(args.data_dir).name if getattr(args, "data_dir", None) else None) \
+    name = (
+        args.task
+        or (Path(args.data_dir).name if getattr(args, "data_dir", None) else None)
         or getattr(mconf, "finetuning_task", None)
+    )
     if name is None:
-        raise LgtmInputError("give --task (the model does not say which task it was trained on)",
-                             field="task")
+        raise LgtmInputError(
+            "give --task (the model does not say which task it was trained on)", field="task"
+        )
     try:
         task = D.get_task(name)
     except LgtmInputError:
         if args.task is None and getattr(mconf, "finetuning_task", None):
-            task = _task_from_model(mconf, str(mconf.finetuning_task),
-                                    args.text_columns or ["text"])
-        elif args.task is not None and (getattr(args, "eval_file", None)
-                                        or getattr(args, "input", None)):
+            task = _task_from_model(
+                mconf, str(mconf.finetuning_task), args.text_columns or ["text"]
+            )
+        elif args.task is not None and (
+            getattr(args, "eval_file", None) or getattr(args, "input", None)
+        ):
             task = _task_from_model(mconf, args.task, args.text_columns or ["text"])
         else:
             raise
@@ -94,8 +99,9 @@ def _task_from_model(mconf: Any, name: str, text_columns: list[str]) -> Any:
 
     if mconf.num_labels == 1:
         return custom_task(name, tuple(text_columns), None)
-    return custom_task(name, tuple(text_columns),
-                       [mconf.id2label[i] for i in range(mconf.num_labels)])
+    return custom_task(
+        name, tuple(text_columns), [mconf.id2label[i] for i in range(mconf.num_labels)]
+    )
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -106,8 +112,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, tokenizer, task = _load_for_inference(args)
     if args.eval_file:
         columns = args.text_columns or list(task.text_columns)
-        evals = {task.eval_splits[0]: D.read_table(task, args.eval_file, text_columns=columns,
-                                                   label_column=args.label_column or "label")}
+        evals = {
+            task.eval_splits[0]: D.read_table(
+                task,
+                args.eval_file,
+                text_columns=columns,
+                label_column=args.label_column or "label",
+            )
+        }
     elif args.data_dir:
         evals = D.load_glue_dir(task, args.data_dir).evals
     elif task.name == "rotten_tomatoes":
@@ -119,9 +131,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(model, task, features, make_collator(tokenizer), args.batch_size)
     if len(features) == 1:
         metrics = {next(iter(features)): metrics}
-    print(json.dumps({"model": str(args.model), "task": task.name,
-                      "examples": {k: len(v) for k, v in features.items()},
-                      "metrics": metrics}, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": str(args.model),
+                "task": task.name,
+                "examples": {k: len(v) for k, v in features.items()},
+                "metrics": metrics,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -145,8 +165,12 @@ def _read_unlabelled(path: Path, text_columns: Sequence[str]) -> list[tuple[str,
         texts = values[: len(text_columns)]
         for name, value in zip(text_columns, texts, strict=True):
             if not isinstance(value, str):
-                raise LgtmInputError(f"text is {type(value).__name__}, not a string",
-                                     file=path, line=line, field=name)
+                raise LgtmInputError(
+                    f"text is {type(value).__name__}, not a string",
+                    file=path,
+                    line=line,
+                    field=name,
+                )
         index = str(values[-1]) if index_column else str(number)
         rows.append((index, tuple(texts)))
     return rows
@@ -171,13 +195,17 @@ def _predict(args: argparse.Namespace) -> int:
             path = folder / f"{args.split}_matched.tsv"
         columns = args.text_columns or list(layout.text_columns)
         if args.split != "test" and layout.header is not None:
-            raise LgtmInputError(f"predicting on the header-less {task.name} dev file is not "
-                                 "supported: pass --input", field="split")
+            raise LgtmInputError(
+                f"predicting on the header-less {task.name} dev file is not "
+                "supported: pass --input",
+                field="split",
+            )
     else:
         raise LgtmInputError("give --input FILE or --data-dir DIR", field="input")
     rows = _read_unlabelled(path, columns)
-    examples = [Example(i, texts, 0.0 if task.is_regression else 0)
-                for i, (_, texts) in enumerate(rows)]
+    examples = [
+        Example(i, texts, 0.0 if task.is_regression else 0) for i, (_, texts) in enumerate(rows)
+    ]
     features = encode(examples, tokenizer, args.max_length)
     logits = predict_logits(model, features, make_collator(tokenizer), args.batch_size)
     out = Path(args.output)
@@ -189,8 +217,10 @@ def _predict(args: argparse.Namespace) -> int:
         names = [model.config.id2label[k] for k in range(task.num_labels)]
         numeric = task.name in NUMERIC_GLUE_LABELS
         preds = np.argmax(logits, axis=-1)
-        lines += [f"{i}\t{int(p) if numeric else names[int(p)]}"
-                  for (i, _), p in zip(rows, preds, strict=True)]
+        lines += [
+            f"{i}\t{int(p) if numeric else names[int(p)]}"
+            for (i, _), p in zip(rows, preds, strict=True)
+        ]
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     tmp.replace(out)
@@ -213,31 +243,48 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``lgtm`` argument parser with its four subcommands."""
     import lgtm
 
-    parser = _Parser(prog="lgtm", description="Knowledge distillation of Hugging Face text "
-                     "classifiers with LGTM (ACL 2023) and its baselines.")
+    parser = _Parser(
+        prog="lgtm",
+        description="Knowledge distillation of Hugging Face text "
+        "classifiers with LGTM (ACL 2023) and its baselines.",
+    )
     parser.add_argument("--version", action="version", version=f"lgtm {lgtm.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("distill", help="distil a student from a teacher (default: an offline "
-                       "5-minute run on Rotten Tomatoes)",
-                       description="Distil a student from a teacher. Without --task or data: "
-                       "an offline demonstration run (about 5 minutes on 2 CPU cores): the "
-                       "bundled all-MiniLM-L6-v2 teaches its first 2 layers on Rotten Tomatoes "
-                       "reviews, with the budget " + ", ".join(
-                           f"{cfg.flag(k)} {v}" for k, v in cfg.DEFAULT_RUN.items()
-                           if k != "student_layers") + " (flags override it).")
-    d.add_argument("--config", metavar="FILE.yaml", help="YAML file holding any of the options "
-                   "below (flags override it); every run saves its own as config.yaml")
+    d = sub.add_parser(
+        "distill",
+        help="distil a student from a teacher (default: an offline "
+        "5-minute run on Rotten Tomatoes)",
+        description="Distil a student from a teacher. Without --task or data: "
+        "an offline demonstration run (about 5 minutes on 2 CPU cores): the "
+        "bundled all-MiniLM-L6-v2 teaches its first 2 layers on Rotten Tomatoes "
+        "reviews, with the budget "
+        + ", ".join(
+            f"{cfg.flag(k)} {v}" for k, v in cfg.DEFAULT_RUN.items() if k != "student_layers"
+        )
+        + " (flags override it).",
+    )
+    d.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML file holding any of the options "
+        "below (flags override it); every run saves its own as config.yaml",
+    )
     cfg.add_arguments(d)
     d.set_defaults(func=_distill)
 
     def inference_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", required=True, metavar="DIR",
-                       help="a model folder (e.g. RUN_DIR/student)")
+        p.add_argument(
+            "--model", required=True, metavar="DIR", help="a model folder (e.g. RUN_DIR/student)"
+        )
         p.add_argument("--task", help="task name (default: the one the model was trained on)")
         p.add_argument("--data-dir", metavar="DIR", help="GLUE folder of the task")
-        p.add_argument("--text-columns", type=lambda v: cfg.parse_value("text_columns", v),
-                       metavar="A[,B]", help="text column(s) of your own file")
+        p.add_argument(
+            "--text-columns",
+            type=lambda v: cfg.parse_value("text_columns", v),
+            metavar="A[,B]",
+            help="text column(s) of your own file",
+        )
         p.add_argument("--max-length", type=int, default=128, metavar="N")
         p.add_argument("--batch-size", type=int, default=64, metavar="N")
 
@@ -249,13 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=42)
     e.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="write predictions as a GLUE submission file "
-                       "(index<TAB>prediction)")
+    p = sub.add_parser(
+        "predict", help="write predictions as a GLUE submission file (index<TAB>prediction)"
+    )
     inference_args(p)
-    p.add_argument("--input", metavar="FILE", help="file to predict (.csv/.tsv/.jsonl); "
-                   "its index column is kept, else the row number")
-    p.add_argument("--split", choices=("test", "dev"), default="test",
-                   help="with --data-dir: which file to predict (default: test)")
+    p.add_argument(
+        "--input",
+        metavar="FILE",
+        help="file to predict (.csv/.tsv/.jsonl); its index column is kept, else the row number",
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "dev"),
+        default="test",
+        help="with --data-dir: which file to predict (default: test)",
+    )
     p.add_argument("--output", required=True, metavar="FILE.tsv")
     p.set_defaults(func=_predict)
 

@@ -49,8 +49,16 @@ PRESET_DATA: dict[str, dict[str, Any]] = {
 
 # Fields that a run records but that never change its numbers: they may differ on --resume.
 NOT_RESULT_FIELDS = frozenset(
-    {"output_dir", "overwrite", "resume", "quiet", "report_to", "keep_checkpoints",
-     "save_steps", "eval_batch_size"}
+    {
+        "output_dir",
+        "overwrite",
+        "resume",
+        "quiet",
+        "report_to",
+        "keep_checkpoints",
+        "save_steps",
+        "eval_batch_size",
+    }
 )
 # Fields not written to config.yaml (they say what to do with the folder, not what to run).
 NOT_SAVED_FIELDS = frozenset({"overwrite", "resume"})
@@ -144,15 +152,29 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parse_or_none
 
 
-def _opt(parse: Callable[[Any], Any], help: str, *, group: str, metavar: str | None = None,
-         flag: bool = False) -> dict[str, Any]:
+def _opt(
+    parse: Callable[[Any], Any],
+    help: str,
+    *,
+    group: str,
+    metavar: str | None = None,
+    flag: bool = False,
+) -> dict[str, Any]:
     return {"parse": parse, "help": help, "group": group, "metavar": metavar, "flag": flag}
 
 
-def _f(default: Any, parse: Callable[[Any], Any], help: str, *, group: str,
-       metavar: str | None = None, flag: bool = False) -> Any:
-    return field(default=default,
-                 metadata=_opt(parse, help, group=group, metavar=metavar, flag=flag))
+def _f(
+    default: Any,
+    parse: Callable[[Any], Any],
+    help: str,
+    *,
+    group: str,
+    metavar: str | None = None,
+    flag: bool = False,
+) -> Any:
+    return field(
+        default=default, metadata=_opt(parse, help, group=group, metavar=metavar, flag=flag)
+    )
 
 
 # --------------------------------------------------------------------------- the configuration
@@ -163,110 +185,256 @@ class RunConfig:
     """Everything one ``lgtm distill`` run depends on (see ``lgtm distill --help``)."""
 
     # data
-    task: str | None = _f(None, _optional(_str), "GLUE task (sst2, mrpc, rte, ...) or "
-                          "rotten_tomatoes; without --task and data: the offline default",
-                          group="data")
-    data_dir: str | None = _f(None, _optional(_str), "folder in the GLUE layout (train.tsv, "
-                              "dev.tsv); without it a GLUE --task is read from the HF hub",
-                              group="data", metavar="DIR")
-    train_file: str | None = _f(None, _optional(_str), "your own training file (.csv, .tsv, "
-                                ".jsonl)", group="data", metavar="FILE")
-    eval_file: str | None = _f(None, _optional(_str), "your own evaluation file",
-                               group="data", metavar="FILE")
-    text_columns: list[str] | None = _f(None, _optional(_str_list), "text column(s) of "
-                                        "--train-file, comma-separated (one or two)",
-                                        group="data", metavar="A[,B]")
-    label_column: str | None = _f(None, _optional(_str), "label column of --train-file",
-                                  group="data", metavar="NAME")
-    feedback_from: str = _f("train", _choice("train", "validation"),
-                            "where feedback batches come from: a stratified slice of train "
-                            "(clean), or the validation split (the paper's protocol: it leaks "
-                            "into evaluation)", group="data")
-    feedback_fraction: float = _f(0.1, _float, "fraction of train carved out as the feedback "
-                                  "set", group="data", metavar="F")
-    max_train_samples: int | None = _f(None, _optional(_positive_int), "use at most N training "
-                                       "rows (seeded sample), feedback set included",
-                                       group="data", metavar="N")
-    max_eval_samples: int | None = _f(None, _optional(_positive_int), "evaluate on at most N "
-                                      "rows per split (seeded sample)", group="data", metavar="N")
-    max_length: int = _f(128, _positive_int, "truncate inputs to N tokens (batches are padded "
-                         "dynamically)", group="data", metavar="N")
+    task: str | None = _f(
+        None,
+        _optional(_str),
+        "GLUE task (sst2, mrpc, rte, ...) or "
+        "rotten_tomatoes; without --task and data: the offline default",
+        group="data",
+    )
+    data_dir: str | None = _f(
+        None,
+        _optional(_str),
+        "folder in the GLUE layout (train.tsv, "
+        "dev.tsv); without it a GLUE --task is read from the HF hub",
+        group="data",
+        metavar="DIR",
+    )
+    train_file: str | None = _f(
+        None,
+        _optional(_str),
+        "your own training file (.csv, .tsv, .jsonl)",
+        group="data",
+        metavar="FILE",
+    )
+    eval_file: str | None = _f(
+        None, _optional(_str), "your own evaluation file", group="data", metavar="FILE"
+    )
+    text_columns: list[str] | None = _f(
+        None,
+        _optional(_str_list),
+        "text column(s) of --train-file, comma-separated (one or two)",
+        group="data",
+        metavar="A[,B]",
+    )
+    label_column: str | None = _f(
+        None, _optional(_str), "label column of --train-file", group="data", metavar="NAME"
+    )
+    feedback_from: str = _f(
+        "train",
+        _choice("train", "validation"),
+        "where feedback batches come from: a stratified slice of train "
+        "(clean), or the validation split (the paper's protocol: it leaks "
+        "into evaluation)",
+        group="data",
+    )
+    feedback_fraction: float = _f(
+        0.1, _float, "fraction of train carved out as the feedback set", group="data", metavar="F"
+    )
+    max_train_samples: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "use at most N training rows (seeded sample), feedback set included",
+        group="data",
+        metavar="N",
+    )
+    max_eval_samples: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "evaluate on at most N rows per split (seeded sample)",
+        group="data",
+        metavar="N",
+    )
+    max_length: int = _f(
+        128,
+        _positive_int,
+        "truncate inputs to N tokens (batches are padded dynamically)",
+        group="data",
+        metavar="N",
+    )
     # models
-    teacher: str = _f(DEFAULT_TEACHER, _str, "teacher: hub name, local folder, or the "
-                      "bundled all-MiniLM-L6-v2", group="models", metavar="NAME|DIR")
-    student: str | None = _f(None, _optional(_str), "student: hub name or local folder "
-                             "(instead of --student-layers)", group="models", metavar="NAME|DIR")
-    student_layers: int | list[int] | None = _f(None, _optional(parse_layers), "build the "
-                                                "student from the teacher's first N layers, or "
-                                                "from the layers listed (0,2,4); default: half "
-                                                "of them", group="models", metavar="N|I,J,..")
-    init_classifier: str | None = _f(None, _optional(_choice("zero", "random")),
-                                     "classifier heads: zero (the paper) or random; default "
-                                     "random, zero under --preset official-code",
-                                     group="models")
-    teacher_finetuned: bool = _f(False, _bool, "the teacher is already fine-tuned on the task: "
-                                 "kd skips its stage one", group="models", flag=True)
+    teacher: str = _f(
+        DEFAULT_TEACHER,
+        _str,
+        "teacher: hub name, local folder, or the bundled all-MiniLM-L6-v2",
+        group="models",
+        metavar="NAME|DIR",
+    )
+    student: str | None = _f(
+        None,
+        _optional(_str),
+        "student: hub name or local folder (instead of --student-layers)",
+        group="models",
+        metavar="NAME|DIR",
+    )
+    student_layers: int | list[int] | None = _f(
+        None,
+        _optional(parse_layers),
+        "build the "
+        "student from the teacher's first N layers, or "
+        "from the layers listed (0,2,4); default: half "
+        "of them",
+        group="models",
+        metavar="N|I,J,..",
+    )
+    init_classifier: str | None = _f(
+        None,
+        _optional(_choice("zero", "random")),
+        "classifier heads: zero (the paper) or random; default "
+        "random, zero under --preset official-code",
+        group="models",
+    )
+    teacher_finetuned: bool = _f(
+        False,
+        _bool,
+        "the teacher is already fine-tuned on the task: kd skips its stage one",
+        group="models",
+        flag=True,
+    )
     # method
     method: str = _f("lgtm", _choice(*METHODS), "how the student is taught", group="method")
-    preset: str | None = _f(None, _optional(_choice(*PRESET_NAMES)), "official-code: every "
-                            "choice of the released LGTM code, feedback from validation "
-                            "included", group="method")
-    alpha: float = _f(1.0, _float, "weight of distillation in the student's loss",
-                      group="method", metavar="A")
-    teacher_alpha: float = _f(0.4, _float, "weight of the teacher's term towards the student "
-                              "in its auxiliary loss", group="method", metavar="A")
-    temperature: float = _f(1.0, _float, "distillation temperature", group="method",
-                            metavar="T")
-    objective: str = _f("kl", _choice("kl", "mse", "dist"), "distillation objective",
-                        group="method")
-    fd_radius: float = _f(0.01, _float, "finite-difference radius r of LGTM",
-                          group="method", metavar="R")
-    lookahead: str = _f("adam", _choice("adam", "sgd"), "the student's one-step look-ahead",
-                        group="method")
-    influence_objective: str = _f("student", _choice("student", "teacher"),
-                                  "loss the influence is taken on: the paper's (student) or "
-                                  "the released code's (teacher)", group="method")
-    influence_step: str = _f("student_lr", _choice("student_lr", "teacher_lr"),
-                             "step size scaling the influence term", group="method")
+    preset: str | None = _f(
+        None,
+        _optional(_choice(*PRESET_NAMES)),
+        "official-code: every choice of the released LGTM code, feedback from validation included",
+        group="method",
+    )
+    alpha: float = _f(
+        1.0, _float, "weight of distillation in the student's loss", group="method", metavar="A"
+    )
+    teacher_alpha: float = _f(
+        0.4,
+        _float,
+        "weight of the teacher's term towards the student in its auxiliary loss",
+        group="method",
+        metavar="A",
+    )
+    temperature: float = _f(1.0, _float, "distillation temperature", group="method", metavar="T")
+    objective: str = _f(
+        "kl", _choice("kl", "mse", "dist"), "distillation objective", group="method"
+    )
+    fd_radius: float = _f(
+        0.01, _float, "finite-difference radius r of LGTM", group="method", metavar="R"
+    )
+    lookahead: str = _f(
+        "adam", _choice("adam", "sgd"), "the student's one-step look-ahead", group="method"
+    )
+    influence_objective: str = _f(
+        "student",
+        _choice("student", "teacher"),
+        "loss the influence is taken on: the paper's (student) or the released code's (teacher)",
+        group="method",
+    )
+    influence_step: str = _f(
+        "student_lr",
+        _choice("student_lr", "teacher_lr"),
+        "step size scaling the influence term",
+        group="method",
+    )
     # training
     epochs: int = _f(3, _positive_int, "training epochs", group="training", metavar="N")
-    teacher_epochs: int | None = _f(None, _optional(_positive_int), "epochs of kd's stage one "
-                                    "(teacher fine-tuning); default --epochs",
-                                    group="training", metavar="N")
-    max_steps: int | None = _f(None, _optional(_positive_int), "stop after N steps (the "
-                               "learning-rate schedule spans them)", group="training",
-                               metavar="N")
-    batch_size: int = _f(32, _positive_int, "training batch size (feedback batches too)",
-                         group="training", metavar="N")
-    eval_batch_size: int = _f(64, _positive_int, "evaluation batch size", group="training",
-                              metavar="N")
-    lr: float = _f(5e-5, _float, "student learning rate (AdamW, linear decay, no warm-up)",
-                   group="training", metavar="LR")
-    teacher_lr: float = _f(3e-5, _float, "teacher learning rate", group="training",
-                           metavar="LR")
-    weight_decay: float = _f(0.0, _float, "AdamW weight decay of both models",
-                             group="training", metavar="WD")
-    seed: int = _f(42, _int, "seed of everything (data split, order, initialisation, dropout)",
-                   group="training", metavar="N")
+    teacher_epochs: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "epochs of kd's stage one (teacher fine-tuning); default --epochs",
+        group="training",
+        metavar="N",
+    )
+    max_steps: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "stop after N steps (the learning-rate schedule spans them)",
+        group="training",
+        metavar="N",
+    )
+    batch_size: int = _f(
+        32,
+        _positive_int,
+        "training batch size (feedback batches too)",
+        group="training",
+        metavar="N",
+    )
+    eval_batch_size: int = _f(
+        64, _positive_int, "evaluation batch size", group="training", metavar="N"
+    )
+    lr: float = _f(
+        5e-5,
+        _float,
+        "student learning rate (AdamW, linear decay, no warm-up)",
+        group="training",
+        metavar="LR",
+    )
+    teacher_lr: float = _f(3e-5, _float, "teacher learning rate", group="training", metavar="LR")
+    weight_decay: float = _f(
+        0.0, _float, "AdamW weight decay of both models", group="training", metavar="WD"
+    )
+    seed: int = _f(
+        42,
+        _int,
+        "seed of everything (data split, order, initialisation, dropout)",
+        group="training",
+        metavar="N",
+    )
     # the run
-    output_dir: str | None = _f(None, _optional(_str), "where outputs go; default "
-                                "runs/lgtm-<task>-<method>", group="run", metavar="DIR")
-    overwrite: bool = _f(False, _bool, "replace a run already in --output-dir", group="run",
-                         flag=True)
-    resume: bool = _f(False, _bool, "continue the run in --output-dir from its last "
-                      "checkpoint", group="run", flag=True)
-    eval_steps: int | None = _f(None, _optional(_positive_int), "evaluate every N steps "
-                                "(default: 5 times per run)", group="run", metavar="N")
-    save_steps: int | None = _f(None, _optional(_positive_int), "checkpoint every N steps "
-                                "(default: at each evaluation)", group="run", metavar="N")
-    log_steps: int = _f(1, _positive_int, "record losses and the tracked samples' influence "
-                        "every N steps", group="run", metavar="N")
-    keep_checkpoints: bool = _f(False, _bool, "keep the last checkpoint after a finished run",
-                                group="run", flag=True)
-    report_to: str = _f("none", _choice("none", "tensorboard"), "also log to TensorBoard "
-                        "(in OUTPUT_DIR/tensorboard)", group="run")
-    quiet: bool = _f(False, _bool, "no progress bar or messages (the summary is still "
-                     "printed)", group="run", flag=True)
+    output_dir: str | None = _f(
+        None,
+        _optional(_str),
+        "where outputs go; default runs/lgtm-<task>-<method>",
+        group="run",
+        metavar="DIR",
+    )
+    overwrite: bool = _f(
+        False, _bool, "replace a run already in --output-dir", group="run", flag=True
+    )
+    resume: bool = _f(
+        False,
+        _bool,
+        "continue the run in --output-dir from its last checkpoint",
+        group="run",
+        flag=True,
+    )
+    eval_steps: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "evaluate every N steps (default: 5 times per run)",
+        group="run",
+        metavar="N",
+    )
+    save_steps: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "checkpoint every N steps (default: at each evaluation)",
+        group="run",
+        metavar="N",
+    )
+    log_steps: int = _f(
+        1, _positive_int, "record the training losses every N steps", group="run", metavar="N"
+    )
+    track_steps: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "LGTM methods: compute the "
+        "influence of 64 tracked training samples every N steps "
+        "(default: about 50 times per run)",
+        group="run",
+        metavar="N",
+    )
+    keep_checkpoints: bool = _f(
+        False, _bool, "keep the last checkpoint after a finished run", group="run", flag=True
+    )
+    report_to: str = _f(
+        "none",
+        _choice("none", "tensorboard"),
+        "also log to TensorBoard (in OUTPUT_DIR/tensorboard)",
+        group="run",
+    )
+    quiet: bool = _f(
+        False,
+        _bool,
+        "no progress bar or messages (the summary is still printed)",
+        group="run",
+        flag=True,
+    )
 
     def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
         """Plain values by field name; ``saved`` leaves out what config.yaml does not hold."""
@@ -286,8 +454,7 @@ def _key(name: str) -> str:
     return name.strip().replace("-", "_")
 
 
-def parse_value(name: str, value: Any, *, file: str | None = None,
-                line: int | None = None) -> Any:
+def parse_value(name: str, value: Any, *, file: str | None = None, line: int | None = None) -> Any:
     """Check and convert one configuration value; a bad one is an :class:`LgtmInputError`."""
     parse = FIELDS[name].metadata["parse"]
     try:
@@ -311,8 +478,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or "not valid YAML"
-        raise LgtmInputError(f"not valid YAML: {problem}", file=path,
-                             line=None if mark is None else mark.line + 1) from None
+        raise LgtmInputError(
+            f"not valid YAML: {problem}", file=path, line=None if mark is None else mark.line + 1
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
@@ -323,8 +491,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         line = lines.get(str(raw_key))
         key = _key(str(raw_key))
         if key not in FIELDS:
-            raise LgtmInputError("unknown configuration key", file=path, line=line,
-                                 field=str(raw_key))
+            raise LgtmInputError(
+                "unknown configuration key", file=path, line=line, field=str(raw_key)
+            )
         out[key] = parse_value(key, value, file=str(path), line=line)
     return out
 
@@ -334,16 +503,18 @@ def save_yaml(config: RunConfig, path: str | Path) -> None:
     path = Path(path)
     body = yaml.safe_dump(config.to_dict(saved=True), sort_keys=False, default_flow_style=False)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("# lgtm distill --config this-file  (re-runs this configuration)\n" + body,
-                   encoding="utf-8")
+    tmp.write_text(
+        "# lgtm distill --config this-file  (re-runs this configuration)\n" + body, encoding="utf-8"
+    )
     tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- resolution
 
 
-def resolve(explicit: Mapping[str, Any], method_presets: Mapping[str, Mapping[str, Any]]
-            | None = None) -> RunConfig:
+def resolve(
+    explicit: Mapping[str, Any], method_presets: Mapping[str, Mapping[str, Any]] | None = None
+) -> RunConfig:
     """Layer defaults, the default run's budget, the preset and the explicit settings.
 
     ``explicit`` holds what the user gave (YAML and flags, already parsed). A method-level
@@ -366,7 +537,8 @@ def resolve(explicit: Mapping[str, Any], method_presets: Mapping[str, Mapping[st
             if key in explicit and explicit[key] != value:
                 raise LgtmInputError(
                     f"{explicit[key]!r} contradicts --preset {preset} (which sets {value!r})",
-                    field=key)
+                    field=key,
+                )
             values[key] = value
         values.update(PRESET_DATA[preset])
     values.update(explicit)
@@ -379,8 +551,10 @@ def resolve(explicit: Mapping[str, Any], method_presets: Mapping[str, Mapping[st
 
 def _check(config: RunConfig) -> None:
     if not 0.0 < config.feedback_fraction < 1.0:
-        raise LgtmInputError(f"must lie strictly between 0 and 1, got {config.feedback_fraction}",
-                             field="feedback_fraction")
+        raise LgtmInputError(
+            f"must lie strictly between 0 and 1, got {config.feedback_fraction}",
+            field="feedback_fraction",
+        )
     for name in ("alpha", "teacher_alpha"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise LgtmInputError(f"must lie in [0, 1], got {getattr(config, name)}", field=name)
@@ -390,8 +564,7 @@ def _check(config: RunConfig) -> None:
     if config.weight_decay < 0:
         raise LgtmInputError("must not be negative", field="weight_decay")
     if config.student is not None and config.student_layers is not None:
-        raise LgtmInputError("give --student or --student-layers, not both",
-                             field="student_layers")
+        raise LgtmInputError("give --student or --student-layers, not both", field="student_layers")
     if config.train_file is not None and config.data_dir is not None:
         raise LgtmInputError("give --data-dir or --train-file, not both", field="train_file")
     if config.train_file is None and (config.eval_file is not None):
@@ -425,17 +598,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             group = groups[meta["group"]] = parser.add_argument_group(meta["group"])
         help_text = meta["help"]
         if meta["flag"]:
-            group.add_argument(flag(name), dest=name, action="store_true",
-                               default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(
+                flag(name),
+                dest=name,
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
             continue
         default = f.default
         if default is not None and not meta["flag"]:
             help_text += f" (default: {default})"
         choices = _choices_of(name)
-        group.add_argument(flag(name), dest=name, default=argparse.SUPPRESS,
-                           metavar=meta["metavar"] or (("{" + ",".join(choices) + "}")
-                                                      if choices else None),
-                           help=help_text)
+        group.add_argument(
+            flag(name),
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=meta["metavar"] or (("{" + ",".join(choices) + "}") if choices else None),
+            help=help_text,
+        )
 
 
 def _choices_of(name: str) -> tuple[str, ...] | None:

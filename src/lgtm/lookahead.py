@@ -36,10 +36,14 @@ def look_ahead(
     kind: str = "adam",
     *,
     create_graph: bool = False,
+    out: Sequence[Tensor] | None = None,
+    scratch: Sequence[Tensor] | None = None,
 ) -> list[Tensor]:
     """Parameters after one step of ``kind`` from ``params`` with gradients ``grads``.
 
     Parameters with no gradient, or not handled by ``optimizer``, are returned unchanged.
+    ``out`` and ``scratch`` (parameter-shaped buffers) are reused by the multi-tensor Adam
+    replay instead of fresh memory.
     """
     if kind not in LOOKAHEADS:
         raise ValueError(f"unknown lookahead {kind!r}; choose one of {', '.join(LOOKAHEADS)}")
@@ -52,7 +56,7 @@ def look_ahead(
             )
         return _replay_copy(params, grads, optimizer)
     if not create_graph and kind == "adam" and isinstance(optimizer, torch.optim.Adam):
-        return _adam_foreach(params, grads, optimizer)
+        return _adam_foreach(params, grads, optimizer, out, scratch)
     out = []
     with torch.set_grad_enabled(create_graph):
         for p, g in zip(params, grads, strict=True):
@@ -108,25 +112,42 @@ def _adam(
 
 @torch.no_grad()
 def _adam_foreach(
-    params: Sequence[Tensor], grads: Sequence[Tensor | None], optimizer: torch.optim.Optimizer
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor | None],
+    optimizer: torch.optim.Optimizer,
+    out: Sequence[Tensor] | None = None,
+    scratch: Sequence[Tensor] | None = None,
 ) -> list[Tensor]:
-    """``_adam`` for all tensors of a group at once (fused multi-tensor kernels): the LGTM
-    look-ahead costs about one optimizer step. Falls back to ``_adam`` for the rare options."""
-    out = {id(p): p.detach() for p in params}
+    """``_adam`` for all tensors of a group at once (fused multi-tensor kernels), written into
+    ``out`` with ``scratch`` as working memory when given (reused buffers: on CPU a fresh
+    parameter-sized allocation costs more than the arithmetic). Falls back to ``_adam`` for
+    the rare options."""
+    out = [torch.empty_like(p) for p in params] if out is None else list(out)
+    scratch = [torch.empty_like(p) for p in params] if scratch is None else list(scratch)
+    index = {id(p): i for i, p in enumerate(params)}
+    result = [p.detach() for p in params]
     grad_of = {id(p): g for p, g in zip(params, grads, strict=True) if g is not None}
     for group in optimizer.param_groups:
-        todo = [p for p in group["params"] if id(p) in grad_of and id(p) in out]
-        if not todo:
-            continue
+        todo = [p for p in group["params"] if id(p) in grad_of and id(p) in index]
         if group.get("amsgrad", False) or group.get("maximize", False):
             for p in todo:
-                out[id(p)] = _adam(
-                    p.detach(), grad_of[id(p)], group, optimizer.state.get(p, {}), optimizer
-                )
+                state = optimizer.state.get(p, {})
+                result[index[id(p)]] = _adam(p.detach(), grad_of[id(p)], group, state, optimizer)
             continue
         for step, same in _by_step(todo, optimizer).items():
-            out.update(zip(map(id, same), _adam_group(same, grad_of, group, optimizer, step)))
-    return [out[id(p)] for p in params]
+            at = [index[id(p)] for p in same]
+            _adam_group(
+                same,
+                [grad_of[id(p)] for p in same],
+                group,
+                optimizer,
+                step,
+                [out[i] for i in at],
+                [scratch[i] for i in at],
+            )
+            for i in at:
+                result[i] = out[i]
+    return result
 
 
 def _by_step(params: list[Tensor], optimizer: torch.optim.Optimizer) -> dict[float, list[Tensor]]:
@@ -139,36 +160,44 @@ def _by_step(params: list[Tensor], optimizer: torch.optim.Optimizer) -> dict[flo
 
 
 def _adam_group(
-    params: list[Tensor], grad_of: dict, group: dict, optimizer: torch.optim.Optimizer, step: float
-) -> list[Tensor]:
-    lr, (beta1, beta2), eps, wd = (
-        float(group["lr"]),
-        group["betas"],
-        group["eps"],
-        group["weight_decay"],
-    )
+    params: list[Tensor],
+    g: list[Tensor],
+    group: dict,
+    optimizer: torch.optim.Optimizer,
+    step: float,
+    out: list[Tensor],
+    m: list[Tensor],
+) -> None:
+    """``out ← p − lr · m̂' / (√v̂' + eps)`` (after weight decay), with ``m`` as scratch."""
+    lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    lr = float(lr)
     decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get(
         "decoupled_weight_decay", False
     )
     p0 = [p.detach() for p in params]
-    g = [grad_of[id(p)] for p in params]
     if wd != 0 and not decoupled:
         g = torch._foreach_add(g, p0, alpha=wd)
     state = [optimizer.state.get(p, {}) for p in params]
+    v = out  # out holds the denominator until the very end
     if all("exp_avg" in s for s in state):
-        m = torch._foreach_mul([s["exp_avg"] for s in state], beta1)
+        torch._foreach_copy_(m, [s["exp_avg"] for s in state])
+        torch._foreach_mul_(m, beta1)
         torch._foreach_add_(m, g, alpha=1 - beta1)
-        v = torch._foreach_mul([s["exp_avg_sq"] for s in state], beta2)
+        torch._foreach_copy_(v, [s["exp_avg_sq"] for s in state])
+        torch._foreach_mul_(v, beta2)
     else:
-        m = torch._foreach_mul(g, 1 - beta1)
-        v = torch._foreach_mul(g, 0.0)
+        torch._foreach_copy_(m, g)
+        torch._foreach_mul_(m, 1 - beta1)
+        torch._foreach_zero_(v)
     torch._foreach_addcmul_(v, g, g, value=1 - beta2)
     torch._foreach_sqrt_(v)
     torch._foreach_div_(v, math.sqrt(1 - beta2**step))
     torch._foreach_add_(v, eps)
-    out = torch._foreach_mul(p0, 1 - lr * wd) if wd != 0 and decoupled else [p.clone() for p in p0]
-    torch._foreach_addcdiv_(out, m, v, value=-lr / (1 - beta1**step))
-    return out
+    torch._foreach_div_(m, v)  # m'/denominator; v is free from here on
+    torch._foreach_copy_(out, p0)
+    if wd != 0 and decoupled:
+        torch._foreach_mul_(out, 1 - lr * wd)
+    torch._foreach_add_(out, m, alpha=-lr / (1 - beta1**step))
 
 
 def _sgd(p: Tensor, g: Tensor, group: dict, state: dict) -> Tensor:

@@ -37,6 +37,7 @@ RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher",
 RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard")
 PHASE_IDS = {"teacher": 1, "distill": 2}
 EVALS_PER_RUN = 5
+TRACKS_PER_RUN = 50  # influence of the tracked samples, computed this many times per run
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
 
 Callback = Callable[[str, int], None]
@@ -113,11 +114,20 @@ def load_data(config: RunConfig) -> RunData:
         if task is None:
             if not config.text_columns:
                 raise LgtmInputError("--train-file needs --text-columns", field="text_columns")
-            task = D.table_task(config.train_file, text_columns=config.text_columns,
-                                label_column=label_column, name=name)
+            task = D.table_task(
+                config.train_file,
+                text_columns=config.text_columns,
+                label_column=label_column,
+                name=name,
+            )
         text_columns = config.text_columns or list(task.text_columns)
-        loaded = D.load_table(task, config.train_file, config.eval_file,
-                              text_columns=text_columns, label_column=label_column)
+        loaded = D.load_table(
+            task,
+            config.train_file,
+            config.eval_file,
+            text_columns=text_columns,
+            label_column=label_column,
+        )
     elif config.data_dir is not None:
         loaded = D.load_glue_dir(D.get_task(name), config.data_dir)
     else:
@@ -187,7 +197,9 @@ class TeacherFinetune:
         self.teacher, self.optimizer = teacher, optimizer
         self.params = [p for p in teacher.parameters() if p.requires_grad]
 
-    def step(self, batch: dict, feedback_batch: dict | None = None) -> dict[str, Any]:
+    def step(
+        self, batch: dict, feedback_batch: dict | None = None, probe: dict | None = None
+    ) -> dict[str, Any]:
         """One cross-entropy (regression: squared error) step of the teacher."""
         from lgtm.objectives import task_loss
 
@@ -213,8 +225,17 @@ class Batches:
     batch can be redrawn after a restart without replaying the ones before it.
     """
 
-    def __init__(self, features: list[dict], collate: Callable, batch_size: int, seed: int,
-                 stream: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        features: list[dict],
+        collate: Callable,
+        batch_size: int,
+        seed: int,
+        stream: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         if not features:
             raise ValueError("no examples to batch")
         self.features, self.collate, self.batch_size = features, collate, batch_size
@@ -237,8 +258,8 @@ class Batches:
     def get(self, index: int) -> dict[str, torch.Tensor]:
         """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
         epoch, position = divmod(index, self.per_epoch)
-        chosen = self.order(epoch)[position * self.batch_size:(position + 1) * self.batch_size]
-        chosen = chosen[self.rank::self.world] if self.world > 1 else chosen
+        chosen = self.order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
+        chosen = chosen[self.rank :: self.world] if self.world > 1 else chosen
         return self.collate([self.features[int(i)] for i in chosen])
 
 
@@ -250,15 +271,20 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, features: list[dict], collate: Callable,
-                   batch_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+def predict_logits(
+    model: torch.nn.Module,
+    features: list[dict],
+    collate: Callable,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
     """Logits of ``model`` on encoded examples, in order (eval mode; the mode is restored)."""
     was_training = model.training
     model.eval()
     out = []
     try:
         for start in range(0, len(features), batch_size):
-            batch = collate(features[start:start + batch_size])
+            batch = collate(features[start : start + batch_size])
             batch.pop("example_id", None)
             batch.pop("labels", None)
             out.append(model(**_to_device(batch, torch.device(device))).logits.float().cpu())
@@ -267,8 +293,14 @@ def predict_logits(model: torch.nn.Module, features: list[dict], collate: Callab
     return torch.cat(out).numpy() if out else np.zeros((0, 1), dtype=np.float32)
 
 
-def evaluate(model: torch.nn.Module, task: Any, evals: dict[str, list[dict]], collate: Callable,
-             batch_size: int, device: torch.device | str = "cpu") -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module,
+    task: Any,
+    evals: dict[str, list[dict]],
+    collate: Callable,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """The task's metrics: ``{metric: value}`` for one evaluation split, or
     ``{split: {metric: value}}`` for several (MNLI matched and mismatched)."""
     from lgtm.metrics import compute_metrics
@@ -360,20 +392,25 @@ def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, 
     outputs (only those: other files in the folder stay)."""
     out = Path(config.output_dir or default_output_dir(config))
     if out.exists() and not out.is_dir():
-        raise LgtmInputError("output path exists and is not a folder", file=out,
-                             field="output_dir")
+        raise LgtmInputError("output path exists and is not a folder", file=out, field="output_dir")
     if config.resume:
         checkpoint = latest_checkpoint(out)
         if checkpoint is None and (out / "metrics.json").exists():
-            raise LgtmInputError("this run is already finished: nothing to resume "
-                                 "(pass --overwrite to run it again)", file=out,
-                                 field="output_dir")
+            raise LgtmInputError(
+                "this run is already finished: nothing to resume "
+                "(pass --overwrite to run it again)",
+                file=out,
+                field="output_dir",
+            )
         return out, checkpoint
     if holds_run(out):
         if not config.overwrite:
-            raise LgtmInputError("output directory already holds a run: pass --overwrite to "
-                                 "replace it or --resume to continue it", file=out,
-                                 field="output_dir")
+            raise LgtmInputError(
+                "output directory already holds a run: pass --overwrite to "
+                "replace it or --resume to continue it",
+                file=out,
+                field="output_dir",
+            )
         if clear:
             for name in RUN_OUTPUTS:
                 path = out / name
@@ -452,6 +489,7 @@ class Phase:
     save_every: int
     evaluate_teacher: bool
     evaluate_student: bool
+    track_every: int = 0  # 0: no tracked-sample influence in this phase
 
 
 def _say(config: RunConfig, message: str) -> None:
@@ -499,11 +537,18 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     train_f = encode(data.train, tokenizer, config.max_length)
     feedback_f = encode(data.feedback, tokenizer, config.max_length)
     eval_f = {k: encode(v, tokenizer, config.max_length) for k, v in data.evals.items()}
-    where = ("the validation split: it LEAKS into evaluation" if data.leaks_into_evaluation
-             else "carved from train")
-    _say(config, f"lgtm: task {data.task.name}: {len(train_f)} training, {len(feedback_f)} "
-         f"feedback ({where}), " + ", ".join(f"{len(v)} {k}" for k, v in eval_f.items())
-         + f" examples; {data.source}")
+    where = (
+        "the validation split: it LEAKS into evaluation"
+        if data.leaks_into_evaluation
+        else "carved from train"
+    )
+    _say(
+        config,
+        f"lgtm: task {data.task.name}: {len(train_f)} training, {len(feedback_f)} "
+        f"feedback ({where}), "
+        + ", ".join(f"{len(v)} {k}" for k, v in eval_f.items())
+        + f" examples; {data.source}",
+    )
 
     # ---- accelerate: one teacher optimizer (kd's stage one, or joint training), one student's
     method_cls = lgtm.methods.base.REGISTRY[config.method]
@@ -511,40 +556,71 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     acc = Accelerator(
         step_scheduler_with_optimizer=False,
         log_with="tensorboard" if config.report_to == "tensorboard" else None,
-        project_config=ProjectConfiguration(project_dir=str(out),
-                                            logging_dir=str(out / "tensorboard")),
+        project_config=ProjectConfiguration(
+            project_dir=str(out), logging_dir=str(out / "tensorboard")
+        ),
     )
     per_epoch = math.ceil(len(train_f) / config.batch_size)
     distill_total = _total(per_epoch, config.epochs, config.max_steps)
     teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
-    opt_t = torch.optim.AdamW(teacher.parameters(), lr=config.teacher_lr,
-                              weight_decay=config.weight_decay)
-    opt_s = torch.optim.AdamW(student.parameters(), lr=config.lr,
-                              weight_decay=config.weight_decay)
-    sched_t = get_linear_schedule_with_warmup(opt_t, 0, teacher_total if stage_one
-                                              else distill_total)
+    opt_t = torch.optim.AdamW(
+        teacher.parameters(), lr=config.teacher_lr, weight_decay=config.weight_decay
+    )
+    opt_s = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched_t = get_linear_schedule_with_warmup(
+        opt_t, 0, teacher_total if stage_one else distill_total
+    )
     sched_s = get_linear_schedule_with_warmup(opt_s, 0, distill_total)
     teacher, student, opt_t, opt_s, sched_t, sched_s = acc.prepare(
-        teacher, student, opt_t, opt_s, sched_t, sched_s)
+        teacher, student, opt_t, opt_s, sched_t, sched_s
+    )
     state = LoopState()
     acc.register_for_checkpointing(state)
     raw_opt_t = getattr(opt_t, "optimizer", opt_t)  # the methods replay AdamW themselves
     raw_opt_s = getattr(opt_s, "optimizer", opt_s)
     method = lgtm.make_method(
-        config.method, teacher=teacher, student=student, student_optimizer=raw_opt_s,
+        config.method,
+        teacher=teacher,
+        student=student,
+        student_optimizer=raw_opt_s,
         teacher_optimizer=raw_opt_t if method_cls.trains_teacher else None,
-        preset=config.preset, **_method_options(config))
+        preset=config.preset,
+        **_method_options(config),
+    )
 
     phases = []
     eval_t, save_t = _periods(teacher_total, config)
     eval_d, save_d = _periods(distill_total, config)
     if stage_one:
-        phases.append(Phase("teacher", TeacherFinetune(teacher, raw_opt_t), teacher_total,
-                            eval_t, save_t, evaluate_teacher=True, evaluate_student=False))
-    phases.append(Phase("distill", method, distill_total, eval_d, save_d,
-                        evaluate_teacher=method.trains_teacher, evaluate_student=True))
-    schedulers = {"teacher": [sched_t], "distill": [sched_s] + ([sched_t]
-                                                               if method.trains_teacher else [])}
+        phases.append(
+            Phase(
+                "teacher",
+                TeacherFinetune(teacher, raw_opt_t),
+                teacher_total,
+                eval_t,
+                save_t,
+                evaluate_teacher=True,
+                evaluate_student=False,
+            )
+        )
+    phases.append(
+        Phase(
+            "distill",
+            method,
+            distill_total,
+            eval_d,
+            save_d,
+            evaluate_teacher=method.trains_teacher,
+            evaluate_student=True,
+            track_every=(config.track_steps or max(1, math.ceil(distill_total / TRACKS_PER_RUN)))
+            if method.computes_influence
+            else 0,
+        )
+    )
+    schedulers = {
+        "teacher": [sched_t],
+        "distill": [sched_s] + ([sched_t] if method.trains_teacher else []),
+    }
 
     if checkpoint is not None:
         acc.load_state(str(checkpoint))
@@ -571,22 +647,57 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
 
     feedback_batches = None
     if feedback_f:
-        feedback_batches = Batches(feedback_f, collate, config.batch_size, config.seed,
-                                   FEEDBACK_STREAM, shuffle=data.feedback_source == "train",
-                                   rank=acc.process_index, world=acc.num_processes)
-    ctx = _Context(config, acc, data.task, train_f, eval_f, collate, teacher, student, state,
-                   started, state.wall_seconds)
+        feedback_batches = Batches(
+            feedback_f,
+            collate,
+            config.batch_size,
+            config.seed,
+            FEEDBACK_STREAM,
+            shuffle=data.feedback_source == "train",
+            rank=acc.process_index,
+            world=acc.num_processes,
+        )
+    tracked_set = set(tracked)
+    tracked_batch = collate([f for f in train_f if f["example_id"] in tracked_set])
+    ctx = _Context(
+        config,
+        acc,
+        data.task,
+        train_f,
+        eval_f,
+        collate,
+        teacher,
+        student,
+        state,
+        tracked_batch,
+        started,
+        state.wall_seconds,
+    )
     try:
         for phase in phases:
             if phase.name in state.phases_done:
                 continue
             if state.phase != phase.name:
                 state.phase, state.step, state.window = phase.name, 0, {}
-            batches = Batches(train_f, collate, config.batch_size, config.seed,
-                              PHASE_IDS[phase.name], rank=acc.process_index,
-                              world=acc.num_processes)
-            _run_phase(ctx, phase, batches, feedback_batches, schedulers[phase.name],
-                       influence_log, out, callback)
+            batches = Batches(
+                train_f,
+                collate,
+                config.batch_size,
+                config.seed,
+                PHASE_IDS[phase.name],
+                rank=acc.process_index,
+                world=acc.num_processes,
+            )
+            _run_phase(
+                ctx,
+                phase,
+                batches,
+                feedback_batches,
+                schedulers[phase.name],
+                influence_log,
+                out,
+                callback,
+            )
             state.phases_done.append(phase.name)
     finally:
         if influence_log is not None:
@@ -613,18 +724,27 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
         print(f"outputs in {out}/", flush=True)
     if config.report_to == "tensorboard":
         acc.end_training()
-    return RunResult(metrics, out, acc.unwrap_model(student), acc.unwrap_model(teacher),
-                     tokenizer)
+    return RunResult(metrics, out, acc.unwrap_model(student), acc.unwrap_model(teacher), tokenizer)
 
 
-def _final_metrics(config: RunConfig, data: RunData, phases: list[Phase], state: LoopState,
-                   student: Any, teacher: Any, probe: dict, out: Path) -> dict[str, Any]:
+def _final_metrics(
+    config: RunConfig,
+    data: RunData,
+    phases: list[Phase],
+    state: LoopState,
+    student: Any,
+    teacher: Any,
+    probe: dict,
+    out: Path,
+) -> dict[str, Any]:
     """metrics.json's content: the last evaluation, how the run was done, size and speed."""
     from lgtm import models as M
     from lgtm import report as R
 
-    latency = {"student": M.measure_latency(student, probe),
-               "teacher": M.measure_latency(teacher, probe)}
+    latency = {
+        "student": M.measure_latency(student, probe),
+        "teacher": M.measure_latency(teacher, probe),
+    }
     train_s = state.train_seconds
     leaks = data.leaks_into_evaluation
     evals = {k: len(v) for k, v in data.evals.items()}
@@ -637,9 +757,12 @@ def _final_metrics(config: RunConfig, data: RunData, phases: list[Phase], state:
         "teacher": state.history[-1]["teacher_eval"],
         "eval_split": next(iter(evals)),
         "main_metric": data.task.main_metric,
-        "feedback": {"source": data.feedback_source, "size": len(data.feedback),
-                     "fraction": config.feedback_fraction if not leaks else None,
-                     "leaks_into_evaluation": leaks},
+        "feedback": {
+            "source": data.feedback_source,
+            "size": len(data.feedback),
+            "fraction": config.feedback_fraction if not leaks else None,
+            "leaks_into_evaluation": leaks,
+        },
         "leaks_into_evaluation": leaks,
         "selection": "none: the models of the last step are kept and reported",
         "data_source": data.source,
@@ -647,8 +770,10 @@ def _final_metrics(config: RunConfig, data: RunData, phases: list[Phase], state:
         "eval_samples": evals,
         "steps": {p.name: p.total for p in phases},
         "epochs": config.epochs,
-        "parameters": {"student": M.count_parameters(student),
-                       "teacher": M.count_parameters(teacher)},
+        "parameters": {
+            "student": M.count_parameters(student),
+            "teacher": M.count_parameters(teacher),
+        },
         "latency_seconds": latency,
         "latency_batch_size": int(probe["input_ids"].shape[0]),
         "speedup": latency["teacher"] / max(latency["student"], 1e-12),
@@ -670,8 +795,12 @@ def _check_resume_config(config: RunConfig, out: Path) -> None:
     diff = cfg.differences(saved, config)
     if diff:
         key, (was, now) = next(iter(diff.items()))
-        raise LgtmInputError(f"differs from the run being resumed ({was!r} there, {now!r} "
-                             f"here): resume with the same settings", file=path, field=key)
+        raise LgtmInputError(
+            f"differs from the run being resumed ({was!r} there, {now!r} "
+            f"here): resume with the same settings",
+            file=path,
+            field=key,
+        )
 
 
 def _total(per_epoch: int, epochs: int, max_steps: int | None) -> int:
@@ -685,14 +814,23 @@ def _periods(total: int, config: RunConfig) -> tuple[int, int]:
 
 
 def _method_options(config: RunConfig) -> dict[str, Any]:
-    return {k: getattr(config, k) for k in (
-        "alpha", "teacher_alpha", "temperature", "objective", "fd_radius", "lookahead",
-        "influence_objective", "influence_step")}
+    return {
+        k: getattr(config, k)
+        for k in (
+            "alpha",
+            "teacher_alpha",
+            "temperature",
+            "objective",
+            "fd_radius",
+            "lookahead",
+            "influence_objective",
+            "influence_step",
+        )
+    }
 
 
 def _flat(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, int | float | str | bool) else str(v)
-            for k, v in values.items()}
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()}
 
 
 @dataclass
@@ -706,6 +844,7 @@ class _Context:
     teacher: Any
     student: Any
     state: LoopState
+    tracked: dict[str, torch.Tensor] | None  # the tracked training samples, one batch
     started: float  # perf_counter() when this process started the run
     wall_before: float  # wall time of the run before this process (a resumed run)
 
@@ -714,9 +853,16 @@ class _Context:
         return self.wall_before + time.perf_counter() - self.started
 
 
-def _run_phase(ctx: _Context, phase: Phase, batches: Batches, feedback: Batches | None,
-               schedulers: Sequence[Any], influence_log: Any, out: Path,
-               callback: Callback | None) -> None:
+def _run_phase(
+    ctx: _Context,
+    phase: Phase,
+    batches: Batches,
+    feedback: Batches | None,
+    schedulers: Sequence[Any],
+    influence_log: Any,
+    out: Path,
+    callback: Callback | None,
+) -> None:
     from tqdm.auto import tqdm
 
     config, acc, state = ctx.config, ctx.acc, ctx.state
@@ -726,10 +872,20 @@ def _run_phase(ctx: _Context, phase: Phase, batches: Batches, feedback: Batches 
     history = state.history if phase.name == "distill" else state.teacher_history
     if state.step == 0 and not history:
         history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
-    label = "teacher fine-tuning (kd stage one)" if phase.name == "teacher" else \
-        f"distill ({config.method})"
-    bar = tqdm(total=phase.total, initial=state.step, desc=label, unit="step", dynamic_ncols=True,
-               disable=config.quiet or not acc.is_main_process, file=sys.stderr)
+    label = (
+        "teacher fine-tuning (kd stage one)"
+        if phase.name == "teacher"
+        else f"distill ({config.method})"
+    )
+    bar = tqdm(
+        total=phase.total,
+        initial=state.step,
+        desc=label,
+        unit="step",
+        dynamic_ncols=True,
+        disable=config.quiet or not acc.is_main_process,
+        file=sys.stderr,
+    )
     try:
         while state.step < phase.total:
             t0 = time.perf_counter()
@@ -739,23 +895,35 @@ def _run_phase(ctx: _Context, phase: Phase, batches: Batches, feedback: Batches 
             fb = None
             if phase.stepper.needs_feedback:
                 if feedback is None:
-                    raise LgtmInputError("this method needs a feedback set and it is empty",
-                                         field="feedback_fraction")
+                    raise LgtmInputError(
+                        "this method needs a feedback set and it is empty",
+                        field="feedback_fraction",
+                    )
                 fb = feedback.get(state.feedback_drawn)
                 fb.pop("example_id")
                 fb = _to_device(fb, acc.device)
                 state.feedback_drawn += 1
-            stats = phase.stepper.step(batch, fb)
+            probe = None
+            if phase.track_every and (state.step + 1) % phase.track_every == 0:
+                probe = _to_device(ctx.tracked, acc.device)
+                probe_ids = probe.pop("example_id")
+            stats = phase.stepper.step(batch, fb, probe=probe)
             for scheduler in schedulers:
                 scheduler.step()
             state.step += 1
             state.samples_seen += len(example_ids)
             step, epoch = state.step, state.step / batches.per_epoch
             _accumulate(state.window, stats)
-            if influence_log is not None and "influence" in stats and step % config.log_steps == 0:
-                influence_log.log(step, epoch, example_ids.tolist(), stats["influence"].cpu(),
-                                  batch["labels"].cpu(), stats["teacher_logits"].cpu(),
-                                  stats["student_logits"].cpu())
+            if influence_log is not None and probe is not None:
+                influence_log.log(
+                    step,
+                    epoch,
+                    probe_ids.tolist(),
+                    stats["probe_influence"].cpu(),
+                    probe["labels"].cpu(),
+                    stats["probe_teacher_logits"].cpu(),
+                    stats["probe_student_logits"].cpu(),
+                )
             state.train_seconds += time.perf_counter() - t0
             is_eval = step % phase.eval_every == 0 or step == phase.total
             if step % config.log_steps == 0 or is_eval:
@@ -766,8 +934,14 @@ def _run_phase(ctx: _Context, phase: Phase, batches: Batches, feedback: Batches 
                 history.append(entry)
                 if config.report_to == "tensorboard":
                     acc.log(_scalars(phase.name, entry), step=step)
-                bar.set_postfix({k[0] + "_loss": f"{entry[k]:.4f}" for k in
-                                 ("student_loss", "teacher_loss") if k in entry}, refresh=False)
+                bar.set_postfix(
+                    {
+                        k[0] + "_loss": f"{entry[k]:.4f}"
+                        for k in ("student_loss", "teacher_loss")
+                        if k in entry
+                    },
+                    refresh=False,
+                )
             bar.update(1)
             if step % phase.save_every == 0 or step == phase.total:
                 _checkpoint(ctx, out, influence_log)
@@ -777,8 +951,9 @@ def _run_phase(ctx: _Context, phase: Phase, batches: Batches, feedback: Batches 
         bar.close()
 
 
-def _evaluate(ctx: _Context, phase: Phase, step: int, per_epoch: int,
-              entry: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(
+    ctx: _Context, phase: Phase, step: int, per_epoch: int, entry: dict[str, Any]
+) -> dict[str, Any]:
     entry = {"step": step, "epoch": round(step / per_epoch, 4), **entry}
     args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
     if phase.evaluate_student:

@@ -48,6 +48,7 @@ class Method:
     name: ClassVar[str] = ""
     needs_feedback: ClassVar[bool] = False  # step() needs a feedback batch
     trains_teacher: ClassVar[bool] = True  # step() updates the teacher
+    computes_influence: ClassVar[bool] = False  # step() returns per-sample "influence"
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ class LGTM(Method):
     """LGTM with the finite-difference approximation of the meta-gradient."""
 
     needs_feedback = True
+    computes_influence = True
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
@@ -53,7 +54,15 @@ class LGTM(Method):
         g_s = self.grad_student(
             self.student_loss(s, t.detach(), batch["labels"]), retain_graph=True
         )
-        ahead = look_ahead(self.student_params, g_s, self.student_optimizer, self.lookahead)
+        out, scratch = self.workspace()
+        ahead = look_ahead(
+            self.student_params,
+            g_s,
+            self.student_optimizer,
+            self.lookahead,
+            out=out,
+            scratch=scratch,
+        )
         del g_s
         return t, s, self.feedback_gradient(feedback_batch, ahead)
 
@@ -73,7 +82,7 @@ class LGTM(Method):
 
     def feedback_gradient(self, feedback_batch: Batch, ahead: list[Tensor]) -> list[Tensor]:
         """``g_e = ∇θs' ce(y^e, S(x^e; θs'))`` (zeros where a parameter is unused)."""
-        ahead = [p.requires_grad_() for p in ahead]
+        ahead = [p.detach().requires_grad_() for p in ahead]
         loss = task_loss(
             self.student_logits(feedback_batch, ahead), feedback_batch["labels"]
         ).mean()
@@ -90,11 +99,15 @@ class LGTM(Method):
         if norm == 0:
             return t.new_zeros(t.shape[0])
         eps = self.fd_radius / norm.item()
-        params = [p.detach() for p in self.student_params]
+        params, work = [p.detach() for p in self.student_params], self.workspace()[0]
         with torch.no_grad():
+            torch._foreach_copy_(work, params)
+            torch._foreach_add_(work, g_e, alpha=eps)
             with torch.random.fork_rng(devices=_cuda_devices(t)):
-                s_plus = self.student_logits(batch, torch._foreach_add(params, g_e, alpha=eps))
-            s_minus = self.student_logits(batch, torch._foreach_add(params, g_e, alpha=-eps))
+                s_plus = self.student_logits(batch, work)
+            torch._foreach_copy_(work, params)
+            torch._foreach_add_(work, g_e, alpha=-eps)
+            s_minus = self.student_logits(batch, work)
         if self.influence_objective == "student":  # the paper: kd(t, s±)
             diff = self.kd(t, s_plus) - self.kd(t, s_minus)
         else:  # the released code: the teacher's own term kd'(s±, t)
@@ -110,6 +123,16 @@ class LGTM(Method):
             s = self.student_logits(probe)
             w = self.influence(probe, t, g_e)
         return {"probe_influence": w, "probe_teacher_logits": t, "probe_student_logits": s}
+
+    def workspace(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Two sets of parameter-shaped buffers kept across steps for ``θs'`` and ``θs±``
+        (on CPU, fresh parameter-sized memory costs more than the arithmetic done in it)."""
+        if getattr(self, "_workspace", None) is None:
+            self._workspace = tuple(
+                [torch.empty_like(p, requires_grad=False) for p in self.student_params]
+                for _ in range(2)
+            )
+        return self._workspace
 
     def scale(self) -> float:
         """The factor of ``mean_i w_i`` in the teacher's objective: ``ηs · α`` by the
