@@ -241,7 +241,8 @@ def test_predict_writes_label_names_for_text_label_tasks(tiny_teacher_dir, tmp_p
     train_file.write_text(
         "id,premise,hypothesis,label\n"
         + "".join(
-            f"{i},a film,{'good' if i % 2 else 'bad'},{'entailment' if i % 2 else 'not_entailment'}\n"
+            f"{i},a film,{'good' if i % 2 else 'bad'},"
+            f"{'entailment' if i % 2 else 'not_entailment'}\n"
             for i in range(20)
         )
     )
