@@ -330,6 +330,18 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{result['config']['rounds']} interleaved rounds of one process per method, "
         f"{result['config']['steps']} timed steps after {result['config']['warmup']} warm-up.",
         "",
+        "## Targets",
+        "",
+        f"- LGTM step ≤ 1.5 × online step: **{s['lgtm']['ratio_to_online']:.2f}** "
+        f"({'met' if s['lgtm']['ratio_to_online'] <= 1.5 else 'NOT met'}).",
+        f"- Efficiency floor / actual ≥ 0.9: **{f['efficiency_floor_over_actual']:.2f}** "
+        f"({'met' if f['efficiency_floor_over_actual'] >= 0.9 else 'NOT met'}).",
+        f"- Peak memory of LGTM ≤ 1.15 × online: **{s['lgtm']['rss_ratio_to_online']:.2f}** "
+        f"({'met' if s['lgtm']['rss_ratio_to_online'] <= 1.15 else 'NOT met'}).",
+        "",
+        "Each ratio is taken within one round (same machine state), then the median over "
+        "rounds. Peak RSS is sampled every 2 ms while the steps run.",
+        "",
         "| method | step (s) | × online | peak RSS (MB) | RSS × online |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
@@ -375,6 +387,16 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", choices=(*METHODS, "floor"), help=argparse.SUPPRESS)
@@ -388,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--scaling-rounds", type=int, default=2)
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--report-only", action="store_true", help="rewrite speed.md from speed.json")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results"))
     args = p.parse_args(argv)
     if args.worker:
@@ -399,6 +422,9 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        write_markdown(json.loads((out / "speed.json").read_text()), out / "speed.md")
+        return
     started = time.time()
     result = {
         "command": " ".join(
@@ -407,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
         ).stdout.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {_cpu_name()}",
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,

@@ -145,37 +145,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_unlabelled(path: Path, text_columns: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """(index, texts) of every row of a CSV / TSV / JSONL file; the index is the file's
-    ``index`` (or ``id``) column, else the 0-based row number."""
-    from lgtm.data import readers
-
-    text = readers._read_text(path)
-    fmt = readers._format(path)
-    if fmt == "json":
-        first = json.loads(next((ln for ln in text.splitlines() if ln.strip()), "{}"))
-        header = list(first) if isinstance(first, dict) else []
-    else:
-        delimiter = "\t" if fmt == "tsv" else ","
-        header = [h.strip() for h in text.splitlines()[0].split(delimiter)] if text else []
-    index_column = next((c for c in ("index", "id", "idx") if c in header), None)
-    columns = [*text_columns] + ([index_column] if index_column else [])
-    rows = []
-    for number, line, values in readers._table_rows(text, path, columns, fmt):
-        texts = values[: len(text_columns)]
-        for name, value in zip(text_columns, texts, strict=True):
-            if not isinstance(value, str):
-                raise LgtmInputError(
-                    f"text is {type(value).__name__}, not a string",
-                    file=path,
-                    line=line,
-                    field=name,
-                )
-        index = str(values[-1]) if index_column else str(number)
-        rows.append((index, tuple(texts)))
-    return rows
-
-
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -188,21 +157,11 @@ def _predict(args: argparse.Namespace) -> int:
         path = Path(args.input)
         columns = args.text_columns or list(task.text_columns)
     elif args.data_dir:
-        folder = readers._find_glue_folder(task, Path(args.data_dir))
-        layout = readers._GLUE_LAYOUTS[task.name]
-        path = folder / ("test.tsv" if args.split == "test" else "dev.tsv")
-        if task.name == "mnli":
-            path = folder / f"{args.split}_matched.tsv"
-        columns = args.text_columns or list(layout.text_columns)
-        if args.split != "test" and layout.header is not None:
-            raise LgtmInputError(
-                f"predicting on the header-less {task.name} dev file is not "
-                "supported: pass --input",
-                field="split",
-            )
+        path, glue_columns = readers.glue_unlabelled_file(task, Path(args.data_dir), args.split)
+        columns = args.text_columns or glue_columns
     else:
         raise LgtmInputError("give --input FILE or --data-dir DIR", field="input")
-    rows = _read_unlabelled(path, columns)
+    rows = readers.read_unlabelled(path, columns)
     examples = [
         Example(i, texts, 0.0 if task.is_regression else 0) for i, (_, texts) in enumerate(rows)
     ]

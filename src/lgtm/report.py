@@ -411,8 +411,8 @@ def _plot_dev_metrics(
         ax.set_visible(False)
     run = _run_label(metrics)
     fig.suptitle(
-        "Student and teacher on the dev set during training" + (f" ({run})" if run else ""),
-        fontsize=12,
+        "Student and teacher on the dev set during training" + (f"\n{run}" if run else ""),
+        fontsize=11 if cols == 1 else 12,
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _finish(fig, out / "dev_metrics.png", metrics, dev=True)

@@ -315,6 +315,51 @@ DEFAULT_EVAL_SIZE = 1000
 DEFAULT_EVAL_SEED = 0
 
 
+def read_unlabelled(path: Path, text_columns: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """(index, texts) of every row of an unlabelled CSV / TSV / JSONL file (e.g. GLUE's
+    ``test.tsv``); the index is the file's ``index`` (or ``id``) column, else the 0-based
+    row number. Used to write predictions."""
+    text = _read_text(path)
+    fmt = _format(path)
+    if fmt == "json":
+        first = json.loads(next((ln for ln in text.splitlines() if ln.strip()), "{}"))
+        header = list(first) if isinstance(first, dict) else []
+    else:
+        delimiter = "\t" if fmt == "tsv" else ","
+        header = [h.strip() for h in text.splitlines()[0].split(delimiter)] if text else []
+    index_column = next((c for c in ("index", "id", "idx") if c in header), None)
+    columns = [*text_columns] + ([index_column] if index_column else [])
+    rows = []
+    for number, line, values in _table_rows(text, path, columns, fmt):
+        texts = values[: len(text_columns)]
+        for name, value in zip(text_columns, texts, strict=True):
+            if not isinstance(value, str):
+                raise LgtmInputError(
+                    f"text is {type(value).__name__}, not a string",
+                    file=path,
+                    line=line,
+                    field=name,
+                )
+        index = str(values[-1]) if index_column else str(number)
+        rows.append((index, tuple(texts)))
+    return rows
+
+
+def glue_unlabelled_file(task: Task, data_dir: Path, split: str) -> tuple[Path, list[str]]:
+    """The file of ``split`` ("test" or "dev") in a GLUE folder and its text columns."""
+    folder = _find_glue_folder(task, Path(data_dir))
+    layout = _GLUE_LAYOUTS[task.name]
+    path = folder / ("test.tsv" if split == "test" else "dev.tsv")
+    if task.name == "mnli":
+        path = folder / f"{split}_matched.tsv"
+    if split != "test" and layout.header is not None:
+        raise LgtmInputError(
+            f"predicting on the header-less {task.name} dev file is not supported: pass --input",
+            field="split",
+        )
+    return path, list(layout.text_columns)
+
+
 def default_data_path() -> Path:
     """Where the default data file lies, found through package metadata (no import)."""
     from importlib import metadata
