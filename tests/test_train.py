@@ -317,36 +317,14 @@ def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_dat
 
 def test_resume_refuses_other_settings_and_finished_runs(tiny_teacher_dir, tiny_data, tmp_path):
     out = tmp_path / "r"
-    train.distill(
-        run_config(tiny_teacher_dir, tiny_data, out, epochs=1, method="kd", teacher_finetuned=True)
-    )
+    kd_run = {"epochs": 1, "method": "kd", "teacher_finetuned": True}
+    train.distill(run_config(tiny_teacher_dir, tiny_data, out, **kd_run))
     with pytest.raises(LgtmInputError, match="already finished"):
-        train.distill(
-            run_config(
-                tiny_teacher_dir,
-                tiny_data,
-                out,
-                resume=True,
-                epochs=1,
-                method="kd",
-                teacher_finetuned=True,
-            )
-        )
+        train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, **kd_run))
     (out / "metrics.json").unlink()
     (out / "checkpoints").mkdir()
     with pytest.raises(LgtmInputError, match=r"field 'lr': differs from the run being resumed"):
-        train.distill(
-            run_config(
-                tiny_teacher_dir,
-                tiny_data,
-                out,
-                resume=True,
-                epochs=1,
-                method="kd",
-                teacher_finetuned=True,
-                lr=0.5,
-            )
-        )
+        train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, lr=0.5, **kd_run))
 
 
 def test_official_code_preset_zero_heads_and_in_order_validation_feedback(

@@ -315,6 +315,15 @@ DEFAULT_EVAL_SIZE = 1000
 DEFAULT_EVAL_SEED = 0
 
 
+def _check_texts(texts: Sequence[Any], columns: Sequence[str], path: Path, line: int) -> None:
+    """Every text field must be a string (JSON rows may hold numbers or nulls)."""
+    for name, text in zip(columns, texts, strict=True):
+        if not isinstance(text, str):
+            raise LgtmInputError(
+                f"text is {type(text).__name__}, not a string", file=path, line=line, field=name
+            )
+
+
 def read_unlabelled(path: Path, text_columns: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
     """(index, texts) of every row of an unlabelled CSV / TSV / JSONL file (e.g. GLUE's
     ``test.tsv``); the index is the file's ``index`` (or ``id``) column, else the 0-based
@@ -332,14 +341,7 @@ def read_unlabelled(path: Path, text_columns: Sequence[str]) -> list[tuple[str, 
     rows = []
     for number, line, values in _table_rows(text, path, columns, fmt):
         texts = values[: len(text_columns)]
-        for name, value in zip(text_columns, texts, strict=True):
-            if not isinstance(value, str):
-                raise LgtmInputError(
-                    f"text is {type(value).__name__}, not a string",
-                    file=path,
-                    line=line,
-                    field=name,
-                )
+        _check_texts(texts, text_columns, path, line)
         index = str(values[-1]) if index_column else str(number)
         rows.append((index, tuple(texts)))
     return rows
@@ -691,14 +693,7 @@ def _examples(
     examples = []
     for index, line, values in rows:
         texts = values[:-1]
-        for name, text in zip(text_columns, texts, strict=True):
-            if not isinstance(text, str):
-                raise LgtmInputError(
-                    f"text is {type(text).__name__}, not a string",
-                    file=path,
-                    line=line,
-                    field=name,
-                )
+        _check_texts(texts, text_columns, path, line)
         label = _parse_label(task, values[-1], file=path, line=line, field=label_column)
         examples.append(Example(index, tuple(texts), label))
     return examples
