@@ -216,7 +216,14 @@ def report(results: list[dict], out: Path) -> None:
                 f"{fmt([r['teacher']['f1'] for r in rows])} | "
                 f"{statistics.median(r['wall_s'] for r in rows):.0f} |"
             )
-    lines += ["", "## Dev curves", ""]
+    lines += [
+        "",
+        "What the teacher was told: per-quarter influence statistics of the LGTM runs are in "
+        "[quality_influence.md](quality_influence.md) (`python benchmarks/influence_stats.py`).",
+        "",
+        "## Dev curves",
+        "",
+    ]
     for task in TASKS:
         if plot_task(results, task, out / f"quality_{task}.png"):
             lines.append(f"![{task}](quality_{task}.png)")
