@@ -235,6 +235,26 @@ def report(results: list[dict], out: Path) -> None:
         + (f" Missing: {', '.join('/'.join(map(str, k)) for k in missing)}." if missing else ""),
     ]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
+    if out.resolve() == RESULTS.resolve():
+        table = [line for line in lines if line.startswith("|") or line.startswith("## MRPC")]
+        sync_readme(ROOT / "README.md", table, f"{len(done)} of {len(planned_runs())}")
+
+
+def sync_readme(readme: Path, table: list[str], done: str) -> None:
+    """Put the result tables between the README's quality markers, so the two never disagree."""
+    start, end = "<!-- quality:start -->", "<!-- quality:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        return
+    body = [f"Runs done: {done} (copied from `benchmarks/results/quality.md`).", ""]
+    for line in table:
+        if line.startswith("## "):
+            body += ["", f"**{line[3:]}**", ""]
+        else:
+            body.append(line)
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(head + start + "\n" + "\n".join(body) + "\n" + end + tail)
 
 
 def plot_task(results: list[dict], task: str, path: Path) -> bool:
