@@ -150,6 +150,24 @@ def fmt(values: list[float]) -> str:
     )
 
 
+def majority_baseline(task: str) -> dict[str, float]:
+    """Dev scores of always predicting the training set's most frequent label: the floor a
+    student that has learnt nothing reaches, so that the table shows who left it."""
+    import numpy as np
+
+    from lgtm.data import get_task, load_glue_dir
+    from lgtm.metrics import compute_metrics
+
+    t = get_task(task)
+    data = load_glue_dir(t, GLUE / TASKS[task]["data_dir"])
+    train_labels = [e.label for e in data.train]
+    majority = max(set(train_labels), key=train_labels.count)
+    dev = np.array([e.label for e in next(iter(data.evals.values()))])
+    logits = np.zeros((len(dev), t.num_labels))
+    logits[:, majority] = 1.0
+    return compute_metrics(t, logits, dev)
+
+
 def report(results: list[dict], out: Path) -> None:
     lines = [
         "# Does it teach better? KD, online, meta distillation and LGTM at CPU scale",
@@ -177,6 +195,8 @@ def report(results: list[dict], out: Path) -> None:
     ]
     for task in TASKS:
         metric = main_metric(task)
+        floor = 100 * majority_baseline(task)[metric]
+        lines.append(f"| {task.upper()} | {metric} | majority class | {floor:.1f} | – | – |")
         for method in METHODS:
             rows = [
                 r
@@ -203,6 +223,10 @@ def report(results: list[dict], out: Path) -> None:
         "| run | student F1 | student acc | teacher F1 | wall (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
+    floor = majority_baseline("mrpc")
+    lines.append(
+        f"| majority class | {100 * floor['f1']:.1f} | {100 * floor['accuracy']:.1f} | – | – |"
+    )
     for label, method, feedback in extras:
         rows = [
             r
