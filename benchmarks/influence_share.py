@@ -64,9 +64,15 @@ def measure(run: Path, state: str, batches: int) -> dict:
         **_method_options(config),
     )
     collate = make_collator(tokenizer)
-    train = Batches(encode(data.train, tokenizer, config.max_length), collate, 32, config.seed, 0)
-    feedback = Batches(
-        encode(data.feedback, tokenizer, config.max_length), collate, 32, config.seed, 1
+    train, feedback = (
+        Batches(
+            encode(examples, tokenizer, config.max_length),
+            collate,
+            config.batch_size,
+            config.seed,
+            stream,
+        )
+        for stream, examples in enumerate((data.train, data.feedback))
     )
     params = [p for p in teacher.parameters() if p.requires_grad]
     rows = []
@@ -96,8 +102,6 @@ def measure(run: Path, state: str, batches: int) -> dict:
                 "std_w": float(w.detach().std()),
             }
         )
-        for p in student.parameters():  # nothing was stepped; drop any stray state
-            p.grad = None
     return {
         "state": state,
         "batches": batches,

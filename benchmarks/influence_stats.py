@@ -21,6 +21,7 @@ import math
 import statistics
 from pathlib import Path
 
+from quality import run_name, split_scores
 from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,8 @@ def run_stats(run_dir: Path, history: list[dict] | None) -> dict | None:
         if history:
             evals = [h for h in history if h.get("student_eval") and h["step"] <= hi]
             if evals:
-                entry["student_eval"] = _flat(evals[-1]["student_eval"])
-                entry["teacher_eval"] = _flat(evals[-1]["teacher_eval"])
+                entry["student_eval"] = split_scores(evals[-1]["student_eval"])
+                entry["teacher_eval"] = split_scores(evals[-1]["teacher_eval"])
         quarters.append(entry)
     return {
         "tracked_samples": len({r["id"] for r in records}),
@@ -88,11 +89,6 @@ def run_stats(run_dir: Path, history: list[dict] | None) -> dict | None:
         "quarters": quarters,
         "all": phase_stats(records),
     }
-
-
-def _flat(values: dict) -> dict:
-    first = next(iter(values.values()))
-    return first if isinstance(first, dict) else values
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -141,8 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     histories = {}
     if quality.exists():
         for r in json.loads(quality.read_text()):
-            name = f"{r['task']}-{r['method']}-{r['feedback']}-s{r['seed']}"
-            histories[name] = r.get("history")
+            histories[run_name(r)] = r.get("history")
     stats = []
     for run_dir in sorted(Path(args.runs).glob("*")):
         if run_dir.name not in histories:  # unfinished or not part of the suite

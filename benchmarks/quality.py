@@ -17,6 +17,7 @@ skipped when the suite is started again.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -68,9 +69,14 @@ def key(run: dict) -> tuple:
     return run["task"], run["method"], run["seed"], run["feedback"]
 
 
+def run_name(run: dict) -> str:
+    """The folder name of a run under ``runs/quality`` (a result row works too)."""
+    return f"{run['task']}-{run['method']}-{run['feedback']}-s{run['seed']}"
+
+
 def run_one(run: dict, threads: int) -> dict:
     spec = TASKS[run["task"]]
-    out = RUNS / f"{run['task']}-{run['method']}-{run['feedback']}-s{run['seed']}"
+    out = RUNS / run_name(run)
     flags = {
         **COMMON,
         **{k: v for k, v in spec.items() if k != "data_dir"},
@@ -150,6 +156,7 @@ def fmt(values: list[float]) -> str:
     )
 
 
+@functools.cache
 def majority_baseline(task: str) -> dict[str, float]:
     """Dev scores of always predicting the training set's most frequent label: the floor a
     student that has learnt nothing reaches, so that the table shows who left it."""
@@ -330,10 +337,13 @@ def plot_task(results: list[dict], task: str, path: Path) -> bool:
 
 
 def _metric(values: dict, metric: str) -> float:
-    if metric in values:
-        return values[metric]
-    inner = next(iter(values.values()))  # {split: {metric: v}}
-    return inner[metric]
+    return split_scores(values)[metric]
+
+
+def split_scores(values: dict) -> dict:
+    """``{metric: v}`` from a history entry's scores, which may be ``{split: {metric: v}}``."""
+    first = next(iter(values.values()))
+    return first if isinstance(first, dict) else values
 
 
 def main(argv: list[str] | None = None) -> None:
