@@ -247,6 +247,7 @@ def report(results: list[dict], out: Path) -> None:
                 f"{fmt([r['teacher']['f1'] for r in rows])} | "
                 f"{statistics.median(r['wall_s'] for r in rows):.0f} |"
             )
+    lines += per_seed_table(results, extras)
     lines += [
         "",
         "What the teacher was told: per-quarter influence statistics of the LGTM runs are in "
@@ -273,6 +274,32 @@ def report(results: list[dict], out: Path) -> None:
     if out.resolve() == RESULTS.resolve():
         table = [line for line in lines if line.startswith("|") or line.startswith("## MRPC")]
         sync_readme(ROOT / "README.md", table, f"{len(done)} of {len(planned_runs())}")
+
+
+def per_seed_table(results: list[dict], extras: list[tuple[str, str, str]]) -> list[str]:
+    """The student's main score of every run, by seed: with three seeds a mean ± std hides
+    whether one seed or all of them make a difference (the same seed = the same data split)."""
+    cells = [(t, m, "train", m) for t in TASKS for m in METHODS]
+    cells += [("mrpc", m, fb, label) for label, m, fb in extras[1:]]
+    lines = [
+        "",
+        "## Student, seed by seed",
+        "",
+        "Dev accuracy (MRPC: F1), one column per seed.",
+        "",
+        "| task | method | " + " | ".join(f"seed {s}" for s in SEEDS) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in SEEDS) + " |",
+    ]
+    for task, method, feedback, label in cells:
+        by_seed = {
+            r["seed"]: r["student"][main_metric(task)]
+            for r in results
+            if (r["task"], r["method"], r["feedback"]) == (task, method, feedback)
+        }
+        if by_seed:
+            values = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "–" for s in SEEDS]
+            lines.append(f"| {task.upper()} | {label} | " + " | ".join(values) + " |")
+    return lines
 
 
 def sync_readme(readme: Path, table: list[str], done: str) -> None:
