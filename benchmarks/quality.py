@@ -272,7 +272,8 @@ def report(results: list[dict], out: Path) -> None:
     ]
     (out / "quality.md").write_text("\n".join(lines) + "\n")
     if out.resolve() == RESULTS.resolve():
-        table = [line for line in lines if line.startswith("|") or line.startswith("## MRPC")]
+        headers = ("## MRPC", "## Student")
+        table = [line for line in lines if line.startswith(("|", *headers))]
         sync_readme(ROOT / "README.md", table, f"{len(done)} of {len(planned_runs())}")
 
 
@@ -283,9 +284,7 @@ def per_seed_table(results: list[dict], extras: list[tuple[str, str, str]]) -> l
     cells += [("mrpc", m, fb, label) for label, m, fb in extras[1:]]
     lines = [
         "",
-        "## Student, seed by seed",
-        "",
-        "Dev accuracy (MRPC: F1), one column per seed.",
+        "## Student, seed by seed (dev accuracy; MRPC: F1)",
         "",
         "| task | method | " + " | ".join(f"seed {s}" for s in SEEDS) + " |",
         "| --- | --- | " + " | ".join("---:" for _ in SEEDS) + " |",
