@@ -19,7 +19,8 @@ difference stay fp32). Peak CUDA memory is read over the timed steps.
 
 Numerics (``minilm``, dropout off, one step from the same state): the per-sample influence
 ``w`` that ``lgtm`` (finite difference) and ``lgtm-exact`` (double backward) compute in each
-precision, against ``lgtm-exact`` in float64 as the reference: cosine and relative error.
+precision, against ``lgtm-exact`` in float64 as the reference: cosine, Pearson, relative
+error and sign agreement.
 
 Writes ``gpu.json`` and ``gpu.md`` to ``--out`` (default ``benchmarks/results``).
 """
@@ -38,6 +39,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from speed import sst2_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact")
@@ -50,20 +52,9 @@ CONFIGS = {
 
 
 def real_batches(data_dir: str, tokenizer, max_length: int, batch_size: int, n: int) -> list:
-    """``n`` real SST-2 training batches (dynamic padding), labels included."""
-    from lgtm.data import get_task, load_glue_dir, subsample
-    from lgtm.data.encode import encode, make_collator
-
-    rows = subsample(load_glue_dir(get_task("sst2"), data_dir).train, n * batch_size, seed=0)
-    features = encode(rows, tokenizer, max_length)
-    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(1)).tolist()
-    collate = make_collator(tokenizer)
-    out = []
-    for k in range(n):
-        b = collate([features[i] for i in order[k * batch_size : (k + 1) * batch_size]])
-        b.pop("example_id")
-        out.append({key: v.to(DEVICE) for key, v in b.items()})
-    return out
+    """speed.py's ``n`` real SST-2 training batches, on the device."""
+    batches = sst2_batches(data_dir, tokenizer, max_length, batch_size, n)
+    return [{k: v.to(DEVICE) for k, v in b.items()} for b in batches]
 
 
 def models(config: str, model_dir: str | None):

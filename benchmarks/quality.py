@@ -281,7 +281,8 @@ def per_seed_table(results: list[dict], extras: list[tuple[str, str, str]]) -> l
     """The student's main score of every run, by seed: with three seeds a mean ± std hides
     whether one seed or all of them make a difference (the same seed = the same data split)."""
     cells = [(t, m, "train", m) for t in TASKS for m in METHODS]
-    cells += [("mrpc", m, fb, label) for label, m, fb in extras[1:]]
+    main_cells = {(t, m, fb) for t, m, fb, _ in cells}
+    cells += [("mrpc", m, fb, lab) for lab, m, fb in extras if ("mrpc", m, fb) not in main_cells]
     lines = [
         "",
         "## Student, seed by seed (dev accuracy; MRPC: F1)",

@@ -67,35 +67,41 @@ class PeakRSS:
         self._thread.join()
 
 
+def sst2_batches(data_dir: str, tokenizer, max_length: int, batch_size: int, n: int) -> list:
+    """``n`` real SST-2 training batches (seeded sample and order, dynamic padding, labels)."""
+    import torch
+
+    from lgtm.data import get_task, load_glue_dir, subsample
+    from lgtm.data.encode import encode, make_collator
+
+    rows = subsample(load_glue_dir(get_task("sst2"), data_dir).train, n * batch_size, seed=0)
+    features = encode(rows, tokenizer, max_length)
+    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(1)).tolist()
+    collate = make_collator(tokenizer)
+    out = []
+    for k in range(n):
+        b = collate([features[i] for i in order[k * batch_size : (k + 1) * batch_size]])
+        b.pop("example_id")
+        out.append(b)
+    return out
+
+
 def setup(args: argparse.Namespace, batches_needed: int):
     """Models, optimizers and real SST-2 batches (training batches and feedback batches)."""
     import torch
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from lgtm.data import get_task, load_glue_dir, subsample
-    from lgtm.data.encode import encode, make_collator
+    from lgtm.data import get_task
     from lgtm.models import load_model, student_from_teacher
 
-    task = get_task("sst2")
-    data = load_glue_dir(task, args.data_dir)
-    n = args.batch_size * batches_needed
-    rows = subsample(data.train, 2 * n, seed=0)
     torch.manual_seed(0)
-    teacher, tokenizer = load_model(None, task.num_labels)
+    teacher, tokenizer = load_model(None, get_task("sst2").num_labels)
     student = student_from_teacher(teacher, args.student_layers)
-    collate = make_collator(tokenizer)
-    features = encode(rows, tokenizer, args.max_length)
-    g = torch.Generator().manual_seed(1)
-    order = torch.randperm(len(features), generator=g).tolist()
-
-    def batch(k: int) -> dict:
-        b = collate([features[i] for i in order[k * args.batch_size : (k + 1) * args.batch_size]])
-        b.pop("example_id")
-        return b
-
-    train = [batch(k) for k in range(batches_needed)]
-    feedback = [batch(batches_needed + k) for k in range(batches_needed)]
+    batches = sst2_batches(
+        args.data_dir, tokenizer, args.max_length, args.batch_size, 2 * batches_needed
+    )
+    train, feedback = batches[:batches_needed], batches[batches_needed:]
     opt_t = torch.optim.AdamW(teacher.parameters(), lr=3e-5, weight_decay=0.01)
     opt_s = torch.optim.AdamW(student.parameters(), lr=5e-5, weight_decay=0.01)
     return teacher, student, opt_t, opt_s, train, feedback
