@@ -341,8 +341,8 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
     held.mkdir()
     (held / "metrics.json").write_text("{}")
     line = one_line_error(capsys, "distill", *user, "--output-dir", held)
-    assert f"{held}: field 'output_dir': output directory already holds a run" in line
-    assert "--overwrite" in line and "--resume" in line
+    assert f"{held}: field 'output_dir': output directory already holds a finished run" in line
+    assert "--overwrite" in line
 
     # a missing folder
     line = one_line_error(

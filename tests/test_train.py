@@ -294,8 +294,8 @@ def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_dat
         train.distill(
             run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over), callback=kill
         )
-    assert len(list((tmp_path / "b" / "checkpoints").glob("ckpt-*"))) == 1
-    with pytest.raises(LgtmInputError, match="already holds a run"):
+    assert len(list((tmp_path / "b" / "checkpoints").glob("ckpt-*"))) == 2  # the last two
+    with pytest.raises(LgtmInputError, match="unfinished run with a checkpoint: pass --resume"):
         train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **over))
     resumed = train.distill(
         run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", resume=True, **over)
@@ -369,7 +369,7 @@ def test_output_dir_refused_then_overwritten(tiny_teacher_dir, tiny_data, tmp_pa
     with pytest.raises(LgtmInputError) as err:
         train.prepare_output_dir(run_config(tiny_teacher_dir, tiny_data, out))
     assert str(err.value).startswith(
-        f"{out}: field 'output_dir': output directory already holds a run"
+        f"{out}: field 'output_dir': output directory already holds a finished run"
     )
     train.prepare_output_dir(run_config(tiny_teacher_dir, tiny_data, out, overwrite=True))
     assert not (out / "metrics.json").exists() and (out / "notes.txt").read_text() == "mine"

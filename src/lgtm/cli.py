@@ -63,6 +63,7 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     from lgtm import data as D
     from lgtm import models as M
+    from lgtm.checks import align_labels, usable_max_length
 
     path = M.resolve_model_path(args.model)
     if not (Path(path) / "config.json").is_file():
@@ -91,6 +92,11 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         else:
             raise
     model, tokenizer = M.load_model(path, task.num_labels)
+    notice = align_labels(model, task, "model", str(args.model))
+    args.max_length, lowered = usable_max_length(args.max_length, [model], tokenizer)
+    for line in (notice, lowered):
+        if line:
+            print(line, file=sys.stderr)
     return model, tokenizer, task
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,14 @@ def _float(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number, not a boolean")
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        return float(value.strip())
-    raise ValueError(f"expected a number, got {value!r}")
+        number = float(value)
+    elif isinstance(value, str):
+        number = float(value.strip())
+    else:
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def _str(value: Any) -> str:
@@ -563,6 +568,10 @@ def _check(config: RunConfig) -> None:
             raise LgtmInputError(f"must be positive, got {getattr(config, name)}", field=name)
     if config.weight_decay < 0:
         raise LgtmInputError("must not be negative", field="weight_decay")
+    if not 0 <= config.seed < 2**32:  # numpy's and torch's seeding take 32-bit seeds
+        raise LgtmInputError(f"must lie in 0..{2**32 - 1}, got {config.seed}", field="seed")
+    if config.max_length < 2:  # room for the special tokens at least
+        raise LgtmInputError(f"must be at least 2, got {config.max_length}", field="max_length")
     if config.student is not None and config.student_layers is not None:
         raise LgtmInputError("give --student or --student-layers, not both", field="student_layers")
     if config.train_file is not None and config.data_dir is not None:

@@ -27,14 +27,11 @@ import numpy as np
 import torch
 
 from lgtm import config as cfg
+from lgtm import rundir
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 
-CHECKPOINTS = "checkpoints"
-# What marks a folder as holding a run (refused unless --overwrite or --resume).
-RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
-# What --overwrite removes (nothing else in the folder is touched).
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard")
+CHECKPOINTS = rundir.CHECKPOINTS
 PHASE_IDS = {"teacher": 1, "distill": 2}
 EVALS_PER_RUN = 5
 TRACKS_PER_RUN = 50  # influence of the tracked samples, computed this many times per run
@@ -154,14 +151,23 @@ def load_data(config: RunConfig) -> RunData:
 # --------------------------------------------------------------------------- models
 
 
-def build_models(config: RunConfig, task: Any) -> tuple[Any, Any, Any]:
-    """Teacher, student and the shared tokenizer, with label names and the chosen heads."""
+def build_models(
+    config: RunConfig, task: Any, notices: list[str] | None = None
+) -> tuple[Any, Any, Any]:
+    """Teacher, student and the shared tokenizer, with label names and the chosen heads.
+
+    Models with a trained head are checked against the task (``checks.align_labels``); what
+    was adjusted is printed, and appended to ``notices`` when given. Raises
+    :class:`LgtmInputError` for a model that cannot serve the task."""
     from lgtm import models as M
+    from lgtm.checks import align_labels
 
     teacher, tokenizer = M.load_model(config.teacher, task.num_labels)
+    adjusted = [align_labels(teacher, task, "teacher", config.teacher)]
     if config.student is not None:
         student, s_tok = M.load_model(config.student, task.num_labels)
         M.check_compatible(tokenizer, s_tok, config.teacher, config.student)
+        adjusted.append(align_labels(student, task, "student", config.student))
     else:
         layers = config.student_layers
         if layers is None:
@@ -173,6 +179,10 @@ def build_models(config: RunConfig, task: Any) -> tuple[Any, Any, Any]:
         M.zero_init_classifier(student)
     for model in (teacher, student):
         set_label_names(model, task)
+    for notice in filter(None, adjusted):
+        _say(config, notice)
+        if notices is not None:
+            notices.append(notice)
     return teacher, student, tokenizer
 
 
@@ -372,53 +382,17 @@ def _summarise(window: dict[str, float]) -> dict[str, float]:
 # --------------------------------------------------------------------------- output folder
 
 
-def holds_run(folder: Path) -> bool:
-    """True when ``folder`` already holds (part of) an lgtm run."""
-    return folder.is_dir() and any((folder / name).exists() for name in RUN_MARKERS)
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint of a run (temporary folders are never complete)."""
-    root = folder / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("ckpt-"))
-    return done[-1] if done else None
-
-
-def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, Path | None]:
-    """Check the output folder against --overwrite / --resume; returns it and the checkpoint
-    to resume from (None: start afresh). With ``clear``, --overwrite removes the old run's
-    outputs (only those: other files in the folder stay)."""
+def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, list[Path]]:
+    """``rundir.prepare_output_dir`` for the folder ``config`` names: the folder, and the
+    checkpoints to resume from, newest first (empty: start afresh)."""
     out = Path(config.output_dir or default_output_dir(config))
-    if out.exists() and not out.is_dir():
-        raise LgtmInputError("output path exists and is not a folder", file=out, field="output_dir")
-    if config.resume:
-        checkpoint = latest_checkpoint(out)
-        if checkpoint is None and (out / "metrics.json").exists():
-            raise LgtmInputError(
-                "this run is already finished: nothing to resume "
-                "(pass --overwrite to run it again)",
-                file=out,
-                field="output_dir",
-            )
-        return out, checkpoint
-    if holds_run(out):
-        if not config.overwrite:
-            raise LgtmInputError(
-                "output directory already holds a run: pass --overwrite to "
-                "replace it or --resume to continue it",
-                file=out,
-                field="output_dir",
-            )
-        if clear:
-            for name in RUN_OUTPUTS:
-                path = out / name
-                if path.is_dir():
-                    shutil.rmtree(path)
-                elif path.exists():
-                    path.unlink()
-    return out, None
+    return rundir.prepare_output_dir(
+        out,
+        resume=config.resume,
+        overwrite=config.overwrite,
+        clear=clear,
+        say=lambda message: _say(config, message),
+    )
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -512,31 +486,55 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     """Run one distillation end to end and write its outputs.
 
     ``callback(phase, step)`` is called after every step, checkpoint included (tests raise in it
-    to simulate a killed run).
+    to simulate a killed run). Raises :class:`LgtmInputError` for bad input, an unusable output
+    folder, or training that diverges (the first non-finite loss or parameter).
     """
+    from accelerate import PartialState
+
+    out = Path(config.output_dir or default_output_dir(config))
+    created = not out.exists()
+    try:
+        return _distill(config, callback)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # made for this run, which left nothing in it
+        raise
+    finally:
+        if PartialState().is_main_process:
+            rundir.release_lock(out)
+
+
+def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration, set_seed
     from transformers import get_linear_schedule_with_warmup
 
     import lgtm
     from lgtm import report as R
+    from lgtm.checks import usable_max_length
     from lgtm.data.encode import encode, make_collator
 
     started = time.perf_counter()
-    out, checkpoint = prepare_output_dir(config, clear=False)  # refuse early...
+    out, found = prepare_output_dir(config, clear=False)  # refuse early, before heavy loading...
     if config.resume:
         _check_resume_config(config, out)
     set_seed(config.seed)
 
     # ---- data and models
     data = load_data(config)
-    teacher, student, tokenizer = build_models(config, data.task)
+    notices: list[str] = []  # what was adjusted to fit the models to the task
+    teacher, student, tokenizer = build_models(config, data.task, notices)
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
+        rundir.take_lock(out)
+    max_length, lowered = usable_max_length(config.max_length, (teacher, student), tokenizer)
+    if lowered:
+        _say(config, lowered)
+        notices.append(lowered)
     collate = make_collator(tokenizer)
-    train_f = encode(data.train, tokenizer, config.max_length)
-    feedback_f = encode(data.feedback, tokenizer, config.max_length)
-    eval_f = {k: encode(v, tokenizer, config.max_length) for k, v in data.evals.items()}
+    train_f = encode(data.train, tokenizer, max_length)
+    feedback_f = encode(data.feedback, tokenizer, max_length)
+    eval_f = {k: encode(v, tokenizer, max_length) for k, v in data.evals.items()}
     where = (
         "the validation split: it LEAKS into evaluation"
         if data.leaks_into_evaluation
@@ -622,10 +620,12 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
         "distill": [sched_s] + ([sched_t] if method.trains_teacher else []),
     }
 
+    checkpoint = _load_checkpoint(acc, found, config) if found else None
     if checkpoint is not None:
-        acc.load_state(str(checkpoint))
         _say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
     else:
+        if config.resume:
+            _say(config, f"lgtm: no checkpoint in {out}: starting the run")
         state.phase = phases[0].name
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -707,6 +707,8 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     probe = collate(next(iter(eval_f.values()))[: config.eval_batch_size])
     probe.pop("example_id", None)
     metrics = _final_metrics(config, data, phases, state, student, teacher, probe, out)
+    metrics["max_length"] = max_length  # --max-length, lowered to what the models take
+    metrics["notices"] = notices
     if acc.is_main_process:
         save_model(acc.unwrap_model(student), tokenizer, out / "student")
         save_model(acc.unwrap_model(teacher), tokenizer, out / "teacher")
@@ -785,6 +787,30 @@ def _final_metrics(
         "versions": R.package_versions(),
         "config": config.to_dict(saved=True) | {"output_dir": str(out)},
     }
+
+
+def _load_checkpoint(acc: Any, found: list[Path], config: RunConfig) -> Path:
+    """Load the newest undamaged checkpoint of ``found`` (newest first) into ``acc``'s objects.
+
+    A damaged one (a missing or truncated file, or one that fails to load) is skipped with a
+    warning; when every one is damaged, :class:`LgtmInputError` names the newest's problem.
+    """
+    problems = []
+    for checkpoint in found:
+        problem = rundir.damage(checkpoint)
+        if problem is None:
+            try:
+                acc.load_state(str(checkpoint))
+                return checkpoint
+            except Exception as err:  # a damaged file fails in many ways, all of them here
+                text = str(err).strip().splitlines()
+                problem = f"{checkpoint}: cannot be loaded ({text[0] if text else type(err)})"
+        problems.append(problem)
+        _say(config, f"lgtm: warning: damaged checkpoint: {problem}")
+    raise LgtmInputError(
+        f"no undamaged checkpoint to resume from ({problems[0]}): pass --overwrite to start again",
+        field="resume",
+    )
 
 
 def _check_resume_config(config: RunConfig, out: Path) -> None:
@@ -908,6 +934,7 @@ def _run_phase(
                 probe = _to_device(ctx.tracked, acc.device)
                 probe_ids = probe.pop("example_id")
             stats = phase.stepper.step(batch, fb, probe=probe)
+            _check_finite(ctx, phase, state.step + 1, stats, out)
             for scheduler in schedulers:
                 scheduler.step()
             state.step += 1
@@ -930,6 +957,7 @@ def _run_phase(
                 entry = {"step": step, "epoch": round(epoch, 4), **_summarise(state.window)}
                 state.window = {}
                 if is_eval:
+                    _check_models(ctx, phase, step, out)
                     entry = _evaluate(ctx, phase, step, batches.per_epoch, entry)
                 history.append(entry)
                 if config.report_to == "tensorboard":
@@ -944,11 +972,67 @@ def _run_phase(
                 )
             bar.update(1)
             if step % phase.save_every == 0 or step == phase.total:
+                _check_models(ctx, phase, step, out)
                 _checkpoint(ctx, out, influence_log)
             if callback is not None:
                 callback(phase.name, step)
     finally:
         bar.close()
+
+
+def _diverged(ctx: _Context, phase: Phase, step: int, what: str, out: Path) -> LgtmInputError:
+    """The one-line error of a run in which ``what`` is not finite at ``step``: which value,
+    the learning rates to lower, and which checkpoint is kept."""
+    config = ctx.config
+    rates = [] if phase.name == "teacher" else ["lr"]
+    if phase.stepper.trains_teacher:
+        rates.append("teacher_lr")
+    hint = " or ".join(f"{cfg.flag(r)} (now {getattr(config, r):g})" for r in rates)
+    last = rundir.latest_checkpoint(out)
+    kept = (
+        f"the last good checkpoint is kept ({last}); no model was written"
+        if last is not None
+        else "no checkpoint had been written, and no model was"
+    )
+    return LgtmInputError(
+        f"training diverged at step {step} of {phase.name}: {what} not finite; try a lower "
+        f"{hint} and run again with --overwrite; {kept}",
+        field=rates[0],
+    )
+
+
+def _check_finite(ctx: _Context, phase: Phase, step: int, stats: dict[str, Any], out: Path) -> None:
+    """Stop the run at the first non-finite loss or influence of a step (every step: the
+    losses are already on the host, so this costs nothing)."""
+    for key, what in (
+        ("student_loss", "the student's loss is"),
+        ("teacher_loss", "the teacher's loss is"),
+    ):
+        if key in stats and not math.isfinite(float(stats[key])):
+            raise _diverged(ctx, phase, step, what, out)
+    influence = stats.get("influence")
+    if influence is not None and not bool(torch.isfinite(influence).all()):
+        raise _diverged(ctx, phase, step, "the distillation influence is", out)
+
+
+def _check_models(ctx: _Context, phase: Phase, step: int, out: Path) -> None:
+    """Before the models are evaluated or saved: every parameter finite, and so are their
+    outputs on a few training samples (a step's losses are computed before its update, so
+    they cannot show a bad last update; huge finite weights can still overflow)."""
+    probe = {k: v[:8].to(ctx.acc.device) for k, v in ctx.tracked.items() if k != "example_id"}
+    probe.pop("labels", None)
+    for role, model in (("teacher", ctx.teacher), ("student", ctx.student)):
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise _diverged(ctx, phase, step, f"the {role}'s parameters are", out)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits = model(**probe).logits
+        finally:
+            model.train(was_training)
+        if not bool(torch.isfinite(logits).all()):
+            raise _diverged(ctx, phase, step, f"the {role}'s outputs are", out)
 
 
 def _evaluate(
@@ -993,7 +1077,8 @@ def _checkpoint(ctx: _Context, out: Path, influence_log: Any) -> None:
     acc.save_state(str(tmp))
     acc.wait_for_everyone()
     if acc.is_main_process:
+        rundir.write_manifest(tmp)
+        if final.exists():  # left by an attempt resumed from an earlier checkpoint
+            shutil.rmtree(final)
         tmp.rename(final)
-        for old in root.iterdir():
-            if old.is_dir() and old != final:
-                shutil.rmtree(old)
+        rundir.prune_checkpoints(out)

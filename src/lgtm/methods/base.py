@@ -7,10 +7,17 @@ both through the optimizers given at construction. The loop around it knows noth
 Notation follows ALGORITHMS.md: ``t = T(x; θt)``, ``s = S(x; θs)``,
 ``Ls = α · mean kd(t, s) + (1 − α) · mean ce(y, s)``,
 ``L_aux = αt · mean kd'(s, t) + (1 − αt) · mean ce(y, t)`` with ``kd'(s, t) = kd(s.detach(), t)``.
+
+A method that teaches without a teacher (``ce``, the student alone) sets ``needs_teacher =
+False``; only such a method accepts ``teacher=None``.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -49,10 +56,12 @@ class Method:
     needs_feedback: ClassVar[bool] = False  # step() needs a feedback batch
     trains_teacher: ClassVar[bool] = True  # step() updates the teacher
     computes_influence: ClassVar[bool] = False  # step() returns per-sample "influence"
+    needs_double_backward: ClassVar[bool] = False  # True: second-order gradients (eager attention)
+    needs_teacher: ClassVar[bool] = True  # False: teacher=None is accepted (and ignored)
 
     def __init__(
         self,
-        teacher: torch.nn.Module,
+        teacher: torch.nn.Module | None,
         student: torch.nn.Module,
         teacher_optimizer: torch.optim.Optimizer | None,
         student_optimizer: torch.optim.Optimizer,
@@ -66,6 +75,11 @@ class Method:
         influence_objective: str = "student",
         influence_step: str = "student_lr",
     ) -> None:
+        if teacher is None and self.needs_teacher:
+            raise ValueError(
+                f"method {self.name!r} needs a teacher: give teacher=<model> (only a method "
+                "without a teacher, such as 'ce', accepts teacher=None)"
+            )
         if self.trains_teacher and teacher_optimizer is None:
             raise ValueError(f"method {self.name!r} trains the teacher: give a teacher_optimizer")
         _check_choice("objective", objective, OBJECTIVES)
@@ -73,9 +87,14 @@ class Method:
         _check_choice("influence_objective", influence_objective, ("student", "teacher"))
         _check_choice("influence_step", influence_step, ("student_lr", "teacher_lr"))
         if not 0.0 <= alpha <= 1.0 or not 0.0 <= teacher_alpha <= 1.0:
-            raise ValueError("alpha and teacher_alpha must lie in [0, 1]")
-        if temperature <= 0 or fd_radius <= 0:
-            raise ValueError("temperature and fd_radius must be positive")
+            raise ValueError("alpha and teacher_alpha must lie in [0, 1]")  # NaN too
+        for option, value in (("temperature", temperature), ("fd_radius", fd_radius)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{option} must be a positive finite number, got {value!r}")
+        if self.needs_double_backward:
+            for role, model in (("teacher", teacher), ("student", student)):
+                if model is not None:
+                    use_eager_attention(model, role, self.name)
         self.teacher, self.student = teacher, student
         self.teacher_optimizer, self.student_optimizer = teacher_optimizer, student_optimizer
         self.alpha, self.teacher_alpha, self.temperature = alpha, teacher_alpha, temperature
@@ -84,7 +103,9 @@ class Method:
         regression = getattr(getattr(student, "config", None), "num_labels", 2) == 1
         self.kd = distill_objective(objective, temperature, regression)
         self.student_names, self.student_params = _trainable(student)
-        self.teacher_names, self.teacher_params = _trainable(teacher)
+        self.teacher_names, self.teacher_params = (
+            _trainable(teacher) if teacher is not None else ([], [])
+        )
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
@@ -93,8 +114,24 @@ class Method:
 
         Methods that compute a distillation influence also return it for ``probe`` samples
         (``probe_influence``, ``probe_teacher_logits``, ``probe_student_logits``); the others
-        ignore ``probe``."""
+        ignore ``probe``.
+
+        All or nothing: a step that raises (out of memory, a bad batch, an interrupt) leaves
+        both models and both optimizers exactly as they were before it (``safe_step``; every
+        subclass's ``step`` is wrapped so, see :meth:`apply`)."""
         raise NotImplementedError
+
+    #: Keep a copy of what each optimizer step changes until the step has finished, so that a
+    #: step that raises can be undone. Costs one copy of the parameters and optimizer state of
+    #: the models a step updates; the training loop, which never reuses a failed step's models,
+    #: turns it off.
+    safe_step: bool = True
+    _journal: list | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _all_or_nothing(cls.__dict__["step"])
 
     # ---- the pieces the methods are written in -------------------------------------------
     def student_logits(self, batch: Batch, params: Sequence[Tensor] | None = None) -> Tensor:
@@ -123,11 +160,19 @@ class Method:
             loss = loss + (1 - self.teacher_alpha) * task_loss(t, labels).mean()
         return loss
 
-    @staticmethod
     def apply(
-        optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor | None]
+        self,
+        optimizer: torch.optim.Optimizer,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor | None],
     ) -> None:
-        """Take one step of ``optimizer`` with ``grads`` as the gradients, then free them."""
+        """Take one step of ``optimizer`` with ``grads`` as the gradients, then free them.
+
+        Inside a safe step, what the optimizer is about to change (the parameters, their
+        ``.grad`` and their optimizer state) is copied first, to be put back if the step fails.
+        """
+        if self._journal is not None:
+            self._journal.append(_Snapshot(optimizer, params))
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         optimizer.step()
@@ -151,6 +196,86 @@ class Method:
         loss = self.student_loss(s, t, batch["labels"])
         self.apply(self.student_optimizer, self.student_params, self.grad_student(loss, **kw))
         return loss.item()
+
+
+class _Snapshot:
+    """A copy of some parameters, their gradients and their optimizer state, to restore."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        self.optimizer, self.params = optimizer, list(params)
+        self.data = [p.detach().clone() for p in self.params]
+        self.grads = [p.grad for p in self.params]
+        self.state = {
+            id(p): {
+                k: v.clone() if isinstance(v, Tensor) else copy.deepcopy(v)
+                for k, v in optimizer.state[p].items()
+            }
+            for p in self.params
+            if p in optimizer.state
+        }
+
+    def restore(self) -> None:
+        """Put everything back as it was when the snapshot was taken."""
+        with torch.no_grad():
+            torch._foreach_copy_([p.data for p in self.params], self.data)
+        for p, grad in zip(self.params, self.grads, strict=True):
+            p.grad = grad
+            if id(p) in self.state:
+                self.optimizer.state[p] = self.state[id(p)]
+            else:
+                self.optimizer.state.pop(p, None)
+
+
+def _all_or_nothing(step: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Wrap a method's ``step`` so that a step that raises is undone (``Method.safe_step``)."""
+
+    @functools.wraps(step)
+    def safe(self: Method, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if self._journal is not None or not self.safe_step:  # nested, or switched off
+            return step(self, *args, **kwargs)
+        self._journal = []
+        try:
+            return step(self, *args, **kwargs)
+        except BaseException:
+            for snapshot in reversed(self._journal):
+                snapshot.restore()
+            raise
+        finally:
+            self._journal = None
+
+    return safe
+
+
+def use_eager_attention(model: torch.nn.Module, role: str, method: str) -> None:
+    """Switch a Hugging Face ``model`` to eager attention if it uses another implementation.
+
+    Methods with second-order gradients (``meta``, ``lgtm-exact``) back-propagate twice
+    through attention, and PyTorch's fused attention kernels (``sdpa``, flash) have no double
+    backward. Eager attention computes the same function. Raises ``ValueError`` naming the fix
+    when ``transformers`` cannot switch the model.
+    """
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current in (None, "eager"):
+        return
+    problem = ValueError(
+        f"method {method!r} needs second-order gradients, which the {role}'s {current!r} "
+        f"attention does not provide: load the {role} with attn_implementation='eager'"
+    )
+    setter = getattr(model, "set_attn_implementation", None)
+    if setter is None:
+        raise problem
+    try:
+        setter("eager")
+    except (ValueError, ImportError, NotImplementedError) as err:
+        raise problem from err
+    if getattr(model.config, "_attn_implementation", None) != "eager":
+        raise problem
+    warnings.warn(
+        f"lgtm: method {method!r}: the {role} now uses eager attention (was {current!r}): "
+        "second-order gradients need it",
+        stacklevel=3,
+    )
 
 
 def _trainable(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:

@@ -20,6 +20,8 @@ from .lgtm import LGTM
 class LGTMExact(LGTM):
     """LGTM with the exact mixed second derivative from double backward."""
 
+    needs_double_backward = True
+
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
     ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ class Meta(Method):
     """The teacher's update back-propagates through the student's pilot update."""
 
     needs_feedback = True
+    needs_double_backward = True
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -1,0 +1,207 @@
+"""The output folder of a run: what it holds, whether it may be replaced, and its checkpoints.
+
+A folder is in one of four states, and ``prepare_output_dir`` treats each its own way:
+
+- **empty or new**: the run starts (the folder is created and checked writable first, before
+  anything heavy loads);
+- **finished** (``metrics.json``): refused unless ``--overwrite``;
+- **unfinished with a checkpoint**: refused with the hint ``--resume`` (or ``--overwrite``);
+- **unfinished without a checkpoint** (the run died before saving anything it could continue
+  from): the same command replaces it, with a notice, unless a live process still runs in it.
+
+Checkpoints are written to a temporary folder with a manifest of their files' sizes, then
+renamed; the last two are kept, so that a damaged newest one (a truncated or missing file)
+makes ``--resume`` fall back to the one before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from lgtm.errors import LgtmInputError
+
+CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"
+LOCK = ".lgtm-running"
+KEEP_CHECKPOINTS = 2
+# What marks a folder as holding a run (refused unless --overwrite or --resume).
+RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
+# What --overwrite removes (nothing else in the folder is touched).
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK)
+
+
+def holds_run(folder: Path) -> bool:
+    """True when ``folder`` already holds (part of) an lgtm run."""
+    return folder.is_dir() and any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The run's renamed (so fully written, unless damaged since) checkpoints, newest first."""
+    root = folder / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    done = (p for p in root.iterdir() if p.is_dir() and p.name.startswith("ckpt-"))
+    return sorted(done, reverse=True)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint of a run, damaged or not (``None`` when there is none)."""
+    found = checkpoints(folder)
+    return found[0] if found else None
+
+
+def write_manifest(checkpoint: Path) -> None:
+    """Record the size of every file of a just-written checkpoint (written last)."""
+    sizes = {
+        str(p.relative_to(checkpoint)): p.stat().st_size
+        for p in sorted(checkpoint.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    (checkpoint / MANIFEST).write_text(json.dumps(sizes, indent=1), encoding="utf-8")
+
+
+def damage(checkpoint: Path) -> str | None:
+    """What is wrong with a checkpoint's files (``None``: all there, at their recorded sizes).
+
+    A checkpoint without a manifest (written by lgtm 0.1) is taken as it is."""
+    manifest = checkpoint / MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        sizes = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{manifest}: unreadable manifest"
+    for name, size in sizes.items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{path}: missing"
+        if path.stat().st_size != size:
+            return f"{path}: {path.stat().st_size} bytes, {size} when written (truncated?)"
+    return None
+
+
+def prune_checkpoints(folder: Path) -> None:
+    """Delete all but the newest ``KEEP_CHECKPOINTS`` checkpoints and any temporary folder."""
+    root = folder / CHECKPOINTS
+    keep = set(checkpoints(folder)[:KEEP_CHECKPOINTS])
+    for path in root.iterdir():
+        if path.is_dir() and path not in keep:
+            shutil.rmtree(path)
+
+
+def _lock_holder(folder: Path) -> str | None:
+    """A description of the live process that runs in ``folder``, if there is one."""
+    try:
+        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split("\n")[:2]
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return f"process {pid} on {host} (delete {folder / LOCK} if it no longer runs)"
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return f"process {pid}"
+
+
+def take_lock(folder: Path) -> None:
+    """Mark ``folder`` as in use by this process (``release_lock`` at the end of the run)."""
+    (folder / LOCK).write_text(f"{os.getpid()}\n{socket.gethostname()}\n", encoding="utf-8")
+
+
+def release_lock(folder: Path) -> None:
+    """Remove this process's mark from ``folder``."""
+    try:
+        if (folder / LOCK).read_text(encoding="utf-8").split("\n")[0] == str(os.getpid()):
+            (folder / LOCK).unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def ensure_writable(out: Path) -> None:
+    """Create ``out`` (and its parents) and check a file can be written in it.
+
+    Raises :class:`LgtmInputError` naming the folder and the reason when it cannot.
+    """
+    if out.exists() and not out.is_dir():
+        raise LgtmInputError("output path exists and is not a folder", file=out, field="output_dir")
+    probe = out / f".lgtm-write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise LgtmInputError(
+            f"cannot write the run's outputs here: {reason}", file=out, field="output_dir"
+        ) from None
+
+
+def prepare_output_dir(
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    clear: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> tuple[Path, list[Path]]:
+    """Check ``out`` against ``--overwrite`` / ``--resume`` (see the module's docstring).
+
+    Returns the folder and the checkpoints to resume from, newest first (empty: start
+    afresh). With ``clear``, a run being replaced has its outputs removed (only those: other
+    files in the folder stay); ``say`` prints its notice. Raises :class:`LgtmInputError` when
+    the folder cannot be used.
+    """
+    ensure_writable(out)
+    holder = _lock_holder(out) if holds_run(out) else None
+    if holder is not None and not overwrite:
+        raise LgtmInputError(
+            f"a run is in progress in this folder ({holder})", file=out, field="output_dir"
+        )
+    found = checkpoints(out)
+    finished = (out / "metrics.json").exists()
+    if resume:
+        if not found and finished:
+            raise LgtmInputError(
+                "this run is already finished: nothing to resume "
+                "(pass --overwrite to run it again)",
+                file=out,
+                field="output_dir",
+            )
+        return out, found
+    if not holds_run(out):
+        return out, []
+    if not overwrite:
+        if finished:
+            raise LgtmInputError(
+                "output directory already holds a finished run: pass --overwrite to replace it",
+                file=out,
+                field="output_dir",
+            )
+        if found:
+            raise LgtmInputError(
+                "output directory holds an unfinished run with a checkpoint: pass --resume to "
+                "continue it, or --overwrite to replace it",
+                file=out,
+                field="output_dir",
+            )
+        if clear and say is not None:
+            say(f"lgtm: {out} held a run that stopped before its first checkpoint: replacing it")
+    if clear:
+        for name in RUN_OUTPUTS:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    return out, []
