@@ -20,7 +20,10 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 Objective = Callable[[Tensor, Tensor], Tensor]
 
-OBJECTIVES = ("kl", "mse", "dist")
+OBJECTIVES = ("kl", "mse", "dist", "skd")
+
+#: ε of the spherical normalisation, ``n(z) = (z − mean z) / sqrt(var z + ε)``.
+SKD_EPS = 1e-6
 
 
 def promote(logits: Tensor) -> Tensor:
@@ -63,14 +66,47 @@ def dist(target: Tensor, pred: Tensor, temperature: float = 1.0) -> Tensor:
     return temperature**2 * (inter + intra)
 
 
+def spherical_normalize(logits: Tensor, eps: float = SKD_EPS) -> Tensor:
+    """``n(z) = (z − mean_c z) / sqrt(var_c z + ε)`` over the classes of each sample.
+
+    ``logits``: ``[B, C]`` → ``[B, C]``, zero mean and unit population standard deviation per
+    row (up to ``ε``, which keeps equal logits, e.g. those of a zero-initialised head, finite:
+    they map to zeros with a finite gradient). Every logit vector is put on one sphere of
+    radius ``sqrt(C)``, so its magnitude (the model's confidence) is removed. With two classes
+    ``n(z) = ±1``: ``(−1, +1)`` when the second logit is larger, whatever the margin.
+    """
+    z = promote(logits)
+    return F.layer_norm(z, z.shape[-1:], eps=eps)  # population variance, no affine part
+
+
+def skd(target: Tensor, pred: Tensor, temperature: float = 1.0) -> Tensor:
+    """Spherical KD (Guo et al. 2020, arXiv 2010.07485), per sample ``[B, C], [B, C] → [B]``:
+    ``τ² · KL(softmax(n(target)/τ) ‖ softmax(n(pred)/τ))`` with ``n`` of
+    :func:`spherical_normalize`.
+
+    The teacher's and student's confidences (their logits' magnitudes) no longer have to
+    match; ``τ`` sets the one confidence both are compared at. With two classes ``n(z) = ±1``
+    (up to ``ε``), so ``skd`` only transfers *which* class the teacher prefers, at the fixed
+    confidence ``softmax((−1, 1)/τ)``: 0 when both prefer the same class, ``2τ · tanh(1/τ)``
+    otherwise. Not defined for regression (:func:`distill_objective` refuses it).
+    """
+    return kl(spherical_normalize(target), spherical_normalize(pred), temperature)
+
+
 def distill_objective(name: str, temperature: float, regression: bool = False) -> Objective:
     """The per-sample distillation loss ``kd(target, pred)`` named ``name``.
 
-    Regression tasks (one output) always use ``mse``.
+    Regression tasks (one output) always use ``mse``; ``skd``, which normalises the logits
+    over the classes, raises ``ValueError`` for them (as does an unknown ``name``).
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
-    fn = {"kl": kl, "mse": mse, "dist": dist}["mse" if regression else name]
+    if regression and name == "skd":
+        raise ValueError(
+            "objective 'skd' normalises the logits over the classes and is not defined for "
+            "regression (one output): choose kl or mse (regression distils with mse)"
+        )
+    fn = {"kl": kl, "mse": mse, "dist": dist, "skd": skd}["mse" if regression else name]
     return lambda target, pred: fn(target, pred, temperature)
 
 

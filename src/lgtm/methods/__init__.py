@@ -1,4 +1,5 @@
-"""Teaching methods, one module each, registered by name: kd, online, meta, lgtm, lgtm-exact."""
+"""Teaching methods, one module each, registered by name: kd, online, meta, lgtm, lgtm-exact,
+and the baselines ce, pkd, dml, prokt, pesf."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from typing import Any
 
 import torch
 
-from . import kd, lgtm, lgtm_exact, meta, online  # noqa: F401  (registration)
+from . import ce, dml, kd, lgtm, lgtm_exact, meta, online, pesf, pkd, prokt  # noqa: F401
 from .base import REGISTRY, Method
 
-METHOD_NAMES = ("kd", "online", "meta", "lgtm", "lgtm-exact")
+METHOD_NAMES = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
 assert set(METHOD_NAMES) == set(REGISTRY)
 
 # Every method-level choice of the released LGTM implementation (ALGORITHMS.md, "A preset
@@ -32,18 +33,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 def make_method(
     name: str,
     *,
-    teacher: torch.nn.Module,
+    teacher: torch.nn.Module | None = None,
     student: torch.nn.Module,
     student_optimizer: torch.optim.Optimizer,
     teacher_optimizer: torch.optim.Optimizer | None = None,
     preset: str | None = None,
     **options: Any,
 ) -> Method:
-    """Build the teaching method ``name`` (kd | online | meta | lgtm | lgtm-exact).
+    """Build the teaching method ``name`` (kd | online | meta | lgtm | lgtm-exact | ce | pkd |
+    dml | prokt | pesf).
 
     ``options`` are the keyword arguments of :class:`Method` (alpha, teacher_alpha,
-    temperature, objective, fd_radius, lookahead, influence_objective, influence_step).
+    temperature, objective, fd_radius, lookahead, influence_objective, influence_step), and
+    those of the method itself: ``pkd_beta``, ``pkd_layers`` (pkd), ``pesf_rank`` (pesf).
     A ``preset`` fills them in; an explicit option that contradicts it is an error.
+    ``teacher`` may be ``None`` only for ``ce``; ``pesf`` needs a teacher wrapped by
+    :func:`lgtm.methods.pesf.wrap_teacher`. Raises ``ValueError`` for an unknown name or preset,
+    a preset contradicted, or options the method refuses.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
