@@ -585,6 +585,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         preset=config.preset,
         **_method_options(config),
     )
+    method.safe_step = False  # a step that fails ends the run: its checkpoints are the recovery
 
     phases = []
     eval_t, save_t = _periods(teacher_total, config)
