@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from lgtm import config as cfg
-from lgtm import rundir
+from lgtm import distributed, rundir
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 
@@ -217,6 +217,7 @@ class TeacherFinetune:
         logits = self.teacher(**inputs).logits
         loss = task_loss(logits, batch["labels"]).mean()
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = distributed.average(grads, int(batch["labels"].shape[0]))  # the global batch's
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g
         self.optimizer.step()

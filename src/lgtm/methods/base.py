@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch.func import functional_call
 
+from .. import distributed
 from ..lookahead import LOOKAHEADS
 from ..objectives import OBJECTIVES, distill_objective, task_loss
 
@@ -127,6 +128,7 @@ class Method:
     #: turns it off.
     safe_step: bool = True
     _journal: list | None = None
+    _samples: int | None = None  # this process's share of the step's batch
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -179,13 +181,30 @@ class Method:
         for p in params:
             p.grad = None
 
-    def grad_student(self, loss: Tensor, **kw: Any) -> tuple[Tensor | None, ...]:
-        """``∇θs loss``."""
-        return torch.autograd.grad(loss, self.student_params, allow_unused=True, **kw)
+    def grad_student(
+        self, loss: Tensor, *, samples: int | None = None, local: bool = False, **kw: Any
+    ) -> tuple[Tensor | None, ...]:
+        """``∇θs loss`` of the global batch (see :meth:`average`); ``local``: this process's."""
+        grads = torch.autograd.grad(loss, self.student_params, allow_unused=True, **kw)
+        return grads if local else self.average(grads, samples, kw.get("create_graph", False))
 
-    def grad_teacher(self, loss: Tensor, **kw: Any) -> tuple[Tensor | None, ...]:
-        """``∇θt loss``."""
-        return torch.autograd.grad(loss, self.teacher_params, allow_unused=True, **kw)
+    def grad_teacher(
+        self, loss: Tensor, *, samples: int | None = None, local: bool = False, **kw: Any
+    ) -> tuple[Tensor | None, ...]:
+        """``∇θt loss`` of the global batch (see :meth:`average`); ``local``: this process's."""
+        grads = torch.autograd.grad(loss, self.teacher_params, allow_unused=True, **kw)
+        return grads if local else self.average(grads, samples, kw.get("create_graph", False))
+
+    def average(
+        self, grads: Sequence[Tensor | None], samples: int | None = None, in_graph: bool = False
+    ) -> tuple[Tensor | None, ...]:
+        """Data parallelism: the gradient of a loss that is a mean over this process's
+        ``samples`` (default: the step's batch), averaged over processes with those weights,
+        so that it is the gradient of the mean over the global batch (``lgtm.distributed``).
+        ``in_graph`` keeps it differentiable. On one process: ``grads`` unchanged."""
+        weight = samples if samples is not None else self._samples
+        combine = distributed.average_in_graph if in_graph else distributed.average
+        return tuple(combine(grads, weight or 1))
 
     def real_student_step(self, batch: Batch, s: Tensor, **kw: Any) -> float:
         """The last step of every method: teacher forward with its current θt (no graph),
@@ -227,10 +246,14 @@ class _Snapshot:
 
 
 def _all_or_nothing(step: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """Wrap a method's ``step`` so that a step that raises is undone (``Method.safe_step``)."""
+    """Wrap a method's ``step``: note the size of its batch (the weight of this process's
+    gradients, ``Method.average``), and undo a step that raises (``Method.safe_step``)."""
 
     @functools.wraps(step)
     def safe(self: Method, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        batch = args[0] if args else kwargs.get("batch")
+        if batch is not None and "labels" in batch:
+            self._samples = int(batch["labels"].shape[0])
         if self._journal is not None or not self.safe_step:  # nested, or switched off
             return step(self, *args, **kwargs)
         self._journal = []

@@ -87,6 +87,7 @@ class LGTM(Method):
             self.student_logits(feedback_batch, ahead), feedback_batch["labels"]
         ).mean()
         grads = torch.autograd.grad(loss, ahead, allow_unused=True)
+        grads = self.average(grads, samples=int(feedback_batch["labels"].shape[0]))
         return [torch.zeros_like(p) if g is None else g for p, g in zip(ahead, grads, strict=True)]
 
     def influence(self, batch: Batch, t: Tensor, g_e: list[Tensor]) -> Tensor:

@@ -29,12 +29,12 @@ class LGTMExact(LGTM):
         probed = self.probe(probe, g_e) if probe is not None else {}  # by finite difference
         kd = self.kd(s, t) if self.influence_objective == "teacher" else self.kd(t, s)
         c = torch.full_like(kd, -self.scale() / kd.shape[0]).requires_grad_()
-        g_kd = self.grad_student((c * kd).sum(), create_graph=True, retain_graph=True)
+        g_kd = self.grad_student((c * kd).sum(), create_graph=True, retain_graph=True, local=True)
         meta = sum((g * e).sum() for g, e in zip(g_kd, g_e, strict=True) if g is not None)
         aux = self.teacher_aux_loss(t, s, batch["labels"])
         *grads, w = torch.autograd.grad(
             aux + meta, [*self.teacher_params, c], allow_unused=True, retain_graph=True
         )
-        self.apply(self.teacher_optimizer, self.teacher_params, grads)
+        self.apply(self.teacher_optimizer, self.teacher_params, self.average(grads))
         del g_kd, meta, g_e
         return self.finish(batch, t, s, aux, w, probed)

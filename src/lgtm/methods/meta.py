@@ -3,12 +3,19 @@
 θs' = θs − ηs ∇θs Ls(θs, θt)                  pilot update, kept in the graph to θt
 θt  ← θt − ηt ∇θt ce(y^e, S(x^e; θs'))         the teacher learns only from the feedback
 θs  ← θs − ηs ∇θs Ls(θs, θt)                  the real student step, updated teacher
+
+The teacher's gradient is taken in two backwards, ``v = ∇θs' ce(y^e, S(x^e; θs'))`` and then
+``∇θt (v · θs')``: the same chain rule, in a form that stays exact when the batch and the
+feedback batch are spread over several processes (``lgtm.distributed``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from .. import distributed
 from ..lookahead import look_ahead
 from ..objectives import task_loss
 from .base import Batch, Method, register
@@ -40,10 +47,15 @@ class Meta(Method):
             self.student_logits(feedback_batch, pilot), feedback_batch["labels"]
         )
         feedback_loss = feedback_loss.mean()
+        v = self.average(
+            torch.autograd.grad(feedback_loss, pilot, retain_graph=True, allow_unused=True),
+            samples=int(feedback_batch["labels"].shape[0]),
+        )
+        through_pilot = sum((p * g).sum() for p, g in zip(pilot, v, strict=True) if g is not None)
         self.apply(
             self.teacher_optimizer,
             self.teacher_params,
-            self.grad_teacher(feedback_loss, retain_graph=True),
+            distributed.sum_up(self.grad_teacher(through_pilot, local=True, retain_graph=True)),
         )
         del pilot, pilot_grads
         student_loss = self.real_student_step(batch, s)

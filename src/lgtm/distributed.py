@@ -1,0 +1,213 @@
+"""Data parallelism that is exactly the single-process algorithm on the global batch.
+
+Every process holds both models whole and takes its share of each global batch. The methods
+compute their gradients with ``torch.autograd.grad`` (not ``backward``), so PyTorch's
+DistributedDataParallel never sees them; instead every gradient a method uses passes through
+:func:`average`: one flattened all-reduce per gradient list, weighted by each process's number
+of samples, so that the result is the gradient of the *global* mean loss even when the last
+batch splits unevenly. Gradients that are part of a graph (meta distillation's pilot update)
+pass through :func:`average_in_graph`, whose value is the global mean and whose derivative is
+the process's own weighted share, so that a second backward followed by :func:`sum_up` gives the
+exact global meta-gradient.
+
+On one process (or without an initialised process group) every function here returns its input
+unchanged, so single-process runs are bit for bit what they were.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from lgtm.errors import LgtmInputError
+
+Tensor = torch.Tensor
+
+
+def world_size() -> int:
+    """Number of processes of the initialised process group (1 without one)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def active() -> bool:
+    """True when gradients must be combined across processes."""
+    return world_size() > 1
+
+
+def _flat_reduce(tensors: list[Tensor], extra: float | None) -> tuple[list[Tensor], Tensor | None]:
+    """All-reduce (sum) ``tensors`` and the scalar ``extra`` as one flat buffer."""
+    dtype = tensors[0].dtype if tensors else torch.float64
+    device = tensors[0].device if tensors else torch.device("cpu")
+    parts = [t.reshape(-1).to(dtype) for t in tensors]
+    if extra is not None:
+        parts.append(torch.tensor([extra], dtype=dtype, device=device))
+    flat = torch.cat(parts)
+    dist.all_reduce(flat)
+    total = flat[-1] if extra is not None else None
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start : start + t.numel()].view_as(t).to(t.dtype))
+        start += t.numel()
+    return out, total
+
+
+def average(grads: Sequence[Tensor | None], samples: int) -> list[Tensor | None]:
+    """``Σ_p n_p g_p / Σ_p n_p`` over processes ``p``, each holding ``grads`` ``g_p`` of its
+    mean loss over its ``n_p = samples`` samples: the gradient of the global mean loss.
+
+    ``None`` entries (parameters a loss does not reach) stay ``None``; they must be the same
+    on every process. Detached results; on one process ``grads`` are returned as they are.
+    """
+    if not active():
+        return list(grads)
+    present = [g for g in grads if g is not None]
+    reduced, total = _flat_reduce([g.detach() * samples for g in present], float(samples))
+    it = iter(r / total for r in reduced)
+    return [None if g is None else next(it) for g in grads]
+
+
+def average_in_graph(grads: Sequence[Tensor | None], samples: int) -> list[Tensor | None]:
+    """:func:`average`, kept differentiable: the value of each result is the global mean
+    gradient, its derivative that of this process's weighted share ``n_p / N · g_p``.
+
+    A function ``f`` of the results, differentiated here and then summed over processes
+    (:func:`sum_up`), has the gradient of ``f`` of the global mean: the chain rule through a
+    mean is the sum of the shares.
+    """
+    if not active():
+        return list(grads)
+    present = [g for g in grads if g is not None]
+    reduced, total = _flat_reduce([g.detach() * samples for g in present], float(samples))
+    share = samples / float(total)
+    it = iter(r / total for r in reduced)
+    return [None if g is None else next(it) + share * (g - g.detach()) for g in grads]
+
+
+def sum_up(grads: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """``Σ_p g_p``: the shares of one global gradient computed on each process."""
+    if not active():
+        return list(grads)
+    present = [g for g in grads if g is not None]
+    reduced, _ = _flat_reduce([g.detach() for g in present], None)
+    it = iter(reduced)
+    return [None if g is None else next(it) for g in grads]
+
+
+def reduce_sums(values: dict[str, float]) -> dict[str, float]:
+    """The sum over processes of each number in ``values`` (every process gives the same keys)."""
+    if not active() or not values:
+        return dict(values)
+    keys = sorted(values)
+    flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(flat)
+    return {k: float(v) for k, v in zip(keys, flat.tolist())}
+
+
+# --------------------------------------------------------------------------- launching
+
+
+def _env_int(name: str, default: int = 1) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _launcher_asked() -> int | None:
+    """The ``--num_processes`` of an ``accelerate launch`` that started this process (Linux).
+
+    ``accelerate launch --cpu --num_processes N`` runs one process whatever N is, and says
+    nothing: the parent's command line is the only place the request is visible.
+    """
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    args = [a.decode(errors="replace") for a in argv if a]
+    if not any(a.endswith("accelerate") for a in args[:3]) or "launch" not in args:
+        return None
+    for i, arg in enumerate(args):
+        for flag in ("--num_processes", "--num-processes"):
+            value = None
+            if arg == flag and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(flag + "="):
+                value = arg.split("=", 1)[1]
+            if value is not None:
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+    return None
+
+
+def use_cpu_backend() -> bool:
+    """Whether Accelerate must be told ``cpu=True``: several processes and no GPU (gloo), or
+    ``accelerate launch --cpu``. Without it Accelerate starts each of several CPU processes
+    as if it were alone."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    return _env_int("WORLD_SIZE") > 1 and not torch.cuda.is_available()
+
+
+def check_launch(num_processes: int, distributed_type: str) -> None:
+    """Refuse a launch whose processes would not know of each other, and the distributed
+    set-ups lgtm does not support, with one line each (:class:`LgtmInputError`)."""
+    world = _env_int("WORLD_SIZE")
+    if world > 1 and num_processes != world:
+        raise LgtmInputError(
+            f"{world} processes were launched but they do not form one process group "
+            f"({num_processes} seen): launch with `torchrun --nproc-per-node N -m lgtm.cli "
+            "distill ...` or `accelerate launch --multi_gpu --num_processes N -m lgtm.cli ...`"
+        )
+    asked = _launcher_asked()
+    if world == 1 and asked is not None and asked > 1:
+        raise LgtmInputError(
+            f"accelerate launch was asked for {asked} processes but started one (with --cpu it "
+            "always does): use `accelerate launch --multi_gpu --num_processes "
+            f"{asked} -m lgtm.cli distill ...` (gloo on CPU) or torchrun"
+        )
+    unsupported = {
+        "FSDP": "FSDP sharding",
+        "DEEPSPEED": "DeepSpeed",
+        "MEGATRON_LM": "Megatron-LM",
+        "XLA": "XLA/TPU",
+    }
+    kind = distributed_type.rsplit(".", 1)[-1]
+    if kind in unsupported:
+        raise LgtmInputError(
+            f"{unsupported[kind]} is not supported: every process holds both models whole "
+            "(plain data parallelism); launch without it"
+        )
+    steps = _env_int("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if steps > 1:
+        raise LgtmInputError(
+            f"gradient accumulation ({steps} steps) is not supported: each step of a teaching "
+            "method updates the teacher from the student's look-ahead on that very batch; use "
+            "a larger --batch-size over more processes instead"
+        )
+
+
+def check_batches(sizes: dict[str, tuple[int, int]], processes: int) -> None:
+    """Every batch must give each process at least one sample.
+
+    ``sizes`` maps a stream's name (``train``, ``feedback``) to ``(examples, batch_size)``.
+    Raises :class:`LgtmInputError` naming the stream and the fix.
+    """
+    if processes <= 1:
+        return
+    for name, (n, batch) in sizes.items():
+        smallest = min(batch, n % batch or batch, n)
+        if smallest < processes:
+            raise LgtmInputError(
+                f"with {processes} processes every batch needs at least {processes} samples, but "
+                f"the {name} set ({n} examples in batches of {batch}) has a batch of {smallest}: "
+                "change --batch-size or --max-train-samples",
+                field="batch_size",
+            )
