@@ -373,6 +373,13 @@ class RunConfig:
     weight_decay: float = _f(
         0.0, _float, "AdamW weight decay of both models", group="training", metavar="WD"
     )
+    mixed_precision: str | None = _f(
+        None,
+        _optional(_choice("no", "bf16", "fp16")),
+        "autocast the forwards to bf16 (the influence, the look-ahead and the optimizer states "
+        "stay float32); fp16 is refused; default: what accelerate launch says, else no",
+        group="training",
+    )
     seed: int = _f(
         42,
         _int,
@@ -639,6 +646,7 @@ def _choices_of(name: str) -> tuple[str, ...] | None:
         "influence_objective": ("student", "teacher"),
         "influence_step": ("student_lr", "teacher_lr"),
         "report_to": ("none", "tensorboard"),
+        "mixed_precision": ("no", "bf16", "fp16"),
     }.get(name)
 
 

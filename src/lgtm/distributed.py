@@ -19,11 +19,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 
 from lgtm.errors import LgtmInputError
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 Tensor = torch.Tensor
 
@@ -130,7 +134,8 @@ def _launcher_asked() -> int | None:
     except OSError:
         return None
     args = [a.decode(errors="replace") for a in argv if a]
-    if not any(a.endswith("accelerate") for a in args[:3]) or "launch" not in args:
+    head = " ".join(args[:3])  # accelerate launch ... | python -m accelerate.commands.launch ...
+    if "accelerate" not in head or "launch" not in head:
         return None
     for i, arg in enumerate(args):
         for flag in ("--num_processes", "--num-processes"):
@@ -192,6 +197,49 @@ def check_launch(num_processes: int, distributed_type: str) -> None:
             "method updates the teacher from the student's look-ahead on that very batch; use "
             "a larger --batch-size over more processes instead"
         )
+
+
+def process_state() -> PartialState:
+    """Accelerate's view of this launch (created once per process), checked: several processes
+    must form one process group (gloo on CPU), and the set-ups lgtm cannot honour are refused
+    with one line (:func:`check_launch`)."""
+    from accelerate import PartialState
+
+    for variable, name in (
+        ("ACCELERATE_USE_FSDP", "FSDP"),
+        ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED"),
+    ):
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+            check_launch(1, name)  # refused before Accelerate tries to set it up
+    state = PartialState(cpu=use_cpu_backend())
+    check_launch(state.num_processes, str(state.distributed_type))
+    return state
+
+
+def mixed_precision(asked: str | None) -> str:
+    """The mixed precision of a run: ``asked`` (``--mixed-precision``), else what
+    ``accelerate launch --mixed_precision`` set, else ``"no"``. Raises
+    :class:`LgtmInputError` for fp16 (its loss scaler works through ``backward``, which the
+    methods bypass) and for a launcher that says otherwise than the flag."""
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    chosen = asked or launcher or "no"
+    if asked and launcher and launcher != "no" and launcher != asked:
+        raise LgtmInputError(
+            f"accelerate launch says --mixed_precision {launcher}, the run says {asked}: give "
+            "it once, with --mixed-precision",
+            field="mixed_precision",
+        )
+    if chosen == "fp16":
+        raise LgtmInputError(
+            "fp16 needs a loss scaler, and the teaching methods take their gradients with "
+            "autograd.grad, which it does not see: use --mixed-precision bf16",
+            field="mixed_precision",
+        )
+    if chosen not in ("no", "bf16"):
+        raise LgtmInputError(
+            f"{chosen!r} is not supported: use no or bf16", field="mixed_precision"
+        )
+    return chosen
 
 
 def check_batches(sizes: dict[str, tuple[int, int]], processes: int) -> None:

@@ -442,6 +442,26 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _forward_parameters(model: nn.Module) -> set[str]:
+    """The keyword arguments a model's own ``forward`` takes, through the wrappers around it
+    (DistributedDataParallel's ``module``, Accelerate's mixed-precision ``_original_forward``);
+    every key when it takes ``**kwargs``."""
+    inner = getattr(model, "module", model)
+    forward = getattr(inner, "_original_forward", inner.forward)
+    parameters = inspect.signature(forward).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return _ANY_KEY
+    return set(parameters)
+
+
+class _AnyKey(set):
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+_ANY_KEY = _AnyKey()
+
+
 def measure_latency(model: nn.Module, batch: dict, repeats: int = 5) -> float:
     """Median seconds per forward pass on ``batch`` (no grad, eval mode, one warm-up pass).
 
@@ -450,7 +470,7 @@ def measure_latency(model: nn.Module, batch: dict, repeats: int = 5) -> float:
     """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
-    accepted = set(inspect.signature(model.forward).parameters)
+    accepted = _forward_parameters(model)
     device = next(model.parameters()).device
     inputs = {
         k: (v.to(device) if isinstance(v, torch.Tensor) else v)

@@ -266,6 +266,11 @@ class Batches:
             self._order = (epoch, perm)
         return self._order[1]
 
+    def global_size(self, index: int) -> int:
+        """Size of the ``index``-th batch over all processes together."""
+        position = index % self.per_epoch
+        return min(self.batch_size, len(self.features) - position * self.batch_size)
+
     def get(self, index: int) -> dict[str, torch.Tensor]:
         """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
         epoch, position = divmod(index, self.per_epoch)
@@ -343,6 +348,7 @@ class LoopState:
     wall_seconds: float = 0.0  # wall time of the run up to the last checkpoint
     samples_seen: int = 0
     phases_done: list[str] = field(default_factory=list)
+    num_processes: int = 1
 
     def state_dict(self) -> dict[str, Any]:
         """For ``accelerator.register_for_checkpointing``."""
@@ -354,11 +360,12 @@ class LoopState:
             setattr(self, key, value)
 
 
-def _accumulate(window: dict[str, float], stats: dict[str, Any]) -> None:
+def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -> None:
+    """Add a step's losses (means over its ``samples``) and influence to the window's sums."""
     for key in ("student_loss", "teacher_loss"):
         if key in stats:
-            window[key] = window.get(key, 0.0) + float(stats[key])
-            window[key + "_n"] = window.get(key + "_n", 0.0) + 1
+            window[key] = window.get(key, 0.0) + float(stats[key]) * samples
+            window[key + "_n"] = window.get(key + "_n", 0.0) + samples
     influence = stats.get("influence")
     if influence is not None:
         w = influence.detach().double().cpu()
@@ -490,8 +497,8 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     to simulate a killed run). Raises :class:`LgtmInputError` for bad input, an unusable output
     folder, or training that diverges (the first non-finite loss or parameter).
     """
-    from accelerate import PartialState
-
+    processes = distributed.process_state()  # refuses launches it cannot honour
+    distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
     out = Path(config.output_dir or default_output_dir(config))
     created = not out.exists()
     try:
@@ -501,12 +508,13 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
             out.rmdir()  # made for this run, which left nothing in it
         raise
     finally:
-        if PartialState().is_main_process:
+        if processes.is_main_process:
             rundir.release_lock(out)
 
 
 def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
     from accelerate.utils import ProjectConfiguration, set_seed
     from transformers import get_linear_schedule_with_warmup
 
@@ -525,6 +533,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     data = load_data(config)
     notices: list[str] = []  # what was adjusted to fit the models to the task
     teacher, student, tokenizer = build_models(config, data.task, notices)
+    PartialState().wait_for_everyone()  # every process has checked the folder as it was
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
         rundir.take_lock(out)
@@ -552,13 +561,26 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     # ---- accelerate: one teacher optimizer (kd's stage one, or joint training), one student's
     method_cls = lgtm.methods.base.REGISTRY[config.method]
     stage_one = not method_cls.trains_teacher and not config.teacher_finetuned
+    AcceleratorState._reset_state()  # each run its own mixed precision; the process group stays
     acc = Accelerator(
+        cpu=distributed.use_cpu_backend(),
+        mixed_precision=distributed.mixed_precision(config.mixed_precision),
         step_scheduler_with_optimizer=False,
         log_with="tensorboard" if config.report_to == "tensorboard" else None,
         project_config=ProjectConfiguration(
             project_dir=str(out), logging_dir=str(out / "tensorboard")
         ),
     )
+    streams = {"train": (len(train_f), config.batch_size)}
+    if method_cls.needs_feedback:
+        streams["feedback"] = (len(feedback_f), config.batch_size)
+    distributed.check_batches(streams, acc.num_processes)
+    if acc.num_processes > 1 and config.objective == "dist":
+        raise LgtmInputError(
+            "DIST's intra-class term correlates each class over the whole batch, which no "
+            "process holds when it is split: run dist on one process",
+            field="objective",
+        )
     per_epoch = math.ceil(len(train_f) / config.batch_size)
     distill_total = _total(per_epoch, config.epochs, config.max_steps)
     teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
@@ -570,10 +592,15 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         opt_t, 0, teacher_total if stage_one else distill_total
     )
     sched_s = get_linear_schedule_with_warmup(opt_s, 0, distill_total)
-    teacher, student, opt_t, opt_s, sched_t, sched_s = acc.prepare(
-        teacher, student, opt_t, opt_s, sched_t, sched_s
-    )
-    state = LoopState()
+    # Both models whole on every process, not wrapped in DistributedDataParallel: the methods
+    # average their own gradients (lgtm.distributed). evaluation_mode=True: device placement
+    # and mixed precision only; the models are still saved by save_state.
+    teacher = acc.prepare_model(teacher, evaluation_mode=True)
+    student = acc.prepare_model(student, evaluation_mode=True)
+    opt_t, opt_s, sched_t, sched_s = acc.prepare(opt_t, opt_s, sched_t, sched_s)
+    if acc.num_processes > 1:  # the same models everywhere, but each process its own dropout
+        set_seed(config.seed + acc.process_index)
+    state = LoopState(num_processes=acc.num_processes)
     acc.register_for_checkpointing(state)
     raw_opt_t = getattr(opt_t, "optimizer", opt_t)  # the methods replay AdamW themselves
     raw_opt_s = getattr(opt_s, "optimizer", opt_s)
@@ -623,6 +650,12 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     }
 
     checkpoint = _load_checkpoint(acc, found, config) if found else None
+    if checkpoint is not None and state.num_processes != acc.num_processes:
+        raise LgtmInputError(
+            f"the run was started with {state.num_processes} process(es): resume it with as "
+            f"many (this launch has {acc.num_processes})",
+            field="resume",
+        )
     if checkpoint is not None:
         _say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
     else:
@@ -711,6 +744,10 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     metrics = _final_metrics(config, data, phases, state, student, teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
     metrics["notices"] = notices
+    metrics["num_processes"] = acc.num_processes
+    metrics["backend"] = acc.state.backend  # None on one process
+    metrics["mixed_precision"] = str(acc.mixed_precision)
+    metrics["device"] = str(acc.device)
     if acc.is_main_process:
         save_model(acc.unwrap_model(student), tokenizer, out / "student")
         save_model(acc.unwrap_model(teacher), tokenizer, out / "teacher")
@@ -940,9 +977,9 @@ def _run_phase(
             for scheduler in schedulers:
                 scheduler.step()
             state.step += 1
-            state.samples_seen += len(example_ids)
+            state.samples_seen += batches.global_size(state.step - 1)
             step, epoch = state.step, state.step / batches.per_epoch
-            _accumulate(state.window, stats)
+            _accumulate(state.window, stats, len(example_ids))
             if influence_log is not None and probe is not None:
                 influence_log.log(
                     step,
@@ -956,7 +993,8 @@ def _run_phase(
             state.train_seconds += time.perf_counter() - t0
             is_eval = step % phase.eval_every == 0 or step == phase.total
             if step % config.log_steps == 0 or is_eval:
-                entry = {"step": step, "epoch": round(epoch, 4), **_summarise(state.window)}
+                window = distributed.reduce_sums(state.window)  # all processes' samples
+                entry = {"step": step, "epoch": round(epoch, 4), **_summarise(window)}
                 state.window = {}
                 if is_eval:
                     _check_models(ctx, phase, step, out)

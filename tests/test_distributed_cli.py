@@ -1,0 +1,244 @@
+"""``lgtm distill`` on two CPU processes (torchrun, gloo), end to end on real SST-2 rows.
+
+The saved student equals one process's within float32 reduction error, a run killed under two
+processes resumes to the numbers of an uninterrupted one, bf16 autocast keeps the influence
+within a few percent of float32, and launches lgtm cannot honour are refused with one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, _bundled_tokenizer, save_tiny_bert
+from safetensors.torch import load_file
+from test_methods import make_batch, tiny_bert
+
+import lgtm
+from lgtm import cli
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on Linux")
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")])),
+    )
+    for key in [k for k in env if k.startswith("ACCELERATE_") or k in ("WORLD_SIZE", "RANK")]:
+        del env[key]
+    return env
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory) -> Path:
+    """A tiny BERT without dropout (so one process and two draw no different masks)."""
+    folder = save_tiny_bert(
+        tmp_path_factory.mktemp("ddp-teacher"), layers=2, tokenizer=_bundled_tokenizer()
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def distill_args(glue_dir: Path, teacher: Path, out: Path, *more: str) -> list[str]:
+    return [
+        "distill",
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(glue_dir / "SST-2"),
+        "--teacher",
+        str(teacher),
+        "--student-layers",
+        "1",
+        "--method",
+        "lgtm",
+        "--max-train-samples",
+        "80",
+        "--max-eval-samples",
+        "32",
+        "--max-length",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--quiet",
+        "--output-dir",
+        str(out),
+        *more,
+    ]
+
+
+def torchrun(args: list[str], **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    command += ["-m", "lgtm.cli", *args]
+    return subprocess.Popen(
+        command,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def two_process_run(glue_dir, teacher_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("two") / "run"
+    finish(torchrun(distill_args(glue_dir, teacher_dir, out)))
+    return out
+
+
+def weights(run: Path, model: str) -> dict[str, torch.Tensor]:
+    return load_file(run / model / "model.safetensors")
+
+
+def relative(a: dict, b: dict) -> float:
+    num = sum(float((a[k] - b[k]).double().pow(2).sum()) for k in a) ** 0.5
+    return num / sum(float(b[k].double().pow(2).sum()) for k in a) ** 0.5
+
+
+def test_two_processes_save_the_student_of_one(glue_dir, teacher_dir, two_process_run, tmp_path):
+    one = tmp_path / "one"
+    status = cli.main(distill_args(glue_dir, teacher_dir, one))
+    assert status == 0
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two_process_run / "metrics.json").read_text())
+    assert (m1["num_processes"], m2["num_processes"]) == (1, 2)
+    assert (m1["backend"], m2["backend"]) == (None, "gloo")
+    assert m2["mixed_precision"] == "no" and m2["train_samples"] == m1["train_samples"] == 72
+    for model in ("student", "teacher"):
+        error = relative(weights(two_process_run, model), weights(one, model))
+        print(f"{model}: relative difference 2 vs 1 process {error:.1e}")
+        assert error < 1e-6
+    # the logged losses and influence are over all processes' samples, as on one process
+    for a, b in zip(m1["history"], m2["history"]):
+        for key in ("student_loss", "teacher_loss", "influence_mean"):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=2e-8)  # float32 KL ~ 0
+    assert m2["samples_per_second"] > 0 and len((two_process_run / "influence.jsonl").read_text())
+
+
+def test_resume_after_a_kill_under_two_processes(glue_dir, teacher_dir, two_process_run, tmp_path):
+    out = tmp_path / "killed"
+    args = distill_args(glue_dir, teacher_dir, out, "--save-steps", "1")
+    process = torchrun(args)
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "ckpt-00000007").exists():
+        assert process.poll() is None, process.communicate()[0]
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    import psutil
+
+    launcher = psutil.Process(process.pid)
+    tree = [*launcher.children(recursive=True), launcher]
+    for proc in tree:  # the launcher and both workers, mid-run
+        proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(tree, timeout=30)
+    process.wait()
+    assert not (out / "metrics.json").exists()
+    finish(torchrun([*args, "--resume"]))
+    whole = json.loads((two_process_run / "metrics.json").read_text())
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["history"] == whole["history"] and resumed["student"] == whole["student"]
+    for model in ("student", "teacher"):
+        a, b = weights(out, model), weights(two_process_run, model)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_autocast_keeps_the_influence_within_a_few_percent():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # an earlier test's run may have set another precision
+    acc = Accelerator(cpu=True, mixed_precision="bf16")
+    batch = {k: v.float() if v.is_floating_point() else v for k, v in make_batch(16, 0).items()}
+    feedback = {k: v.float() if v.is_floating_point() else v for k, v in make_batch(16, 1).items()}
+    for seed in range(3):
+        teacher = tiny_bert(2, seed, dtype=torch.float32)
+        student = tiny_bert(1, seed + 10, dtype=torch.float32)
+        influence = {}
+        for mode in ("fp32", "bf16"):
+            t, s = copy.deepcopy(teacher), copy.deepcopy(student)
+            if mode == "bf16":  # as the training loop prepares them
+                t = acc.prepare_model(t, evaluation_mode=True)
+                s = acc.prepare_model(s, evaluation_mode=True)
+            method = lgtm.make_method(
+                "lgtm",
+                teacher=t,
+                student=s,
+                teacher_optimizer=torch.optim.AdamW(t.parameters(), 1e-3),
+                student_optimizer=torch.optim.AdamW(s.parameters(), 1e-3),
+            )
+            influence[mode] = method.step(batch, feedback)["influence"].double()
+        w32, w16 = influence["fp32"], influence["bf16"]
+        assert torch.isfinite(w16).all() and w16.dtype == torch.float64
+        error = float((w16 - w32).norm() / w32.norm())
+        print(f"seed {seed}: bf16 influence within {error:.1%} of float32")
+        assert 0 < error < 0.05  # not zero: the forwards did run in bf16
+
+
+def test_bf16_run_end_to_end_is_finite_and_recorded(glue_dir, teacher_dir, tmp_path, capsys):
+    out = tmp_path / "bf16"
+    status = cli.main(
+        distill_args(glue_dir, teacher_dir, out, "--mixed-precision", "bf16", "--epochs", "1")
+    )
+    assert status == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mixed_precision"] == "bf16"
+    assert all(torch.isfinite(v).all() for v in weights(out, "student").values())
+
+
+def one_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.startswith("lgtm: error:")]
+    assert len(lines) >= 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+def test_launches_that_cannot_be_honoured_are_refused(glue_dir, teacher_dir, tmp_path):
+    args = distill_args(glue_dir, teacher_dir, tmp_path / "o")
+    # accelerate launch --cpu runs one process, whatever --num_processes says
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes"]
+    command += ["2", "-m", "lgtm.cli", *args]
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
+    # lgtm exits 2 with one line; accelerate launch then reports its child's status its own way
+    assert "returned non-zero exit status 2" in done.stderr, done.stdout + done.stderr
+    line = [x for x in done.stderr.splitlines() if x.startswith("lgtm: error:")][0]
+    assert "asked for 2 processes but started one" in line and "--multi_gpu" in line
+    # fp16, gradient accumulation and sharding: one line each, before anything is written
+    cases = [
+        ({}, ["--mixed-precision", "fp16"], "use --mixed-precision bf16"),
+        ({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"}, [], "gradient accumulation (4 steps)"),
+        ({"ACCELERATE_USE_FSDP": "true"}, [], "FSDP sharding is not supported"),
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, [], "DeepSpeed is not supported"),
+        ({"ACCELERATE_MIXED_PRECISION": "fp16"}, [], "use --mixed-precision bf16"),
+    ]
+    for env, more, message in cases:
+        command = [sys.executable, "-m", "lgtm.cli", *args, *more]
+        done = subprocess.run(
+            command, env={**environment(), **env}, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 2, (env, more, done.stderr)
+        assert message in one_line(done.stderr), (env, more, done.stderr)
+        assert not (tmp_path / "o").exists()
