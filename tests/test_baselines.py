@@ -531,3 +531,16 @@ def test_reference_detects_a_broken_method(monkeypatch, target, attr, broken, ch
     monkeypatch.setattr(target, attr, broken)
     errors = pkd_error(PKD_LAYERS)[0] if check == "pkd" else check()
     assert _max(errors) > 1e-6, errors  # ≥ 10⁴ times the tolerance
+
+
+def test_config_lists_every_method_and_objective():
+    """The command line's choices (config.py avoids importing torch) match the registries."""
+    from lgtm import config as cfg
+    from lgtm.methods import METHOD_NAMES
+    from lgtm.objectives import OBJECTIVES
+
+    assert set(cfg.METHODS) == set(METHOD_NAMES) and set(cfg.OBJECTIVES) == set(OBJECTIVES)
+    resolved = cfg.resolve({"task": "sst2", "method": "pkd", "pkd_layers": [[1, 3], "2:6"]})
+    assert resolved.pkd_layers == "1:3,2:6"
+    with pytest.raises(lgtm.errors.LgtmInputError, match="pkd_layers"):
+        cfg.parse_value("pkd_layers", "1-3")

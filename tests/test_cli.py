@@ -50,7 +50,10 @@ def read_glue_dev(folder: Path, columns: tuple[str, ...], label: str) -> tuple[l
 # --------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.parametrize("method", ["kd", "online", "meta", "lgtm", "lgtm-exact"])
+@pytest.mark.parametrize(
+    "method",
+    ["kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf"],
+)
 @pytest.mark.parametrize("task", ["SST-2", "MRPC"])
 def test_distill_each_method_on_glue(method, task, glue_dir, tiny_teacher_dir, tmp_path, capsys):
     out = tmp_path / "run"
@@ -74,13 +77,21 @@ def test_distill_each_method_on_glue(method, task, glue_dir, tiny_teacher_dir, t
     assert status == 0, err
     m = json.loads((out / "metrics.json").read_text())
     metric_names = ["accuracy"] if task == "SST-2" else ["f1", "accuracy"]
+    if method == "ce":  # the student alone: no teacher is scored or saved
+        assert m["teacher"] is None and not (out / "teacher").exists()
+        m["teacher"] = m["student"]
+    else:  # a plain model, pesf's adapter merged in
+        from transformers import AutoModelForSequenceClassification
+
+        saved = AutoModelForSequenceClassification.from_pretrained(out / "teacher")
+        assert type(saved).__name__ == "BertForSequenceClassification"
     assert list(m["student"]) == list(m["teacher"]) == metric_names
     assert all(0.0 <= v <= 1.0 for v in [*m["student"].values(), *m["teacher"].values()])
     assert m["method"] == method and m["leaks_into_evaluation"] is False
     assert m["train_samples"] == 29 and m["feedback"]["size"] == 3  # 32 rows, 10% feedback
     assert m["eval_samples"] == {"validation": 32}
     assert m["history"][-1]["step"] == m["steps"]["distill"] == 4
-    assert ("teacher" in m["steps"]) == (method == "kd")
+    assert ("teacher" in m["steps"]) == (method in ("kd", "pkd"))  # stage one: fine-tune it
     assert (out / "influence.jsonl").exists() == method.startswith("lgtm")
     assert (out / "plots" / "dev_metrics.png").stat().st_size > 0
     assert json.loads((out / "student" / "config.json").read_text())["num_hidden_layers"] == 1

@@ -24,7 +24,8 @@ from lgtm.errors import LgtmInputError
 #: package (``lgtm.models.BUNDLED_NAME``).
 DEFAULT_TEACHER = "bundled:all-MiniLM-L6-v2"
 
-METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact")
+METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
+OBJECTIVES = ("kl", "mse", "dist", "skd")
 PRESET_NAMES = ("official-code",)
 
 #: The budget of ``lgtm distill`` without data: about 5 minutes on 2 CPU cores, evaluation
@@ -136,6 +137,20 @@ def parse_layers(value: Any) -> int | list[int]:
     if isinstance(value, str) and "," in value:
         return [_int(v) for v in value.split(",") if v.strip()]
     return _int(value)
+
+
+def _layer_pairs(value: Any) -> str:
+    """``"1:3,2:6"`` (also a YAML list of pairs), checked by ``methods.pkd.parse_layer_pairs``."""
+    from lgtm.methods.pkd import parse_layer_pairs
+
+    if isinstance(value, list | tuple):
+        value = ",".join(
+            f"{a}:{b}"
+            for a, b in (p if isinstance(p, list | tuple) else str(p).split(":") for p in value)
+        )
+    text = _str(value)
+    parse_layer_pairs(text)
+    return text.replace(" ", "")
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -316,7 +331,27 @@ class RunConfig:
     )
     temperature: float = _f(1.0, _float, "distillation temperature", group="method", metavar="T")
     objective: str = _f(
-        "kl", _choice("kl", "mse", "dist"), "distillation objective", group="method"
+        "kl",
+        _choice(*OBJECTIVES),
+        "distillation objective (skd: spherical KD, classification only)",
+        group="method",
+    )
+    pkd_beta: float = _f(
+        100.0,
+        _float,
+        "pkd: weight β of the intermediate [CLS] representations' distance",
+        group="method",
+        metavar="B",
+    )
+    pkd_layers: str | None = _f(
+        None,
+        _optional(_layer_pairs),
+        "pkd: student:teacher layer pairs, 1-based (default PKD-skip: j with round(j·Nt/Ns))",
+        group="method",
+        metavar="J:K,..",
+    )
+    pesf_rank: int = _f(
+        8, _positive_int, "pesf: rank of the teacher's LoRA adapter", group="method", metavar="R"
     )
     fd_radius: float = _f(
         0.01, _float, "finite-difference radius r of LGTM", group="method", metavar="R"
@@ -575,6 +610,8 @@ def _check(config: RunConfig) -> None:
             raise LgtmInputError(f"must be positive, got {getattr(config, name)}", field=name)
     if config.weight_decay < 0:
         raise LgtmInputError("must not be negative", field="weight_decay")
+    if config.pkd_beta < 0:
+        raise LgtmInputError(f"must not be negative, got {config.pkd_beta}", field="pkd_beta")
     if not 0 <= config.seed < 2**32:  # numpy's and torch's seeding take 32-bit seeds
         raise LgtmInputError(f"must lie in 0..{2**32 - 1}, got {config.seed}", field="seed")
     if config.max_length < 2:  # room for the special tokens at least
@@ -641,7 +678,7 @@ def _choices_of(name: str) -> tuple[str, ...] | None:
         "init_classifier": ("zero", "random"),
         "method": METHODS,
         "preset": PRESET_NAMES,
-        "objective": ("kl", "mse", "dist"),
+        "objective": OBJECTIVES,
         "lookahead": ("adam", "sgd"),
         "influence_objective": ("student", "teacher"),
         "influence_step": ("student_lr", "teacher_lr"),

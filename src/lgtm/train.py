@@ -560,7 +560,12 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
 
     # ---- accelerate: one teacher optimizer (kd's stage one, or joint training), one student's
     method_cls = lgtm.methods.base.REGISTRY[config.method]
-    stage_one = not method_cls.trains_teacher and not config.teacher_finetuned
+    has_teacher = method_cls.needs_teacher  # ce: the teacher only lends the student its layers
+    stage_one = has_teacher and not method_cls.trains_teacher and not config.teacher_finetuned
+    if config.method == "pesf":  # only a LoRA adapter and the head of the teacher learn
+        from lgtm.methods.pesf import wrap_teacher
+
+        teacher = wrap_teacher(teacher, config.pesf_rank)
     AcceleratorState._reset_state()  # each run its own mixed precision; the process group stays
     acc = Accelerator(
         cpu=distributed.use_cpu_backend(),
@@ -585,7 +590,9 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     distill_total = _total(per_epoch, config.epochs, config.max_steps)
     teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
     opt_t = torch.optim.AdamW(
-        teacher.parameters(), lr=config.teacher_lr, weight_decay=config.weight_decay
+        [p for p in teacher.parameters() if p.requires_grad],
+        lr=config.teacher_lr,
+        weight_decay=config.weight_decay,
     )
     opt_s = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched_t = get_linear_schedule_with_warmup(
@@ -606,7 +613,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     raw_opt_s = getattr(opt_s, "optimizer", opt_s)
     method = lgtm.make_method(
         config.method,
-        teacher=teacher,
+        teacher=teacher if has_teacher else None,
         student=student,
         student_optimizer=raw_opt_s,
         teacher_optimizer=raw_opt_t if method_cls.trains_teacher else None,
@@ -707,6 +714,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         tracked_batch,
         started,
         state.wall_seconds,
+        has_teacher,
     )
     try:
         for phase in phases:
@@ -750,7 +758,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     metrics["device"] = str(acc.device)
     if acc.is_main_process:
         save_model(acc.unwrap_model(student), tokenizer, out / "student")
-        save_model(acc.unwrap_model(teacher), tokenizer, out / "teacher")
+        if has_teacher:
+            save_model(_plain(acc.unwrap_model(teacher)), tokenizer, out / "teacher")
         metrics["wall_seconds"] = ctx.wall()
         R.write_metrics(out, metrics)
         try:
@@ -766,6 +775,15 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     if config.report_to == "tensorboard":
         acc.end_training()
     return RunResult(metrics, out, acc.unwrap_model(student), acc.unwrap_model(teacher), tokenizer)
+
+
+def _plain(model: Any) -> Any:
+    """The model as ``from_pretrained`` will load it: pesf's adapter merged into a copy."""
+    if not type(model).__module__.startswith("peft"):  # (importing peft takes seconds)
+        return model
+    from lgtm.methods.pesf import merged_teacher
+
+    return merged_teacher(model)
 
 
 def _final_metrics(
@@ -795,7 +813,7 @@ def _final_metrics(
         "preset": config.preset,
         "seed": config.seed,
         "student": state.history[-1]["student_eval"],
-        "teacher": state.history[-1]["teacher_eval"],
+        "teacher": state.history[-1].get("teacher_eval"),  # None: no teacher (ce)
         "eval_split": next(iter(evals)),
         "main_metric": data.task.main_metric,
         "feedback": {
@@ -879,9 +897,11 @@ def _periods(total: int, config: RunConfig) -> tuple[int, int]:
 
 
 def _method_options(config: RunConfig) -> dict[str, Any]:
+    own = {"pkd": ("pkd_beta", "pkd_layers"), "pesf": ("pesf_rank",)}.get(config.method, ())
     return {
         k: getattr(config, k)
         for k in (
+            *own,
             "alpha",
             "teacher_alpha",
             "temperature",
@@ -912,6 +932,7 @@ class _Context:
     tracked: dict[str, torch.Tensor] | None  # the tracked training samples, one batch
     started: float  # perf_counter() when this process started the run
     wall_before: float  # wall time of the run before this process (a resumed run)
+    has_teacher: bool = True  # False: the student learns alone (ce); no teacher is scored
 
     def wall(self) -> float:
         """Wall time of the whole run so far, all processes that worked on it together."""
@@ -1084,7 +1105,7 @@ def _evaluate(
         entry["student_eval"] = evaluate(ctx.student, *args)
     if phase.evaluate_teacher:
         entry["teacher_eval"] = evaluate(ctx.teacher, *args)
-    elif phase.name == "distill":  # a frozen teacher: scored once
+    elif phase.name == "distill" and ctx.has_teacher:  # a frozen teacher: scored once
         if ctx.state.frozen_teacher_eval is None:
             ctx.state.frozen_teacher_eval = evaluate(ctx.teacher, *args)
         entry["teacher_eval"] = dict(ctx.state.frozen_teacher_eval)
