@@ -273,7 +273,6 @@ def test_predict_writes_label_names_for_text_label_tasks(tiny_teacher_dir, tmp_p
         "1",
         "--method",
         "kd",
-        "--teacher-finetuned",
         "--epochs",
         "1",
         "--output-dir",

@@ -57,8 +57,8 @@ def save_classifier(folder: Path, names, *, order=None, seed: int = 0, **config)
     """A tiny fine-tuned-style BERT classifier with ``id2label = names``; with ``order``, the
     same model (seed) with its classes stored in that order (new class k = old class order[k])."""
     torch.manual_seed(seed)
+    config = {"vocab_size": 30522, **config}
     bert = BertConfig(
-        vocab_size=30522,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -670,3 +670,195 @@ def test_a_step_that_raises_leaves_models_and_optimizers_as_they_were(name, fail
     with pytest.raises(RuntimeError):
         method.step(batch, feedback)
     assert not same(before, everything(method))
+
+
+# --------------------------------------------------------------------------- found by a review
+
+
+def test_a_teacher_without_a_trained_head_is_not_taken_as_fine_tuned(
+    nli_csv, tiny_teacher_dir, tmp_path, capsys
+):
+    line = one_line_error(capsys, *nli_args(nli_csv, tiny_teacher_dir, tmp_path / "o"))
+    assert "field 'teacher'" in line and "has no trained classification head" in line
+    assert "drop --teacher-finetuned" in line and not (tmp_path / "o").exists()
+    for command in ("evaluate", "predict"):
+        more = ["--eval-file", nli_csv] if command == "evaluate" else ["--input", nli_csv]
+        if command == "predict":
+            more += ["--output", tmp_path / "p.tsv"]
+        line = one_line_error(
+            capsys,
+            command,
+            "--model",
+            tiny_teacher_dir,
+            "--task",
+            "mnli",
+            "--text-columns",
+            "premise,hypothesis",
+            *more,
+        )
+        assert "has no trained classification head" in line
+
+
+def test_predict_writes_the_tasks_label_names(nli_csv, tmp_path, capsys):
+    upper = save_classifier(tmp_path / "upper", [n.upper() for n in NLI])
+    generic = save_classifier(tmp_path / "generic", ("LABEL_0", "LABEL_1", "LABEL_2"))
+    for model in (upper, generic):
+        target = tmp_path / f"{model.name}.tsv"
+        status, _, err = run(
+            capsys,
+            "predict",
+            "--model",
+            model,
+            "--task",
+            "mnli",
+            "--text-columns",
+            "premise,hypothesis",
+            "--input",
+            nli_csv,
+            "--output",
+            target,
+        )
+        assert status == 0, err
+        predicted = {line.split("\t")[1] for line in target.read_text().splitlines()[1:]}
+        assert predicted and predicted <= set(NLI)
+
+
+@pytest.mark.parametrize(
+    "flag, value, field",
+    [
+        ("--temperature", "1e5", "temperature"),
+        ("--temperature", "1e-30", "temperature"),
+        ("--fd-radius", "1e-30", "fd_radius"),
+        ("--fd-radius", "1e3", "fd_radius"),
+    ],
+)
+def test_degenerate_temperatures_and_radii_are_refused(capsys, tmp_path, flag, value, field):
+    line = one_line_error(capsys, "distill", f"{flag}={value}", "--output-dir", tmp_path / "o")
+    assert f"field '{field}': must lie in" in line and "float32" in line
+
+
+def save_odd_model(folder: Path, **config) -> Path:
+    """A classifier for SST-2-like pairs with one odd property."""
+    nan = config.pop("nan", False)
+    save_classifier(folder, ("negative", "positive"), **config)
+    if nan:
+        model = BertForSequenceClassification.from_pretrained(folder)
+        with torch.no_grad():
+            model.classifier.weight.fill_(float("nan"))
+        model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "odd, message",
+    [
+        ({"nan": True}, "weights hold NaN or infinite values"),
+        ({"vocab_size": 100}, "has 100 token embeddings but its tokenizer has 30522"),
+        ({"type_vocab_size": 1}, "has 1 token type(s) but its tokenizer marks the second"),
+    ],
+)
+def test_evaluate_and_predict_refuse_models_that_cannot_read_the_data(
+    tmp_path, capsys, odd, message
+):
+    model = save_odd_model(tmp_path / "m", **odd)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a,b,label\nnice,film,positive\nbad,film,negative\n")
+    common = ["--model", model, "--task", "pairs", "--text-columns", "a,b"]
+    line = one_line_error(capsys, "evaluate", *common, "--eval-file", pairs)
+    assert message in line
+    line = one_line_error(capsys, "predict", *common, "--input", pairs, "--output", tmp_path / "p")
+    assert message in line and not (tmp_path / "p").exists()
+
+
+def test_distill_refuses_a_teacher_that_cannot_read_the_data(tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a,b,label\n" + "nice,film,positive\nbad,film,negative\n" * 10)
+    for odd, message in (
+        ({"vocab_size": 100}, "token embeddings"),
+        ({"type_vocab_size": 1}, "token type"),
+        ({"nan": True}, "not finite before training: the model given holds NaN"),
+    ):
+        teacher = save_odd_model(tmp_path / f"t{len(odd)}{next(iter(odd))}", **odd)
+        args = ["distill", "--train-file", pairs, "--text-columns", "a,b", "--teacher", teacher]
+        args += ["--teacher-finetuned", "--method", "kd", "--student-layers", "1", "--quiet"]
+        line = one_line_error(capsys, *args, "--output-dir", tmp_path / f"o-{next(iter(odd))}")
+        assert message in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "0"], "argument --batch-size: expected a positive integer, got 0"),
+        (["--batch-size=-1"], "argument --batch-size: expected a positive integer"),
+        (["--seed=-1"], "argument --seed: must lie in 0..4294967295"),
+        (["--max-eval-samples", "0"], "argument --max-eval-samples: expected a positive"),
+        (["--max-length", "nan"], "argument --max-length: expected an integer, got 'nan'"),
+    ],
+)
+def test_evaluate_numbers_are_checked(nli_csv, tmp_path, capsys, args, message):
+    model = save_classifier(tmp_path / "m", NLI)
+    line = one_line_error(
+        capsys,
+        "evaluate",
+        "--model",
+        model,
+        "--task",
+        "mnli",
+        "--text-columns",
+        "premise,hypothesis",
+        "--eval-file",
+        nli_csv,
+        *args,
+    )
+    assert message in line
+
+
+def test_predict_checks_its_output_before_predicting(nli_csv, tmp_path, capsys):
+    model = save_classifier(tmp_path / "m", NLI)
+    common = ["predict", "--model", model, "--task", "mnli", "--text-columns"]
+    common += ["premise,hypothesis", "--input", nli_csv, "--output"]
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert "cannot write here" in one_line_error(capsys, *common, blocker / "p.tsv")
+    assert "is a folder" in one_line_error(capsys, *common, tmp_path)
+    assert "exists: pass --overwrite" in one_line_error(capsys, *common, blocker)
+    assert blocker.read_text() == "x"
+    status, _, err = run(capsys, *common, blocker, "--overwrite")
+    assert status == 0, err and blocker.read_text().startswith("index\tprediction")
+
+
+def test_overwrite_never_takes_over_a_live_run(tiny_teacher_dir, tiny_files, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    with pytest.raises(Killed):
+        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out), callback=kill_at(1))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (out / rundir.LOCK).write_text(f"{sleeper.pid}\n{socket.gethostname()}\n")
+        with pytest.raises(LgtmInputError, match="a run is in progress"):
+            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=True))
+        assert (out / "config.yaml").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_corruption_of_the_same_size_is_found_by_the_digest(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    out = tmp_path / "b"
+    over = dict(save_steps=2)
+    with pytest.raises(Killed):
+        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, **over), callback=kill_at(5))
+    newest, previous = rundir.checkpoints(out)
+    target = newest / "model_1.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-4000:-2000] = b"\x3c" * 2000  # finite float32 values, same size: only a digest sees it
+    target.write_bytes(bytes(data))
+    assert "content changed since it was written" in rundir.damage(newest)
+    capsys.readouterr()
+    train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, resume=True, quiet=False, **over))
+    assert f"resuming from {previous}" in capsys.readouterr().err

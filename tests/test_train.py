@@ -317,7 +317,7 @@ def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_dat
 
 def test_resume_refuses_other_settings_and_finished_runs(tiny_teacher_dir, tiny_data, tmp_path):
     out = tmp_path / "r"
-    kd_run = {"epochs": 1, "method": "kd", "teacher_finetuned": True}
+    kd_run = {"epochs": 1, "method": "kd", "teacher_epochs": 1}
     train.distill(run_config(tiny_teacher_dir, tiny_data, out, **kd_run))
     with pytest.raises(LgtmInputError, match="already finished"):
         train.distill(run_config(tiny_teacher_dir, tiny_data, out, resume=True, **kd_run))

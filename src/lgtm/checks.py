@@ -40,6 +40,41 @@ def has_trained_head(model: Any) -> bool:
     return any(str(a).endswith("ForSequenceClassification") for a in archs)
 
 
+def require_trained_head(model: Any, role: str, shown: str, hint: str) -> None:
+    """Refuse a model saved without a sequence-classification head where one is needed (a
+    teacher said to be fine-tuned, a model to evaluate): its head would be random.
+    Raises :class:`LgtmInputError` ending with ``hint``."""
+    if not has_trained_head(model):
+        archs = getattr(model.config, "architectures", None) or ["no architecture"]
+        raise LgtmInputError(
+            f"{role} '{shown}' has no trained classification head (saved as {archs[0]}): {hint}",
+            field=role,
+        )
+
+
+def check_embeddings(model: Any, tokenizer: Any, task: Any, role: str, shown: str) -> None:
+    """Refuse a model whose embedding tables the tokenizer's ids would overrun: fewer token
+    embeddings than the tokenizer's vocabulary, or one token type where the tokenizer marks
+    the second text of a pair with type 1. Raises :class:`LgtmInputError`."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if isinstance(rows, int) and len(tokenizer) > rows:
+        raise LgtmInputError(
+            f"{role} '{shown}' has {rows} token embeddings but its tokenizer has {len(tokenizer)} "
+            "tokens: save the model with the tokenizer it was trained with",
+            field=role,
+        )
+    types = getattr(model.config, "type_vocab_size", None)
+    if len(task.text_columns) == 2 and isinstance(types, int) and types < 2:
+        marks = tokenizer("a", "b").get("token_type_ids") or []
+        if max(marks, default=0) >= types:
+            raise LgtmInputError(
+                f"{role} '{shown}' has {types} token type(s) but its tokenizer marks the second "
+                f"text of a pair with type {max(marks)}: it cannot read this task's text pairs",
+                field=role,
+            )
+
+
 def align_labels(model: Any, task: Any, role: str, shown: str) -> str | None:
     """Check a loaded classifier's head against ``task`` and put its classes in task order.
 

@@ -59,11 +59,12 @@ def _distill(args: argparse.Namespace) -> int:
 
 def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     """Model, tokenizer and task: the task from --task, the data folder's name, or the model."""
+    import torch
     from transformers import AutoConfig
 
     from lgtm import data as D
     from lgtm import models as M
-    from lgtm.checks import align_labels, usable_max_length
+    from lgtm.checks import align_labels, check_embeddings, require_trained_head, usable_max_length
 
     path = M.resolve_model_path(args.model)
     if not (Path(path) / "config.json").is_file():
@@ -92,7 +93,16 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         else:
             raise
     model, tokenizer = M.load_model(path, task.num_labels)
-    notice = align_labels(model, task, "model", str(args.model))
+    shown = str(args.model)
+    require_trained_head(
+        model, "model", shown, "give a fine-tuned model, such as a run's student/ folder"
+    )
+    check_embeddings(model, tokenizer, task, "model", shown)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise LgtmInputError(
+            "the model's weights hold NaN or infinite values", file=shown, field="model"
+        )
+    notice = align_labels(model, task, "model", shown)
     args.max_length, lowered = usable_max_length(args.max_length, [model], tokenizer)
     for line in (notice, lowered):
         if line:
@@ -167,19 +177,18 @@ def _predict(args: argparse.Namespace) -> int:
         columns = args.text_columns or glue_columns
     else:
         raise LgtmInputError("give --input FILE or --data-dir DIR", field="input")
+    out = _prediction_file(Path(args.output), args.overwrite)
     rows = readers.read_unlabelled(path, columns)
     examples = [
         Example(i, texts, 0.0 if task.is_regression else 0) for i, (_, texts) in enumerate(rows)
     ]
     features = encode(examples, tokenizer, args.max_length)
     logits = predict_logits(model, features, make_collator(tokenizer), args.batch_size)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["index\tprediction"]
     if task.is_regression:
         lines += [f"{i}\t{v:.3f}" for (i, _), v in zip(rows, logits[:, 0], strict=True)]
     else:
-        names = [model.config.id2label[k] for k in range(task.num_labels)]
+        names = list(task.label_names)  # the task's names, whatever the model calls them
         numeric = task.name in NUMERIC_GLUE_LABELS
         preds = np.argmax(logits, axis=-1)
         lines += [
@@ -193,6 +202,24 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prediction_file(out: Path, overwrite: bool) -> Path:
+    """Check, before any inference, that predictions can be written to ``out``."""
+    if out.is_dir():
+        raise LgtmInputError("is a folder: give a file name", file=out, field="output")
+    if out.exists() and not overwrite:
+        raise LgtmInputError("exists: pass --overwrite to replace it", file=out, field="output")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(out.name + ".tmp")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise LgtmInputError(
+            f"cannot write here: {err.strerror or type(err).__name__}", file=out, field="output"
+        ) from None
+    return out
+
+
 def _plot(args: argparse.Namespace) -> int:
     from lgtm.report import make_plots
 
@@ -202,6 +229,27 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _checked(name: str) -> Any:
+    """An argparse type that parses and range-checks like the distill option ``name``."""
+
+    def parse(value: str) -> Any:
+        parsed = cfg.parse_value(name, value)
+        if name == "max_length" and parsed < 2:
+            raise argparse.ArgumentTypeError(f"must be at least 2, got {parsed}")
+        if name == "seed" and not 0 <= parsed < 2**32:
+            raise argparse.ArgumentTypeError(f"must lie in 0..{2**32 - 1}, got {parsed}")
+        return parsed
+
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except LgtmInputError as err:
+            raise argparse.ArgumentTypeError(err.message) from None
+
+    convert.__name__ = name
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,15 +298,15 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="A[,B]",
             help="text column(s) of your own file",
         )
-        p.add_argument("--max-length", type=int, default=128, metavar="N")
-        p.add_argument("--batch-size", type=int, default=64, metavar="N")
+        p.add_argument("--max-length", type=_checked("max_length"), default=128, metavar="N")
+        p.add_argument("--batch-size", type=_checked("eval_batch_size"), default=64, metavar="N")
 
     e = sub.add_parser("evaluate", help="score a model on a task's evaluation split(s)")
     inference_args(e)
     e.add_argument("--eval-file", metavar="FILE", help="your own labelled file (.csv/.tsv/.jsonl)")
     e.add_argument("--label-column", metavar="NAME", help="label column of --eval-file")
-    e.add_argument("--max-eval-samples", type=int, metavar="N")
-    e.add_argument("--seed", type=int, default=42)
+    e.add_argument("--max-eval-samples", type=_checked("max_eval_samples"), metavar="N")
+    e.add_argument("--seed", type=_checked("seed"), default=42)
     e.set_defaults(func=_evaluate)
 
     p = sub.add_parser(
@@ -277,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --data-dir: which file to predict (default: test)",
     )
     p.add_argument("--output", required=True, metavar="FILE.tsv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.set_defaults(func=_predict)
 
     pl = sub.add_parser("plot", help="redraw the plots of a run")

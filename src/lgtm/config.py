@@ -77,7 +77,10 @@ def _int(value: Any) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        return int(value.strip())
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {value!r}") from None
     raise ValueError(f"expected an integer, got {value!r}")
 
 
@@ -608,6 +611,18 @@ def _check(config: RunConfig) -> None:
     for name in ("temperature", "fd_radius", "lr", "teacher_lr"):
         if getattr(config, name) <= 0:
             raise LgtmInputError(f"must be positive, got {getattr(config, name)}", field=name)
+    # Beyond these the float32 arithmetic degenerates without an error: softened distributions
+    # equal to rounding (KL < 0 past τ ~ 1e3, or exactly 0 for tiny τ), a perturbation of the
+    # student's weights that rounds away (the influence is exactly 0).
+    for name, low, high, why in (
+        ("temperature", 0.05, 100.0, "the softened distributions degenerate in float32"),
+        ("fd_radius", 1e-4, 1.0, "the finite difference degenerates in float32"),
+    ):
+        if not low <= getattr(config, name) <= high:
+            raise LgtmInputError(
+                f"must lie in [{low:g}, {high:g}] ({why}), got {getattr(config, name):g}",
+                field=name,
+            )
     if config.weight_decay < 0:
         raise LgtmInputError("must not be negative", field="weight_decay")
     if config.pkd_beta < 0:

@@ -9,13 +9,14 @@ A folder is in one of four states, and ``prepare_output_dir`` treats each its ow
 - **unfinished without a checkpoint** (the run died before saving anything it could continue
   from): the same command replaces it, with a notice, unless a live process still runs in it.
 
-Checkpoints are written to a temporary folder with a manifest of their files' sizes, then
-renamed; the last two are kept, so that a damaged newest one (a truncated or missing file)
-makes ``--resume`` fall back to the one before.
+Checkpoints are written to a temporary folder with a manifest of their files' sizes and
+digests, then renamed; the last two are kept, so that a damaged newest one (a truncated,
+missing or corrupted file) makes ``--resume`` fall back to the one before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,18 +56,28 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_manifest(checkpoint: Path) -> None:
-    """Record the size of every file of a just-written checkpoint (written last)."""
-    sizes = {
-        str(p.relative_to(checkpoint)): p.stat().st_size
+    """Record the size and a BLAKE2 digest of every file of a just-written checkpoint (the
+    manifest is written last)."""
+    files = {
+        str(p.relative_to(checkpoint)): [p.stat().st_size, _digest(p)]
         for p in sorted(checkpoint.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
-    (checkpoint / MANIFEST).write_text(json.dumps(sizes, indent=1), encoding="utf-8")
+    (checkpoint / MANIFEST).write_text(json.dumps(files, indent=1), encoding="utf-8")
 
 
 def damage(checkpoint: Path) -> str | None:
-    """What is wrong with a checkpoint's files (``None``: all there, at their recorded sizes).
+    """What is wrong with a checkpoint's files (``None``: all there, with their recorded sizes
+    and digests).
 
     A checkpoint without a manifest (written by lgtm 0.1) is taken as it is."""
     manifest = checkpoint / MANIFEST
@@ -76,12 +87,15 @@ def damage(checkpoint: Path) -> str | None:
         sizes = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return f"{manifest}: unreadable manifest"
-    for name, size in sizes.items():
+    for name, recorded in sizes.items():
+        size, digest = recorded if isinstance(recorded, list) else (recorded, None)
         path = checkpoint / name
         if not path.is_file():
             return f"{path}: missing"
         if path.stat().st_size != size:
             return f"{path}: {path.stat().st_size} bytes, {size} when written (truncated?)"
+        if digest is not None and _digest(path) != digest:
+            return f"{path}: its content changed since it was written (corrupted)"
     return None
 
 
@@ -164,9 +178,12 @@ def prepare_output_dir(
     """
     ensure_writable(out)
     holder = _lock_holder(out) if holds_run(out) else None
-    if holder is not None and not overwrite:
+    if holder is not None:  # even with --overwrite: two runs must never share a folder
         raise LgtmInputError(
-            f"a run is in progress in this folder ({holder})", file=out, field="output_dir"
+            f"a run is in progress in this folder ({holder}): stop it first, or choose "
+            "another --output-dir",
+            file=out,
+            field="output_dir",
         )
     found = checkpoints(out)
     finished = (out / "metrics.json").exists()

@@ -160,13 +160,23 @@ def build_models(
     was adjusted is printed, and appended to ``notices`` when given. Raises
     :class:`LgtmInputError` for a model that cannot serve the task."""
     from lgtm import models as M
-    from lgtm.checks import align_labels
+    from lgtm.checks import align_labels, check_embeddings, require_trained_head
 
     teacher, tokenizer = M.load_model(config.teacher, task.num_labels)
+    if config.teacher_finetuned:
+        require_trained_head(
+            teacher,
+            "teacher",
+            config.teacher,
+            "it is not fine-tuned; drop --teacher-finetuned (kd then fine-tunes it first), or "
+            "use --method ce for the student alone",
+        )
+    check_embeddings(teacher, tokenizer, task, "teacher", config.teacher)
     adjusted = [align_labels(teacher, task, "teacher", config.teacher)]
     if config.student is not None:
         student, s_tok = M.load_model(config.student, task.num_labels)
         M.check_compatible(tokenizer, s_tok, config.teacher, config.student)
+        check_embeddings(student, s_tok, task, "student", config.student)
         adjusted.append(align_labels(student, task, "student", config.student))
     else:
         layers = config.student_layers
@@ -956,6 +966,8 @@ def _run_phase(
     ctx.teacher.train(teacher_mode)
     ctx.student.train(phase.evaluate_student)
     history = state.history if phase.name == "distill" else state.teacher_history
+    if state.step == 0:
+        _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
     if state.step == 0 and not history:
         history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
     label = (
@@ -1045,9 +1057,17 @@ def _diverged(ctx: _Context, phase: Phase, step: int, what: str, out: Path) -> L
     """The one-line error of a run in which ``what`` is not finite at ``step``: which value,
     the learning rates to lower, and which checkpoint is kept."""
     config = ctx.config
+    if step == 0:  # nothing has been trained: the model came so
+        return LgtmInputError(
+            f"{what} not finite before training: the model given holds NaN or infinite "
+            "weights (or overflows on this data); check it with lgtm evaluate",
+            field="teacher" if "teacher" in what else "student",
+        )
     rates = [] if phase.name == "teacher" else ["lr"]
     if phase.stepper.trains_teacher:
         rates.append("teacher_lr")
+    if len(rates) == 2 and not _finite(ctx.teacher) and _finite(ctx.student):
+        rates.reverse()  # the teacher's update (first in a step) broke it
     hint = " or ".join(f"{cfg.flag(r)} (now {getattr(config, r):g})" for r in rates)
     last = rundir.latest_checkpoint(out)
     kept = (
@@ -1076,6 +1096,10 @@ def _check_finite(ctx: _Context, phase: Phase, step: int, stats: dict[str, Any],
         raise _diverged(ctx, phase, step, "the distillation influence is", out)
 
 
+def _finite(model: Any) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def _check_models(ctx: _Context, phase: Phase, step: int, out: Path) -> None:
     """Before the models are evaluated or saved: every parameter finite, and so are their
     outputs on a few training samples (a step's losses are computed before its update, so
@@ -1083,7 +1107,7 @@ def _check_models(ctx: _Context, phase: Phase, step: int, out: Path) -> None:
     probe = {k: v[:8].to(ctx.acc.device) for k, v in ctx.tracked.items() if k != "example_id"}
     probe.pop("labels", None)
     for role, model in (("teacher", ctx.teacher), ("student", ctx.student)):
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        if not _finite(model):
             raise _diverged(ctx, phase, step, f"the {role}'s parameters are", out)
         was_training = model.training
         model.eval()
