@@ -123,7 +123,7 @@ def _task_from_model(mconf: Any, name: str, text_columns: list[str]) -> Any:
 def _evaluate(args: argparse.Namespace) -> int:
     from lgtm import data as D
     from lgtm.data.encode import encode, make_collator
-    from lgtm.train import evaluate
+    from lgtm.evaluation import evaluate
 
     model, tokenizer, task = _load_for_inference(args)
     if args.eval_file:
@@ -166,7 +166,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from lgtm.data import Example, readers
     from lgtm.data.encode import encode, make_collator
-    from lgtm.train import predict_logits
+    from lgtm.evaluation import predict_logits
 
     model, tokenizer, task = _load_for_inference(args)
     if args.input:

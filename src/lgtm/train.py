@@ -1,10 +1,11 @@
-"""The training loop of ``lgtm distill``: data, models, phases, evaluation, checkpoints, outputs.
+"""One ``lgtm distill`` run: data → models → phases → outputs.
 
-One explicit loop, top to bottom. A run has one or two *phases*: kd first fine-tunes its teacher
-(stage one), then every method distils. Each phase steps through seeded per-epoch permutations
-of the training set and calls ``method.step(batch, feedback_batch)``; the gradient computation
-stays inside the method, and the loop knows of a method only ``needs_feedback`` and
-``trains_teacher``.
+A run has one or two *phases*: kd (and pkd) first fine-tune the teacher (stage one), then every
+method distils. Each phase is driven by ``loop.run_phase``, which steps through seeded per-epoch
+permutations of the training set (``batches.Batches``) and calls
+``method.step(batch, feedback_batch)``; the gradient computation stays inside the method.
+Evaluation: ``evaluation.py``; the output folder and checkpoints: ``rundir.py``; the models
+checked against the task: ``checks.py``; several processes: ``distributed.py``.
 
 Resume is exact: a checkpoint (🤗 Accelerate ``save_state``: models, optimizers, schedulers, RNG
 states, and this loop's own state) is written after step ``k``; batch order and feedback order
@@ -16,28 +17,36 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lgtm import config as cfg
 from lgtm import distributed, rundir
+from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
+from lgtm.evaluation import evaluate, predict_logits
+from lgtm.loop import (
+    Callback,
+    LazyInfluenceLog,
+    LoopState,
+    Phase,
+    StageContext,
+    run_phase,
+    say,
+)
 
 CHECKPOINTS = rundir.CHECKPOINTS
+# Re-exported: where they lived before the loop was split out of this module.
+__all__ = ["Batches", "LoopState", "distill", "evaluate", "predict_logits", "to_device"]
 PHASE_IDS = {"teacher": 1, "distill": 2}
 EVALS_PER_RUN = 5
 TRACKS_PER_RUN = 50  # influence of the tracked samples, computed this many times per run
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
-
-Callback = Callable[[str, int], None]
 
 
 # --------------------------------------------------------------------------- data
@@ -190,7 +199,7 @@ def build_models(
     for model in (teacher, student):
         set_label_names(model, task)
     for notice in filter(None, adjusted):
-        _say(config, notice)
+        say(config, notice)
         if notices is not None:
             notices.append(notice)
     return teacher, student, tokenizer
@@ -236,167 +245,6 @@ class TeacherFinetune:
         return {"teacher_loss": loss.item(), "teacher_logits": logits.detach()}
 
 
-# --------------------------------------------------------------------------- batches
-
-
-class Batches:
-    """Batches of encoded examples in seeded per-epoch (or per-pass) orders.
-
-    The order of epoch ``e`` is a permutation drawn from ``(seed, stream, e)`` alone, so that any
-    batch can be redrawn after a restart without replaying the ones before it.
-    """
-
-    def __init__(
-        self,
-        features: list[dict],
-        collate: Callable,
-        batch_size: int,
-        seed: int,
-        stream: int,
-        shuffle: bool = True,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        if not features:
-            raise ValueError("no examples to batch")
-        self.features, self.collate, self.batch_size = features, collate, batch_size
-        self.seed, self.stream, self.shuffle = seed, stream, shuffle
-        self.rank, self.world = rank, world
-        self.per_epoch = math.ceil(len(features) / batch_size)
-        self._order: tuple[int, np.ndarray] | None = None
-
-    def order(self, epoch: int) -> np.ndarray:
-        """The example order of ``epoch``."""
-        if self._order is None or self._order[0] != epoch:
-            n = len(self.features)
-            if self.shuffle:
-                perm = np.random.default_rng([self.seed, self.stream, epoch]).permutation(n)
-            else:
-                perm = np.arange(n)
-            self._order = (epoch, perm)
-        return self._order[1]
-
-    def global_size(self, index: int) -> int:
-        """Size of the ``index``-th batch over all processes together."""
-        position = index % self.per_epoch
-        return min(self.batch_size, len(self.features) - position * self.batch_size)
-
-    def get(self, index: int) -> dict[str, torch.Tensor]:
-        """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
-        epoch, position = divmod(index, self.per_epoch)
-        chosen = self.order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
-        chosen = chosen[self.rank :: self.world] if self.world > 1 else chosen
-        return self.collate([self.features[int(i)] for i in chosen])
-
-
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module,
-    features: list[dict],
-    collate: Callable,
-    batch_size: int,
-    device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """Logits of ``model`` on encoded examples, in order (eval mode; the mode is restored)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        for start in range(0, len(features), batch_size):
-            batch = collate(features[start : start + batch_size])
-            batch.pop("example_id", None)
-            batch.pop("labels", None)
-            out.append(model(**_to_device(batch, torch.device(device))).logits.float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 1), dtype=np.float32)
-
-
-def evaluate(
-    model: torch.nn.Module,
-    task: Any,
-    evals: dict[str, list[dict]],
-    collate: Callable,
-    batch_size: int,
-    device: torch.device | str = "cpu",
-) -> dict[str, Any]:
-    """The task's metrics: ``{metric: value}`` for one evaluation split, or
-    ``{split: {metric: value}}`` for several (MNLI matched and mismatched)."""
-    from lgtm.metrics import compute_metrics
-
-    out: dict[str, Any] = {}
-    for split, features in evals.items():
-        logits = predict_logits(model, features, collate, batch_size, device)
-        labels = np.asarray([f["labels"] for f in features])
-        out[split] = compute_metrics(task, logits, labels)
-    return next(iter(out.values())) if len(out) == 1 else out
-
-
-# --------------------------------------------------------------------------- loop state
-
-
-@dataclass
-class LoopState:
-    """What the loop itself must carry across a restart (saved in every checkpoint)."""
-
-    phase: str = ""
-    step: int = 0  # steps done in the current phase
-    checkpoint_index: int = 0
-    feedback_drawn: int = 0
-    history: list[dict] = field(default_factory=list)
-    teacher_history: list[dict] = field(default_factory=list)
-    window: dict[str, float] = field(default_factory=dict)
-    frozen_teacher_eval: dict[str, float] | None = None
-    train_seconds: float = 0.0
-    wall_seconds: float = 0.0  # wall time of the run up to the last checkpoint
-    samples_seen: int = 0
-    phases_done: list[str] = field(default_factory=list)
-    num_processes: int = 1
-
-    def state_dict(self) -> dict[str, Any]:
-        """For ``accelerator.register_for_checkpointing``."""
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from a checkpoint."""
-        for key, value in state.items():
-            setattr(self, key, value)
-
-
-def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -> None:
-    """Add a step's losses (means over its ``samples``) and influence to the window's sums."""
-    for key in ("student_loss", "teacher_loss"):
-        if key in stats:
-            window[key] = window.get(key, 0.0) + float(stats[key]) * samples
-            window[key + "_n"] = window.get(key + "_n", 0.0) + samples
-    influence = stats.get("influence")
-    if influence is not None:
-        w = influence.detach().double().cpu()
-        window["inf_sum"] = window.get("inf_sum", 0.0) + float(w.sum())
-        window["inf_sq"] = window.get("inf_sq", 0.0) + float((w * w).sum())
-        window["inf_n"] = window.get("inf_n", 0.0) + w.numel()
-
-
-def _summarise(window: dict[str, float]) -> dict[str, float]:
-    out = {}
-    for key in ("student_loss", "teacher_loss"):
-        if window.get(key + "_n"):
-            out[key] = window[key] / window[key + "_n"]
-    n = window.get("inf_n", 0.0)
-    if n:
-        mean = window["inf_sum"] / n
-        out["influence_mean"] = mean
-        out["influence_std"] = math.sqrt(max(window["inf_sq"] / n - mean * mean, 0.0))
-    return out
-
-
 # --------------------------------------------------------------------------- output folder
 
 
@@ -409,7 +257,7 @@ def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, 
         resume=config.resume,
         overwrite=config.overwrite,
         clear=clear,
-        say=lambda message: _say(config, message),
+        say=lambda message: say(config, message),
     )
 
 
@@ -445,48 +293,6 @@ def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the run
-
-
-class _LazyInfluenceLog:
-    """``report.InfluenceLog``, opened at the first step that has influence to log (methods
-    without per-sample influence leave no influence.jsonl)."""
-
-    def __init__(self, path: Path, tracked: list[int], resume_step: int | None) -> None:
-        self.path, self.tracked, self.resume_step = path, tracked, resume_step
-        self.log_file: Any = None
-
-    def log(self, *args: Any) -> None:
-        """Append the tracked samples among this batch (see ``InfluenceLog.log``)."""
-        if self.log_file is None:
-            from lgtm.report import InfluenceLog
-
-            resume = self.resume_step if self.path.exists() else None
-            self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
-        self.log_file.log(*args)
-
-    def close(self) -> None:
-        """Close the file if it was opened."""
-        if self.log_file is not None:
-            self.log_file.close()
-
-
-@dataclass
-class Phase:
-    """One stretch of training: kd's teacher stage, or distillation."""
-
-    name: str
-    stepper: Any
-    total: int
-    eval_every: int
-    save_every: int
-    evaluate_teacher: bool
-    evaluate_student: bool
-    track_every: int = 0  # 0: no tracked-sample influence in this phase
-
-
-def _say(config: RunConfig, message: str) -> None:
-    if not config.quiet:
-        print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -549,7 +355,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         rundir.take_lock(out)
     max_length, lowered = usable_max_length(config.max_length, (teacher, student), tokenizer)
     if lowered:
-        _say(config, lowered)
+        say(config, lowered)
         notices.append(lowered)
     collate = make_collator(tokenizer)
     train_f = encode(data.train, tokenizer, max_length)
@@ -560,7 +366,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         if data.leaks_into_evaluation
         else "carved from train"
     )
-    _say(
+    say(
         config,
         f"lgtm: task {data.task.name}: {len(train_f)} training, {len(feedback_f)} "
         f"feedback ({where}), "
@@ -674,10 +480,10 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             field="resume",
         )
     if checkpoint is not None:
-        _say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
+        say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
     else:
         if config.resume:
-            _say(config, f"lgtm: no checkpoint in {out}: starting the run")
+            say(config, f"lgtm: no checkpoint in {out}: starting the run")
         state.phase = phases[0].name
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -695,7 +501,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             resume_step = state.step if state.phase == "distill" else 0
         elif (out / R.INFLUENCE_FILE).exists():
             (out / R.INFLUENCE_FILE).unlink()
-        influence_log = _LazyInfluenceLog(out / R.INFLUENCE_FILE, tracked, resume_step)
+        influence_log = LazyInfluenceLog(out / R.INFLUENCE_FILE, tracked, resume_step)
 
     feedback_batches = None
     if feedback_f:
@@ -711,7 +517,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         )
     tracked_set = set(tracked)
     tracked_batch = collate([f for f in train_f if f["example_id"] in tracked_set])
-    ctx = _Context(
+    ctx = StageContext(
         config,
         acc,
         data.task,
@@ -741,7 +547,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
                 rank=acc.process_index,
                 world=acc.num_processes,
             )
-            _run_phase(
+            run_phase(
                 ctx,
                 phase,
                 batches,
@@ -775,7 +581,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         try:
             R.make_plots(out)
         except Exception as err:  # plots are a convenience: never lose a finished run to them
-            _say(config, f"lgtm: warning: plots not written: {err}")
+            say(config, f"lgtm: warning: plots not written: {err}")
         if not config.keep_checkpoints and (out / CHECKPOINTS).exists():
             shutil.rmtree(out / CHECKPOINTS)
         from rich.console import Console
@@ -873,7 +679,7 @@ def _load_checkpoint(acc: Any, found: list[Path], config: RunConfig) -> Path:
                 text = str(err).strip().splitlines()
                 problem = f"{checkpoint}: cannot be loaded ({text[0] if text else type(err)})"
         problems.append(problem)
-        _say(config, f"lgtm: warning: damaged checkpoint: {problem}")
+        say(config, f"lgtm: warning: damaged checkpoint: {problem}")
     raise LgtmInputError(
         f"no undamaged checkpoint to resume from ({problems[0]}): pass --overwrite to start again",
         field="resume",
@@ -926,244 +732,3 @@ def _method_options(config: RunConfig) -> dict[str, Any]:
 
 def _flat(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()}
-
-
-@dataclass
-class _Context:
-    config: RunConfig
-    acc: Any
-    task: Any
-    train_f: list[dict]
-    eval_f: dict[str, list[dict]]
-    collate: Callable
-    teacher: Any
-    student: Any
-    state: LoopState
-    tracked: dict[str, torch.Tensor] | None  # the tracked training samples, one batch
-    started: float  # perf_counter() when this process started the run
-    wall_before: float  # wall time of the run before this process (a resumed run)
-    has_teacher: bool = True  # False: the student learns alone (ce); no teacher is scored
-
-    def wall(self) -> float:
-        """Wall time of the whole run so far, all processes that worked on it together."""
-        return self.wall_before + time.perf_counter() - self.started
-
-
-def _run_phase(
-    ctx: _Context,
-    phase: Phase,
-    batches: Batches,
-    feedback: Batches | None,
-    schedulers: Sequence[Any],
-    influence_log: Any,
-    out: Path,
-    callback: Callback | None,
-) -> None:
-    from tqdm.auto import tqdm
-
-    config, acc, state = ctx.config, ctx.acc, ctx.state
-    teacher_mode = phase.evaluate_teacher  # a frozen teacher gives its targets in eval mode
-    ctx.teacher.train(teacher_mode)
-    ctx.student.train(phase.evaluate_student)
-    history = state.history if phase.name == "distill" else state.teacher_history
-    if state.step == 0:
-        _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
-    if state.step == 0 and not history:
-        history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
-    label = (
-        "teacher fine-tuning (kd stage one)"
-        if phase.name == "teacher"
-        else f"distill ({config.method})"
-    )
-    bar = tqdm(
-        total=phase.total,
-        initial=state.step,
-        desc=label,
-        unit="step",
-        dynamic_ncols=True,
-        disable=config.quiet or not acc.is_main_process,
-        file=sys.stderr,
-    )
-    try:
-        while state.step < phase.total:
-            t0 = time.perf_counter()
-            batch = batches.get(state.step)
-            example_ids = batch.pop("example_id")
-            batch = _to_device(batch, acc.device)
-            fb = None
-            if phase.stepper.needs_feedback:
-                if feedback is None:
-                    raise LgtmInputError(
-                        "this method needs a feedback set and it is empty",
-                        field="feedback_fraction",
-                    )
-                fb = feedback.get(state.feedback_drawn)
-                fb.pop("example_id")
-                fb = _to_device(fb, acc.device)
-                state.feedback_drawn += 1
-            probe = None
-            if phase.track_every and (state.step + 1) % phase.track_every == 0:
-                probe = _to_device(ctx.tracked, acc.device)
-                probe_ids = probe.pop("example_id")
-            stats = phase.stepper.step(batch, fb, probe=probe)
-            _check_finite(ctx, phase, state.step + 1, stats, out)
-            for scheduler in schedulers:
-                scheduler.step()
-            state.step += 1
-            state.samples_seen += batches.global_size(state.step - 1)
-            step, epoch = state.step, state.step / batches.per_epoch
-            _accumulate(state.window, stats, len(example_ids))
-            if influence_log is not None and probe is not None:
-                influence_log.log(
-                    step,
-                    epoch,
-                    probe_ids.tolist(),
-                    stats["probe_influence"].cpu(),
-                    probe["labels"].cpu(),
-                    stats["probe_teacher_logits"].cpu(),
-                    stats["probe_student_logits"].cpu(),
-                )
-            state.train_seconds += time.perf_counter() - t0
-            is_eval = step % phase.eval_every == 0 or step == phase.total
-            if step % config.log_steps == 0 or is_eval:
-                window = distributed.reduce_sums(state.window)  # all processes' samples
-                entry = {"step": step, "epoch": round(epoch, 4), **_summarise(window)}
-                state.window = {}
-                if is_eval:
-                    _check_models(ctx, phase, step, out)
-                    entry = _evaluate(ctx, phase, step, batches.per_epoch, entry)
-                history.append(entry)
-                if config.report_to == "tensorboard":
-                    acc.log(_scalars(phase.name, entry), step=step)
-                bar.set_postfix(
-                    {
-                        k[0] + "_loss": f"{entry[k]:.4f}"
-                        for k in ("student_loss", "teacher_loss")
-                        if k in entry
-                    },
-                    refresh=False,
-                )
-            bar.update(1)
-            if step % phase.save_every == 0 or step == phase.total:
-                _check_models(ctx, phase, step, out)
-                _checkpoint(ctx, out, influence_log)
-            if callback is not None:
-                callback(phase.name, step)
-    finally:
-        bar.close()
-
-
-def _diverged(ctx: _Context, phase: Phase, step: int, what: str, out: Path) -> LgtmInputError:
-    """The one-line error of a run in which ``what`` is not finite at ``step``: which value,
-    the learning rates to lower, and which checkpoint is kept."""
-    config = ctx.config
-    if step == 0:  # nothing has been trained: the model came so
-        return LgtmInputError(
-            f"{what} not finite before training: the model given holds NaN or infinite "
-            "weights (or overflows on this data); check it with lgtm evaluate",
-            field="teacher" if "teacher" in what else "student",
-        )
-    rates = [] if phase.name == "teacher" else ["lr"]
-    if phase.stepper.trains_teacher:
-        rates.append("teacher_lr")
-    if len(rates) == 2 and not _finite(ctx.teacher) and _finite(ctx.student):
-        rates.reverse()  # the teacher's update (first in a step) broke it
-    hint = " or ".join(f"{cfg.flag(r)} (now {getattr(config, r):g})" for r in rates)
-    last = rundir.latest_checkpoint(out)
-    kept = (
-        f"the last good checkpoint is kept ({last}); no model was written"
-        if last is not None
-        else "no checkpoint had been written, and no model was"
-    )
-    return LgtmInputError(
-        f"training diverged at step {step} of {phase.name}: {what} not finite; try a lower "
-        f"{hint} and run again with --overwrite; {kept}",
-        field=rates[0],
-    )
-
-
-def _check_finite(ctx: _Context, phase: Phase, step: int, stats: dict[str, Any], out: Path) -> None:
-    """Stop the run at the first non-finite loss or influence of a step (every step: the
-    losses are already on the host, so this costs nothing)."""
-    for key, what in (
-        ("student_loss", "the student's loss is"),
-        ("teacher_loss", "the teacher's loss is"),
-    ):
-        if key in stats and not math.isfinite(float(stats[key])):
-            raise _diverged(ctx, phase, step, what, out)
-    influence = stats.get("influence")
-    if influence is not None and not bool(torch.isfinite(influence).all()):
-        raise _diverged(ctx, phase, step, "the distillation influence is", out)
-
-
-def _finite(model: Any) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _check_models(ctx: _Context, phase: Phase, step: int, out: Path) -> None:
-    """Before the models are evaluated or saved: every parameter finite, and so are their
-    outputs on a few training samples (a step's losses are computed before its update, so
-    they cannot show a bad last update; huge finite weights can still overflow)."""
-    probe = {k: v[:8].to(ctx.acc.device) for k, v in ctx.tracked.items() if k != "example_id"}
-    probe.pop("labels", None)
-    for role, model in (("teacher", ctx.teacher), ("student", ctx.student)):
-        if not _finite(model):
-            raise _diverged(ctx, phase, step, f"the {role}'s parameters are", out)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                logits = model(**probe).logits
-        finally:
-            model.train(was_training)
-        if not bool(torch.isfinite(logits).all()):
-            raise _diverged(ctx, phase, step, f"the {role}'s outputs are", out)
-
-
-def _evaluate(
-    ctx: _Context, phase: Phase, step: int, per_epoch: int, entry: dict[str, Any]
-) -> dict[str, Any]:
-    entry = {"step": step, "epoch": round(step / per_epoch, 4), **entry}
-    args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
-    if phase.evaluate_student:
-        entry["student_eval"] = evaluate(ctx.student, *args)
-    if phase.evaluate_teacher:
-        entry["teacher_eval"] = evaluate(ctx.teacher, *args)
-    elif phase.name == "distill" and ctx.has_teacher:  # a frozen teacher: scored once
-        if ctx.state.frozen_teacher_eval is None:
-            ctx.state.frozen_teacher_eval = evaluate(ctx.teacher, *args)
-        entry["teacher_eval"] = dict(ctx.state.frozen_teacher_eval)
-    return entry
-
-
-def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in entry.items():
-        if isinstance(value, dict):
-            out.update({f"{phase}/{key}/{k}": v for k, v in value.items()})
-        elif key not in ("step",) and isinstance(value, int | float):
-            out[f"{phase}/{key}"] = value
-    return out
-
-
-def _checkpoint(ctx: _Context, out: Path, influence_log: Any) -> None:
-    """Save the whole state after this step, atomically (temporary folder, then a rename)."""
-    acc, state = ctx.acc, ctx.state
-    state.checkpoint_index += 1
-    root = out / CHECKPOINTS
-    final = root / f"ckpt-{state.checkpoint_index:08d}"
-    tmp = root / f".tmp-ckpt-{state.checkpoint_index:08d}"
-    if acc.is_main_process:
-        root.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    acc.wait_for_everyone()
-    state.wall_seconds = ctx.wall()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        rundir.write_manifest(tmp)
-        if final.exists():  # left by an attempt resumed from an earlier checkpoint
-            shutil.rmtree(final)
-        tmp.rename(final)
-        rundir.prune_checkpoints(out)

@@ -1,0 +1,54 @@
+"""Scoring a model on encoded evaluation splits with the task's metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from lgtm.batches import to_device
+
+
+@torch.no_grad()
+def predict_logits(
+    model: torch.nn.Module,
+    features: list[dict],
+    collate: Callable,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Logits of ``model`` on encoded examples, in order (eval mode; the mode is restored)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(features), batch_size):
+            batch = collate(features[start : start + batch_size])
+            batch.pop("example_id", None)
+            batch.pop("labels", None)
+            out.append(model(**to_device(batch, torch.device(device))).logits.float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    task: Any,
+    evals: dict[str, list[dict]],
+    collate: Callable,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """The task's metrics: ``{metric: value}`` for one evaluation split, or
+    ``{split: {metric: value}}`` for several (MNLI matched and mismatched)."""
+    from lgtm.metrics import compute_metrics
+
+    out: dict[str, Any] = {}
+    for split, features in evals.items():
+        logits = predict_logits(model, features, collate, batch_size, device)
+        labels = np.asarray([f["labels"] for f in features])
+        out[split] = compute_metrics(task, logits, labels)
+    return next(iter(out.values())) if len(out) == 1 else out

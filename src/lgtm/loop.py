@@ -1,0 +1,370 @@
+"""The loop of one stage of a run: batches in, ``stepper.step`` each, evaluation, checkpoints.
+
+The loop knows of a stepper only ``needs_feedback`` and ``trains_teacher`` (and, for the
+tracked-sample influence, that it returns ``probe_influence``). Every step's losses and
+influence are checked finite; both models' parameters and outputs before every evaluation,
+checkpoint and final save, so that no non-finite model is ever written.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lgtm import config as cfg
+from lgtm import distributed, rundir
+from lgtm.batches import Batches, to_device
+from lgtm.config import RunConfig
+from lgtm.errors import LgtmInputError
+from lgtm.evaluation import evaluate
+
+CHECKPOINTS = rundir.CHECKPOINTS
+Callback = Callable[[str, int], None]
+
+
+@dataclass
+class LoopState:
+    """What the loop itself must carry across a restart (saved in every checkpoint)."""
+
+    phase: str = ""
+    step: int = 0  # steps done in the current phase
+    checkpoint_index: int = 0
+    feedback_drawn: int = 0
+    history: list[dict] = field(default_factory=list)
+    teacher_history: list[dict] = field(default_factory=list)
+    window: dict[str, float] = field(default_factory=dict)
+    frozen_teacher_eval: dict[str, float] | None = None
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0  # wall time of the run up to the last checkpoint
+    samples_seen: int = 0
+    phases_done: list[str] = field(default_factory=list)
+    num_processes: int = 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """For ``accelerator.register_for_checkpointing``."""
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from a checkpoint."""
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -> None:
+    """Add a step's losses (means over its ``samples``) and influence to the window's sums."""
+    for key in ("student_loss", "teacher_loss"):
+        if key in stats:
+            window[key] = window.get(key, 0.0) + float(stats[key]) * samples
+            window[key + "_n"] = window.get(key + "_n", 0.0) + samples
+    influence = stats.get("influence")
+    if influence is not None:
+        w = influence.detach().double().cpu()
+        window["inf_sum"] = window.get("inf_sum", 0.0) + float(w.sum())
+        window["inf_sq"] = window.get("inf_sq", 0.0) + float((w * w).sum())
+        window["inf_n"] = window.get("inf_n", 0.0) + w.numel()
+
+
+def _summarise(window: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for key in ("student_loss", "teacher_loss"):
+        if window.get(key + "_n"):
+            out[key] = window[key] / window[key + "_n"]
+    n = window.get("inf_n", 0.0)
+    if n:
+        mean = window["inf_sum"] / n
+        out["influence_mean"] = mean
+        out["influence_std"] = math.sqrt(max(window["inf_sq"] / n - mean * mean, 0.0))
+    return out
+
+
+class LazyInfluenceLog:
+    """``report.InfluenceLog``, opened at the first step that has influence to log (methods
+    without per-sample influence leave no influence.jsonl)."""
+
+    def __init__(self, path: Path, tracked: list[int], resume_step: int | None) -> None:
+        self.path, self.tracked, self.resume_step = path, tracked, resume_step
+        self.log_file: Any = None
+
+    def log(self, *args: Any) -> None:
+        """Append the tracked samples among this batch (see ``InfluenceLog.log``)."""
+        if self.log_file is None:
+            from lgtm.report import InfluenceLog
+
+            resume = self.resume_step if self.path.exists() else None
+            self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
+        self.log_file.log(*args)
+
+    def close(self) -> None:
+        """Close the file if it was opened."""
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+@dataclass
+class Phase:
+    """One stretch of training: kd's teacher stage, or distillation."""
+
+    name: str
+    stepper: Any
+    total: int
+    eval_every: int
+    save_every: int
+    evaluate_teacher: bool
+    evaluate_student: bool
+    track_every: int = 0  # 0: no tracked-sample influence in this phase
+
+
+def say(config: RunConfig, message: str) -> None:
+    if not config.quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class StageContext:
+    config: RunConfig
+    acc: Any
+    task: Any
+    train_f: list[dict]
+    eval_f: dict[str, list[dict]]
+    collate: Callable
+    teacher: Any
+    student: Any
+    state: LoopState
+    tracked: dict[str, torch.Tensor] | None  # the tracked training samples, one batch
+    started: float  # perf_counter() when this process started the run
+    wall_before: float  # wall time of the run before this process (a resumed run)
+    has_teacher: bool = True  # False: the student learns alone (ce); no teacher is scored
+
+    def wall(self) -> float:
+        """Wall time of the whole run so far, all processes that worked on it together."""
+        return self.wall_before + time.perf_counter() - self.started
+
+
+def run_phase(
+    ctx: StageContext,
+    phase: Phase,
+    batches: Batches,
+    feedback: Batches | None,
+    schedulers: Sequence[Any],
+    influence_log: Any,
+    out: Path,
+    callback: Callback | None,
+) -> None:
+    from tqdm.auto import tqdm
+
+    config, acc, state = ctx.config, ctx.acc, ctx.state
+    teacher_mode = phase.evaluate_teacher  # a frozen teacher gives its targets in eval mode
+    ctx.teacher.train(teacher_mode)
+    ctx.student.train(phase.evaluate_student)
+    history = state.history if phase.name == "distill" else state.teacher_history
+    if state.step == 0:
+        _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
+    if state.step == 0 and not history:
+        history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
+    label = (
+        "teacher fine-tuning (kd stage one)"
+        if phase.name == "teacher"
+        else f"distill ({config.method})"
+    )
+    bar = tqdm(
+        total=phase.total,
+        initial=state.step,
+        desc=label,
+        unit="step",
+        dynamic_ncols=True,
+        disable=config.quiet or not acc.is_main_process,
+        file=sys.stderr,
+    )
+    try:
+        while state.step < phase.total:
+            t0 = time.perf_counter()
+            batch = batches.get(state.step)
+            example_ids = batch.pop("example_id")
+            batch = to_device(batch, acc.device)
+            fb = None
+            if phase.stepper.needs_feedback:
+                if feedback is None:
+                    raise LgtmInputError(
+                        "this method needs a feedback set and it is empty",
+                        field="feedback_fraction",
+                    )
+                fb = feedback.get(state.feedback_drawn)
+                fb.pop("example_id")
+                fb = to_device(fb, acc.device)
+                state.feedback_drawn += 1
+            probe = None
+            if phase.track_every and (state.step + 1) % phase.track_every == 0:
+                probe = to_device(ctx.tracked, acc.device)
+                probe_ids = probe.pop("example_id")
+            stats = phase.stepper.step(batch, fb, probe=probe)
+            _check_finite(ctx, phase, state.step + 1, stats, out)
+            for scheduler in schedulers:
+                scheduler.step()
+            state.step += 1
+            state.samples_seen += batches.global_size(state.step - 1)
+            step, epoch = state.step, state.step / batches.per_epoch
+            _accumulate(state.window, stats, len(example_ids))
+            if influence_log is not None and probe is not None:
+                influence_log.log(
+                    step,
+                    epoch,
+                    probe_ids.tolist(),
+                    stats["probe_influence"].cpu(),
+                    probe["labels"].cpu(),
+                    stats["probe_teacher_logits"].cpu(),
+                    stats["probe_student_logits"].cpu(),
+                )
+            state.train_seconds += time.perf_counter() - t0
+            is_eval = step % phase.eval_every == 0 or step == phase.total
+            if step % config.log_steps == 0 or is_eval:
+                window = distributed.reduce_sums(state.window)  # all processes' samples
+                entry = {"step": step, "epoch": round(epoch, 4), **_summarise(window)}
+                state.window = {}
+                if is_eval:
+                    _check_models(ctx, phase, step, out)
+                    entry = _evaluate(ctx, phase, step, batches.per_epoch, entry)
+                history.append(entry)
+                if config.report_to == "tensorboard":
+                    acc.log(_scalars(phase.name, entry), step=step)
+                bar.set_postfix(
+                    {
+                        k[0] + "_loss": f"{entry[k]:.4f}"
+                        for k in ("student_loss", "teacher_loss")
+                        if k in entry
+                    },
+                    refresh=False,
+                )
+            bar.update(1)
+            if step % phase.save_every == 0 or step == phase.total:
+                _check_models(ctx, phase, step, out)
+                _checkpoint(ctx, out, influence_log)
+            if callback is not None:
+                callback(phase.name, step)
+    finally:
+        bar.close()
+
+
+def _diverged(ctx: StageContext, phase: Phase, step: int, what: str, out: Path) -> LgtmInputError:
+    """The one-line error of a run in which ``what`` is not finite at ``step``: which value,
+    the learning rates to lower, and which checkpoint is kept."""
+    config = ctx.config
+    if step == 0:  # nothing has been trained: the model came so
+        return LgtmInputError(
+            f"{what} not finite before training: the model given holds NaN or infinite "
+            "weights (or overflows on this data); check it with lgtm evaluate",
+            field="teacher" if "teacher" in what else "student",
+        )
+    rates = [] if phase.name == "teacher" else ["lr"]
+    if phase.stepper.trains_teacher:
+        rates.append("teacher_lr")
+    if len(rates) == 2 and not _finite(ctx.teacher) and _finite(ctx.student):
+        rates.reverse()  # the teacher's update (first in a step) broke it
+    hint = " or ".join(f"{cfg.flag(r)} (now {getattr(config, r):g})" for r in rates)
+    last = rundir.latest_checkpoint(out)
+    kept = (
+        f"the last good checkpoint is kept ({last}); no model was written"
+        if last is not None
+        else "no checkpoint had been written, and no model was"
+    )
+    return LgtmInputError(
+        f"training diverged at step {step} of {phase.name}: {what} not finite; try a lower "
+        f"{hint} and run again with --overwrite; {kept}",
+        field=rates[0],
+    )
+
+
+def _check_finite(
+    ctx: StageContext, phase: Phase, step: int, stats: dict[str, Any], out: Path
+) -> None:
+    """Stop the run at the first non-finite loss or influence of a step (every step: the
+    losses are already on the host, so this costs nothing)."""
+    for key, what in (
+        ("student_loss", "the student's loss is"),
+        ("teacher_loss", "the teacher's loss is"),
+    ):
+        if key in stats and not math.isfinite(float(stats[key])):
+            raise _diverged(ctx, phase, step, what, out)
+    influence = stats.get("influence")
+    if influence is not None and not bool(torch.isfinite(influence).all()):
+        raise _diverged(ctx, phase, step, "the distillation influence is", out)
+
+
+def _finite(model: Any) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _check_models(ctx: StageContext, phase: Phase, step: int, out: Path) -> None:
+    """Before the models are evaluated or saved: every parameter finite, and so are their
+    outputs on a few training samples (a step's losses are computed before its update, so
+    they cannot show a bad last update; huge finite weights can still overflow)."""
+    probe = {k: v[:8].to(ctx.acc.device) for k, v in ctx.tracked.items() if k != "example_id"}
+    probe.pop("labels", None)
+    for role, model in (("teacher", ctx.teacher), ("student", ctx.student)):
+        if not _finite(model):
+            raise _diverged(ctx, phase, step, f"the {role}'s parameters are", out)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                logits = model(**probe).logits
+        finally:
+            model.train(was_training)
+        if not bool(torch.isfinite(logits).all()):
+            raise _diverged(ctx, phase, step, f"the {role}'s outputs are", out)
+
+
+def _evaluate(
+    ctx: StageContext, phase: Phase, step: int, per_epoch: int, entry: dict[str, Any]
+) -> dict[str, Any]:
+    entry = {"step": step, "epoch": round(step / per_epoch, 4), **entry}
+    args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
+    if phase.evaluate_student:
+        entry["student_eval"] = evaluate(ctx.student, *args)
+    if phase.evaluate_teacher:
+        entry["teacher_eval"] = evaluate(ctx.teacher, *args)
+    elif phase.name == "distill" and ctx.has_teacher:  # a frozen teacher: scored once
+        if ctx.state.frozen_teacher_eval is None:
+            ctx.state.frozen_teacher_eval = evaluate(ctx.teacher, *args)
+        entry["teacher_eval"] = dict(ctx.state.frozen_teacher_eval)
+    return entry
+
+
+def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            out.update({f"{phase}/{key}/{k}": v for k, v in value.items()})
+        elif key not in ("step",) and isinstance(value, int | float):
+            out[f"{phase}/{key}"] = value
+    return out
+
+
+def _checkpoint(ctx: StageContext, out: Path, influence_log: Any) -> None:
+    """Save the whole state after this step, atomically (temporary folder, then a rename)."""
+    acc, state = ctx.acc, ctx.state
+    state.checkpoint_index += 1
+    root = out / CHECKPOINTS
+    final = root / f"ckpt-{state.checkpoint_index:08d}"
+    tmp = root / f".tmp-ckpt-{state.checkpoint_index:08d}"
+    if acc.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    state.wall_seconds = ctx.wall()
+    acc.save_state(str(tmp))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        rundir.write_manifest(tmp)
+        if final.exists():  # left by an attempt resumed from an earlier checkpoint
+            shutil.rmtree(final)
+        tmp.rename(final)
+        rundir.prune_checkpoints(out)
