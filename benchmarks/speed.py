@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact")
+METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
 FLOOR_PARTS = (
     "teacher fwd+bwd",
     "teacher fwd",
@@ -112,6 +112,14 @@ def worker_method(args: argparse.Namespace) -> dict:
 
     total = args.warmup + args.steps
     teacher, student, opt_t, opt_s, train, feedback = setup(args, total)
+    if args.worker == "pesf":  # the teacher learns through a LoRA adapter (and its head) only
+        import torch
+
+        from lgtm.methods.pesf import wrap_teacher
+
+        teacher = wrap_teacher(teacher, 8)
+        trainable = [p for p in teacher.parameters() if p.requires_grad]
+        opt_t = torch.optim.AdamW(trainable, lr=3e-5, weight_decay=0.01)
     method = lgtm.make_method(
         args.worker,
         teacher=teacher,
@@ -251,9 +259,14 @@ def reference_run(args: argparse.Namespace) -> dict:
             for rd in rounds
         ]
         mem = [rd[m]["peak_rss_mb"] / rd["online"]["peak_rss_mb"] for rd in rounds]
+        to_kd = [
+            statistics.median(rd[m]["step_s"]) / statistics.median(rd["kd"]["step_s"])
+            for rd in rounds
+        ]
         summary[m] = {
             "step_s": statistics.median(step),
             "ratio_to_online": statistics.median(ratio),
+            "ratio_to_kd": statistics.median(to_kd),
             "peak_rss_mb": statistics.median(rd[m]["peak_rss_mb"] for rd in rounds),
             "rss_ratio_to_online": statistics.median(mem),
         }
@@ -348,13 +361,14 @@ def write_markdown(result: dict, path: Path) -> None:
         "Each ratio is taken within one round (same machine state), then the median over "
         "rounds. Peak RSS is sampled every 2 ms while the steps run.",
         "",
-        "| method | step (s) | × online | peak RSS (MB) | RSS × online |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| method | step (s) | × kd | × online | peak RSS (MB) | RSS × online |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for m in METHODS:
+    for m in (m for m in METHODS if m in s):
         r = s[m]
+        to_kd = f"{r['ratio_to_kd']:.2f}" if "ratio_to_kd" in r else "–"
         lines.append(
-            f"| {m} | {r['step_s']:.3f} | {r['ratio_to_online']:.2f} | "
+            f"| {m} | {r['step_s']:.3f} | {to_kd} | {r['ratio_to_online']:.2f} | "
             f"{r['peak_rss_mb']:.0f} | {r['rss_ratio_to_online']:.2f} |"
         )
     lines += [
@@ -380,6 +394,11 @@ def write_markdown(result: dict, path: Path) -> None:
         lines += [
             "## How the cost grows",
             "",
+            *(
+                [f"(From the run of commit `{result['scaling_commit']}`; not re-run here.)", ""]
+                if result.get("scaling_commit")
+                else []
+            ),
             "![scaling](speed_scaling.png)",
             "",
             "| batch | max length | online (s) | lgtm (s) | lgtm / online |",
@@ -462,6 +481,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_scaling:
         result["scaling"] = scaling_run(args)
         plot_scaling(result["scaling"], out / "speed_scaling.png")
+    elif (out / "speed.json").exists():  # keep the last measured growth table
+        previous = json.loads((out / "speed.json").read_text())
+        if previous.get("scaling"):
+            result["scaling"] = previous["scaling"]
+            result["scaling_commit"] = previous.get("scaling_commit") or previous.get("commit")
     result["wall_s"] = time.time() - started
     (out / "speed.json").write_text(json.dumps(result, indent=1) + "\n")
     write_markdown(result, out / "speed.md")
