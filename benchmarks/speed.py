@@ -127,6 +127,7 @@ def worker_method(args: argparse.Namespace) -> dict:
         teacher_optimizer=opt_t,
         student_optimizer=opt_s,
     )
+    method.safe_step = False  # as in the training loop (the API's undo journal costs extra)
     times = []
     with PeakRSS() as rss:
         for k in range(total):

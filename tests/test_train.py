@@ -412,3 +412,78 @@ def test_tensorboard_logging(tiny_teacher_dir, tiny_data, tmp_path):
         "distill/student_eval/accuracy",
     } <= tags
     assert len(acc.Scalars("distill/student_loss")) == 7  # one per step (log_steps 1)
+
+
+# --------------------------------------------------------------------------- selection, warm-up
+
+
+def test_selection_set_is_carved_from_train_the_same_for_every_method(tiny_data, tmp_path):
+    ids = {}
+    for method in ("lgtm", "kd", "ce"):
+        config = run_config(
+            "unused", tiny_data, tmp_path / method, method=method, selection_fraction=0.2
+        )
+        data = train.load_data(config)
+        train_ids = {e.id for e in data.train}
+        selection_ids = {e.id for e in data.selection}
+        feedback_ids = {e.id for e in data.feedback}
+        assert len(selection_ids) == 12 and not selection_ids & (train_ids | feedback_ids)
+        assert len(train_ids | selection_ids | feedback_ids) == 60  # nothing dropped
+        ids[method] = (train_ids, selection_ids, feedback_ids)
+    assert ids["lgtm"] == ids["kd"] == ids["ce"]
+    labels = [e.label for e in train.load_data(config).selection]
+    assert sorted(set(labels)) == [0, 1] and abs(labels.count(0) - labels.count(1)) <= 1
+
+
+def test_select_on_selection_keeps_the_best_student_by_the_selection_set(
+    tiny_teacher_dir, tiny_data, tmp_path
+):
+    from transformers import AutoModelForSequenceClassification
+
+    over = dict(selection_fraction=0.25, select_on="selection", eval_steps=2, epochs=3, lr=5e-3)
+    result = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "s", **over))
+    m = result.metrics
+    scored = [h for h in m["history"] if "student_selection" in h and h["step"] > 0]
+    evaluated = [h for h in m["history"] if "student_eval" in h]
+    assert len(scored) >= 4 and all("student_selection" in h for h in evaluated)
+    scores = [h["student_selection"]["accuracy"] for h in scored]
+    best = scored[scores.index(max(scores))]  # the first of the best
+    assert m["selection"]["step"] == best["step"] and m["selection"]["score"] == max(scores)
+    assert m["student"] == best["student_eval"] == m["student_selected_eval"]
+    assert m["student_last"] == m["history"][-1]["student_eval"]
+    # the saved student is the selected one: it scores the selected step's dev accuracy
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s" / "student")
+    data = train.load_data(run_config(tiny_teacher_dir, tiny_data, tmp_path / "s", **over))
+    from lgtm.data.encode import encode, make_collator
+
+    tok = result.tokenizer
+    evals = {k: encode(v, tok, 16) for k, v in data.evals.items()}
+    assert train.evaluate(saved, data.task, evals, make_collator(tok), 8) == m["student"]
+    assert not (tmp_path / "s" / "student-selected").exists()
+    # without a selection set: the last step's student, as before
+    last = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "l", epochs=1))
+    assert last.metrics["selection"].startswith("none") and "student_last" not in last.metrics
+    with pytest.raises(LgtmInputError, match="needs a selection set"):
+        run_config(tiny_teacher_dir, tiny_data, tmp_path / "x", select_on="selection")
+
+
+def test_warmup_ratio_ramps_both_learning_rates(tiny_teacher_dir, tiny_data, tmp_path):
+    from transformers import get_linear_schedule_with_warmup
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = get_linear_schedule_with_warmup(opt, 4, 16)
+    rates = []
+    for _ in range(6):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates == [0.0, 0.25, 0.5, 0.75, 1.0, pytest.approx(11 / 12)]
+    alone = {"method": "ce"}  # step 1's loss comes before any update
+    a = train.distill(
+        run_config(tiny_teacher_dir, tiny_data, tmp_path / "a", warmup_ratio=0.5, **alone)
+    )
+    b = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **alone))
+    assert a.metrics["config"]["warmup_ratio"] == 0.5
+    first_a = [h["student_loss"] for h in a.metrics["history"] if "student_loss" in h][:2]
+    first_b = [h["student_loss"] for h in b.metrics["history"] if "student_loss" in h][:2]
+    assert first_a[0] == first_b[0] and first_a[1] != first_b[1]  # lr 0 at the first step

@@ -254,6 +254,14 @@ class RunConfig:
     feedback_fraction: float = _f(
         0.1, _float, "fraction of train carved out as the feedback set", group="data", metavar="F"
     )
+    selection_fraction: float | None = _f(
+        None,
+        _optional(_float),
+        "fraction of train carved out (first, stratified, seeded) as a selection set that no "
+        "method trains on; --select-on selection picks the student by it",
+        group="data",
+        metavar="F",
+    )
     max_train_samples: int | None = _f(
         None,
         _optional(_positive_int),
@@ -408,6 +416,20 @@ class RunConfig:
         metavar="LR",
     )
     teacher_lr: float = _f(3e-5, _float, "teacher learning rate", group="training", metavar="LR")
+    warmup_ratio: float = _f(
+        0.0,
+        _float,
+        "linear learning-rate warm-up over this fraction of each stage's steps (both models)",
+        group="training",
+        metavar="F",
+    )
+    select_on: str = _f(
+        "last",
+        _choice("last", "selection"),
+        "the student kept and reported: the last step's, or the best on the selection set at "
+        "the evaluations (needs --selection-fraction; dev is never used to choose)",
+        group="training",
+    )
     weight_decay: float = _f(
         0.0, _float, "AdamW weight decay of both models", group="training", metavar="WD"
     )
@@ -625,6 +647,18 @@ def _check(config: RunConfig) -> None:
             )
     if config.weight_decay < 0:
         raise LgtmInputError("must not be negative", field="weight_decay")
+    if config.selection_fraction is not None and not 0.0 < config.selection_fraction < 1.0:
+        raise LgtmInputError(
+            f"must lie strictly between 0 and 1, got {config.selection_fraction}",
+            field="selection_fraction",
+        )
+    if config.select_on == "selection" and config.selection_fraction is None:
+        raise LgtmInputError(
+            "--select-on selection needs a selection set: give --selection-fraction",
+            field="select_on",
+        )
+    if not 0.0 <= config.warmup_ratio < 1.0:
+        raise LgtmInputError(f"must lie in [0, 1), got {config.warmup_ratio}", field="warmup_ratio")
     if config.pkd_beta < 0:
         raise LgtmInputError(f"must not be negative, got {config.pkd_beta}", field="pkd_beta")
     if not 0 <= config.seed < 2**32:  # numpy's and torch's seeding take 32-bit seeds
@@ -699,6 +733,7 @@ def _choices_of(name: str) -> tuple[str, ...] | None:
         "influence_step": ("student_lr", "teacher_lr"),
         "report_to": ("none", "tensorboard"),
         "mixed_precision": ("no", "bf16", "fp16"),
+        "select_on": ("last", "selection"),
     }.get(name)
 
 

@@ -47,6 +47,7 @@ class LoopState:
     samples_seen: int = 0
     phases_done: list[str] = field(default_factory=list)
     num_processes: int = 1
+    best: dict[str, Any] | None = None  # --select-on selection: {"step", "score"} of the best
 
     def state_dict(self) -> dict[str, Any]:
         """For ``accelerator.register_for_checkpointing``."""
@@ -142,6 +143,9 @@ class StageContext:
     started: float  # perf_counter() when this process started the run
     wall_before: float  # wall time of the run before this process (a resumed run)
     has_teacher: bool = True  # False: the student learns alone (ce); no teacher is scored
+    selection_f: dict[str, list[dict]] | None = None  # the selection set (--select-on selection)
+    tokenizer: Any = None
+    out: Path | None = None
 
     def wall(self) -> float:
         """Wall time of the whole run so far, all processes that worked on it together."""
@@ -328,6 +332,11 @@ def _evaluate(
     args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
     if phase.evaluate_student:
         entry["student_eval"] = evaluate(ctx.student, *args)
+        if ctx.selection_f and phase.name == "distill":
+            selection = (ctx.task, ctx.selection_f, *args[2:])
+            entry["student_selection"] = evaluate(ctx.student, *selection)
+            if step > 0:
+                _keep_if_best(ctx, step, entry["student_selection"])
     if phase.evaluate_teacher:
         entry["teacher_eval"] = evaluate(ctx.teacher, *args)
     elif phase.name == "distill" and ctx.has_teacher:  # a frozen teacher: scored once
@@ -335,6 +344,19 @@ def _evaluate(
             ctx.state.frozen_teacher_eval = evaluate(ctx.teacher, *args)
         entry["teacher_eval"] = dict(ctx.state.frozen_teacher_eval)
     return entry
+
+
+def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> None:
+    """``--select-on selection``: keep the student of ``step`` (saved to ``student-selected/``)
+    when its selection-set score beats every earlier one (ties keep the earlier)."""
+    score = float(scores[ctx.task.main_metric])
+    best = ctx.state.best
+    if best is not None and not score > best["score"]:
+        return
+    ctx.state.best = {"step": step, "score": score}
+    if ctx.acc.is_main_process:
+        model = ctx.acc.unwrap_model(ctx.student)
+        rundir.save_model(model, ctx.tokenizer, ctx.out / rundir.SELECTED)
 
 
 def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:

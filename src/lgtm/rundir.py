@@ -23,6 +23,7 @@ import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lgtm.errors import LgtmInputError
 
@@ -33,7 +34,8 @@ KEEP_CHECKPOINTS = 2
 # What marks a folder as holding a run (refused unless --overwrite or --resume).
 RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
 # What --overwrite removes (nothing else in the folder is touched).
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK)
+SELECTED = "student-selected"  # the best student on the selection set so far (--select-on)
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED)
 
 
 def holds_run(folder: Path) -> bool:
@@ -222,3 +224,34 @@ def prepare_output_dir(
             elif path.exists():
                 path.unlink()
     return out, []
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put a fully written folder in place (a rename: readers never see half of it)."""
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+
+
+def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
+    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed."""
+    from transformers.utils import logging as hf_logging
+
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    replace_dir(tmp, folder)

@@ -19,6 +19,7 @@ import math
 import shutil
 import time
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ PHASE_IDS = {"teacher": 1, "distill": 2}
 EVALS_PER_RUN = 5
 TRACKS_PER_RUN = 50  # influence of the tracked samples, computed this many times per run
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
+SELECTION_STREAM = 2  # seeds the selection set's carving apart from the feedback set's
 
 
 # --------------------------------------------------------------------------- data
@@ -62,6 +64,7 @@ class RunData:
     evals: dict[str, list]
     source: str
     feedback_source: str  # "train" | "validation"
+    selection: list = dataclass_field(default_factory=list)  # carved from train, unused by all
 
     @property
     def leaks_into_evaluation(self) -> bool:
@@ -100,11 +103,12 @@ def default_output_dir(config: RunConfig) -> str:
 
 
 def load_data(config: RunConfig) -> RunData:
-    """Read the data named by ``config``; carve the feedback set; apply the sample limits.
+    """Read the data named by ``config``; carve the selection and feedback sets; apply the
+    sample limits.
 
-    Order matters for fairness: the training sample is drawn first, then the feedback set is
-    carved from it, for every method (those that take no feedback train on the same rest), so
-    all methods see the same labelled data.
+    Order matters for fairness: the training sample is drawn first, then the selection set (if
+    asked) and then the feedback set are carved from it, for every method alike (those that
+    take no feedback train on the same rest), so all methods see the same labelled data.
     """
     from lgtm import data as D
 
@@ -149,12 +153,17 @@ def load_data(config: RunConfig) -> RunData:
     for split, examples in evals.items():
         if not examples:
             raise LgtmInputError(f"empty evaluation split {split!r}", field=split)
+    selection: list = []
+    if config.selection_fraction is not None:
+        train, selection = D.split_feedback(
+            train, config.selection_fraction, config.seed + SELECTION_STREAM
+        )
     if config.feedback_from == "train":
         train, feedback = D.split_feedback(train, config.feedback_fraction, config.seed)
     else:
         feedback = list(next(iter(evals.values())))
     evals = {k: D.subsample(v, config.max_eval_samples, config.seed) for k, v in evals.items()}
-    return RunData(loaded.task, train, feedback, evals, source, config.feedback_from)
+    return RunData(loaded.task, train, feedback, evals, source, config.feedback_from, selection)
 
 
 # --------------------------------------------------------------------------- models
@@ -259,37 +268,6 @@ def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, 
         clear=clear,
         say=lambda message: say(config, message),
     )
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Put a fully written folder in place (a rename: readers never see half of it)."""
-    if final.exists():
-        old = final.with_name(f".old-{final.name}")
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-
-
-def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
-    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed."""
-    from transformers.utils import logging as hf_logging
-
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-    _replace_dir(tmp, folder)
 
 
 # --------------------------------------------------------------------------- the run
@@ -411,10 +389,13 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         weight_decay=config.weight_decay,
     )
     opt_s = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    teacher_steps = teacher_total if stage_one else distill_total
     sched_t = get_linear_schedule_with_warmup(
-        opt_t, 0, teacher_total if stage_one else distill_total
+        opt_t, int(config.warmup_ratio * teacher_steps), teacher_steps
     )
-    sched_s = get_linear_schedule_with_warmup(opt_s, 0, distill_total)
+    sched_s = get_linear_schedule_with_warmup(
+        opt_s, int(config.warmup_ratio * distill_total), distill_total
+    )
     # Both models whole on every process, not wrapped in DistributedDataParallel: the methods
     # average their own gradients (lgtm.distributed). evaluation_mode=True: device placement
     # and mixed precision only; the models are still saved by save_state.
@@ -531,6 +512,11 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         started,
         state.wall_seconds,
         has_teacher,
+        {"selection": encode(data.selection, tokenizer, max_length)}
+        if config.select_on == "selection"
+        else None,
+        tokenizer,
+        out,
     )
     try:
         for phase in phases:
@@ -563,6 +549,9 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             influence_log.close()
 
     # ---- final outputs
+    if state.best is not None:  # --select-on selection: the best student replaces the last
+        acc.wait_for_everyone()
+        _load_selected(acc.unwrap_model(student), out / rundir.SELECTED)
     probe = collate(next(iter(eval_f.values()))[: config.eval_batch_size])
     probe.pop("example_id", None)
     metrics = _final_metrics(config, data, phases, state, student, teacher, probe, out)
@@ -573,15 +562,17 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     metrics["mixed_precision"] = str(acc.mixed_precision)
     metrics["device"] = str(acc.device)
     if acc.is_main_process:
-        save_model(acc.unwrap_model(student), tokenizer, out / "student")
+        rundir.save_model(acc.unwrap_model(student), tokenizer, out / "student")
         if has_teacher:
-            save_model(_plain(acc.unwrap_model(teacher)), tokenizer, out / "teacher")
+            rundir.save_model(_plain(acc.unwrap_model(teacher)), tokenizer, out / "teacher")
         metrics["wall_seconds"] = ctx.wall()
         R.write_metrics(out, metrics)
         try:
             R.make_plots(out)
         except Exception as err:  # plots are a convenience: never lose a finished run to them
             say(config, f"lgtm: warning: plots not written: {err}")
+        if (out / rundir.SELECTED).exists():  # now in student/
+            shutil.rmtree(out / rundir.SELECTED)
         if not config.keep_checkpoints and (out / CHECKPOINTS).exists():
             shutil.rmtree(out / CHECKPOINTS)
         from rich.console import Console
@@ -600,6 +591,40 @@ def _plain(model: Any) -> Any:
     from lgtm.methods.pesf import merged_teacher
 
     return merged_teacher(model)
+
+
+def _load_selected(student: Any, folder: Path) -> None:
+    """Put the weights of the selected student (saved by ``loop._keep_if_best``) in place."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        weights.update(load_file(shard, device=str(next(student.parameters()).device)))
+    missing, unexpected = student.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if "position_ids" not in k]:
+        raise RuntimeError(
+            f"the selected student in {folder} does not fit: {missing or unexpected}"
+        )
+
+
+def _selection_metrics(config: RunConfig, data: RunData, state: LoopState) -> dict[str, Any]:
+    """How the reported student was chosen: the last step's, or the best on the selection set
+    (its dev score then stands beside the last step's, ``student_last``)."""
+    if state.best is None:
+        return {"selection": "none: the models of the last step are kept and reported"}
+    by_step = {h["step"]: h for h in state.history if "student_eval" in h}
+    chosen, last = by_step[state.best["step"]], state.history[-1]
+    return {
+        "selection": {
+            "on": f"selection set: {len(data.selection)} examples carved from train, "
+            "trained on by no method; dev never used to choose",
+            "step": state.best["step"],
+            "score": state.best["score"],
+        },
+        "student_selected_eval": chosen["student_eval"],
+        "student_last": last["student_eval"],
+        "student_selection_last": last.get("student_selection"),
+    }
 
 
 def _final_metrics(
@@ -628,7 +653,11 @@ def _final_metrics(
         "method": config.method,
         "preset": config.preset,
         "seed": config.seed,
-        "student": state.history[-1]["student_eval"],
+        "student": (
+            next(h for h in state.history if h["step"] == state.best["step"])["student_eval"]
+            if state.best is not None
+            else state.history[-1]["student_eval"]
+        ),
         "teacher": state.history[-1].get("teacher_eval"),  # None: no teacher (ce)
         "eval_split": next(iter(evals)),
         "main_metric": data.task.main_metric,
@@ -639,7 +668,7 @@ def _final_metrics(
             "leaks_into_evaluation": leaks,
         },
         "leaks_into_evaluation": leaks,
-        "selection": "none: the models of the last step are kept and reported",
+        **_selection_metrics(config, data, state),
         "data_source": data.source,
         "train_samples": len(data.train),
         "eval_samples": evals,
