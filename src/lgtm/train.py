@@ -15,6 +15,7 @@ from step ``k + 1`` on and reaches the same parameters bit for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -299,7 +300,8 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
         return _distill(config, callback)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # made for this run, which left nothing in it
+            with contextlib.suppress(OSError):  # another process may have removed it
+                out.rmdir()  # made for this run, which left nothing in it
         raise
     finally:
         if processes.is_main_process:
