@@ -11,32 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import _bundled_tokenizer
+from test_cli import one_line_error, run
 from test_methods import make_batch, tiny_bert
+from test_train import run_config
 from transformers import BertConfig, BertForSequenceClassification
 
 import lgtm
-from lgtm import cli, rundir, train
 from lgtm import config as cfg
+from lgtm import rundir, train
 from lgtm.errors import LgtmInputError
 
 NLI = ("entailment", "neutral", "contradiction")  # the teacher's own order (as MNLI's)
 PREMISES = "a man plays|the cat sleeps|two kids run|a woman sings|the dog barks|rain falls"
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    capsys.readouterr()
-    status = cli.main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def one_line_error(capsys, *args) -> str:
-    status, _, err = run(capsys, *args)
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lgtm: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -326,24 +312,8 @@ def tiny_files(tmp_path) -> tuple[Path, Path]:
 
 
 def tiny_config(teacher: Path, files, out: Path, **over) -> cfg.RunConfig:
-    values = dict(
-        train_file=str(files[0]),
-        eval_file=str(files[1]),
-        text_columns=["sentence"],
-        label_column="label",
-        teacher=str(teacher),
-        student_layers=1,
-        method="online",
-        max_length=16,
-        epochs=2,
-        batch_size=8,
-        lr=1e-3,
-        teacher_lr=1e-3,
-        output_dir=str(out),
-        quiet=True,
-    )
-    values.update(over)
-    return cfg.resolve(values)
+    """``test_train.run_config`` with online distillation as the default method."""
+    return run_config(teacher, files, out, **{"method": "online", **over})
 
 
 @pytest.mark.parametrize(
@@ -494,7 +464,9 @@ def test_run_with_a_checkpoint_is_refused_with_the_resume_hint(
         train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, save_steps=1))
 
 
-def test_a_live_run_is_never_replaced(tiny_teacher_dir, tiny_files, tmp_path):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_live_run_is_never_replaced(tiny_teacher_dir, tiny_files, tmp_path, overwrite):
+    import socket
     import subprocess
     import sys
 
@@ -503,9 +475,10 @@ def test_a_live_run_is_never_replaced(tiny_teacher_dir, tiny_files, tmp_path):
         train.distill(tiny_config(tiny_teacher_dir, tiny_files, out), callback=kill_at(1))
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (out / rundir.LOCK).write_text(f"{sleeper.pid}\n{__import__('socket').gethostname()}\n")
+        (out / rundir.LOCK).write_text(f"{sleeper.pid}\n{socket.gethostname()}\n")
         with pytest.raises(LgtmInputError, match=f"a run is in progress .*process {sleeper.pid}"):
-            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out))
+            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=overwrite))
+        assert (out / "config.yaml").exists()
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -825,25 +798,6 @@ def test_predict_checks_its_output_before_predicting(nli_csv, tmp_path, capsys):
     assert blocker.read_text() == "x"
     status, _, err = run(capsys, *common, blocker, "--overwrite")
     assert status == 0, err and blocker.read_text().startswith("index\tprediction")
-
-
-def test_overwrite_never_takes_over_a_live_run(tiny_teacher_dir, tiny_files, tmp_path):
-    import socket
-    import subprocess
-    import sys
-
-    out = tmp_path / "o"
-    with pytest.raises(Killed):
-        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out), callback=kill_at(1))
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (out / rundir.LOCK).write_text(f"{sleeper.pid}\n{socket.gethostname()}\n")
-        with pytest.raises(LgtmInputError, match="a run is in progress"):
-            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=True))
-        assert (out / "config.yaml").exists()
-    finally:
-        sleeper.kill()
-        sleeper.wait()
 
 
 def test_corruption_of_the_same_size_is_found_by_the_digest(
