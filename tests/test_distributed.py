@@ -111,3 +111,33 @@ def test_two_processes_equal_one_on_the_global_batch(two_process_results, method
     error = relative_error(rank0, single, start)
     print(f"{method} {optimizer}: relative difference to one process {error:.2e}")
     assert error < tolerance
+
+
+def test_launch_and_batch_checks(monkeypatch):
+    from lgtm import distributed
+    from lgtm.errors import LgtmInputError
+
+    distributed.check_batches({"train": (64, 8), "feedback": (7, 8)}, 2)  # 7 = 4 + 3: fine
+    with pytest.raises(LgtmInputError, match="the train set .* has a batch of 1"):
+        distributed.check_batches({"train": (65, 8)}, 2)  # the last batch holds one row
+    with pytest.raises(LgtmInputError, match="field 'batch_size'"):
+        distributed.check_batches({"feedback": (30, 1)}, 2)
+    distributed.check_batches({"train": (65, 8)}, 1)  # one process: anything goes
+    with pytest.raises(LgtmInputError, match="run dist on one process"):
+        distributed.check_objective("dist", 2)
+    distributed.check_objective("dist", 1)
+    distributed.check_objective("kl", 8)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert distributed.mixed_precision(None) == "bf16"  # the launcher's choice is kept
+    with pytest.raises(LgtmInputError, match="give it once"):
+        distributed.mixed_precision("no")  # contradicted by the flag
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    assert distributed.mixed_precision(None) == "no"
+    with pytest.raises(LgtmInputError, match="use --mixed-precision bf16"):
+        distributed.mixed_precision("fp16")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(LgtmInputError, match="do not form one process group"):
+        distributed.check_launch(1, "DistributedType.NO")
+    distributed.check_launch(2, "DistributedType.MULTI_CPU")
+    with pytest.raises(LgtmInputError, match="FSDP sharding is not supported"):
+        distributed.check_launch(2, "DistributedType.FSDP")

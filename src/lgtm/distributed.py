@@ -259,3 +259,14 @@ def check_batches(sizes: dict[str, tuple[int, int]], processes: int) -> None:
                 "change --batch-size or --max-train-samples",
                 field="batch_size",
             )
+
+
+def check_objective(objective: str, processes: int) -> None:
+    """DIST's intra-class term correlates each class over the whole batch, which no process
+    holds when the batch is split: refused on several processes (:class:`LgtmInputError`)."""
+    if processes > 1 and objective == "dist":
+        raise LgtmInputError(
+            "DIST's intra-class term correlates each class over the whole batch, which no "
+            "process holds when it is split: run dist on one process",
+            field="objective",
+        )

@@ -376,12 +376,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     if method_cls.needs_feedback:
         streams["feedback"] = (len(feedback_f), config.batch_size)
     distributed.check_batches(streams, acc.num_processes)
-    if acc.num_processes > 1 and config.objective == "dist":
-        raise LgtmInputError(
-            "DIST's intra-class term correlates each class over the whole batch, which no "
-            "process holds when it is split: run dist on one process",
-            field="objective",
-        )
+    distributed.check_objective(config.objective, acc.num_processes)
     per_epoch = math.ceil(len(train_f) / config.batch_size)
     distill_total = _total(per_epoch, config.epochs, config.max_steps)
     teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
