@@ -451,6 +451,15 @@ def test_select_on_selection_keeps_the_best_student_by_the_selection_set(
     assert m["selection"]["step"] == best["step"] and m["selection"]["score"] == max(scores)
     assert m["student"] == best["student_eval"] == m["student_selected_eval"]
     assert m["student_last"] == m["history"][-1]["student_eval"]
+    from rich.console import Console
+
+    from lgtm.report import summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table(m))
+    shown = console.export_text()
+    assert f"the best on the selection set, at step {best['step']}" in shown
+    assert f"the last step's dev: accuracy {m['student_last']['accuracy']:.4f}" in shown
     # the saved student is the selected one: it scores the selected step's dev accuracy
     saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s" / "student")
     data = train.load_data(run_config(tiny_teacher_dir, tiny_data, tmp_path / "s", **over))

@@ -795,6 +795,22 @@ def summary_table(result: Mapping[str, Any]) -> Table:
             lines.append((f"feedback: {share}, held out; dev untouched until evaluation", ""))
         else:
             lines.append((f"feedback: {source}", ""))
+    selection = result.get("selection")
+    if isinstance(selection, Mapping):  # --select-on selection
+        last = result.get("student_last")
+        last_text = (
+            ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, (int, float)))
+            if isinstance(last, Mapping)
+            else "?"
+        )
+        lines.append(
+            (
+                f"student: the best on the selection set, at step {selection.get('step')} "
+                f"(selection score {float(selection.get('score', float('nan'))):.4f}); "
+                f"the last step's dev: {last_text}",
+                "",
+            )
+        )
     if result.get("wall_seconds") is not None:
         lines.append((f"wall time: {_duration(result['wall_seconds'])}", ""))
     if result.get("samples_per_second") is not None:
