@@ -496,3 +496,76 @@ def test_warmup_ratio_ramps_both_learning_rates(tiny_teacher_dir, tiny_data, tmp
     first_a = [h["student_loss"] for h in a.metrics["history"] if "student_loss" in h][:2]
     first_b = [h["student_loss"] for h in b.metrics["history"] if "student_loss" in h][:2]
     assert first_a[0] == first_b[0] and first_a[1] != first_b[1]  # lr 0 at the first step
+
+
+# --------------------------------------------------------------------------- a run of stages
+
+
+def test_takd_runs_its_stages_in_order_and_resumes_mid_stage(glue_dir, tmp_path, monkeypatch):
+    from conftest import _bundled_tokenizer, save_tiny_bert
+
+    teacher = save_tiny_bert(tmp_path / "t4", layers=4, tokenizer=_bundled_tokenizer())
+    config = json.loads((teacher / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (teacher / "config.json").write_text(json.dumps(config))
+
+    def takd(out: Path, **over) -> cfg.RunConfig:
+        values = dict(
+            task="sst2",
+            data_dir=str(glue_dir / "SST-2"),
+            teacher=str(teacher),
+            student_layers=1,
+            method="takd",
+            max_train_samples=72,
+            max_eval_samples=32,
+            max_length=32,
+            epochs=1,
+            batch_size=8,
+            lr=1e-3,
+            teacher_lr=1e-3,
+            save_steps=2,
+            output_dir=str(out),
+            quiet=True,
+        )
+        return cfg.resolve({**values, **over})
+
+    import lgtm
+
+    made, make = [], lgtm.make_method
+
+    def recording(name, **kwargs):  # which model each stage's kd learns from and trains
+        made.append((kwargs["teacher"], kwargs["student"]))
+        return make(name, **kwargs)
+
+    monkeypatch.setattr(lgtm, "make_method", recording)
+    whole = train.distill(takd(tmp_path / "a"))
+    (distill_teacher, student), (teacher_model, assistant) = made  # distill's is built first
+    assert distill_teacher is assistant and student is not assistant
+    assert teacher_model is not assistant and teacher_model is not student
+    m = whole.metrics
+    assert [s["name"] for s in m["stages"]] == ["teacher", "assistant", "distill"]
+    assert [s["learns_from"] for s in m["stages"]] == ["labels", "teacher", "assistant"]
+    assert m["steps"] == {"teacher": 9, "assistant": 9, "distill": 9}  # 65 rows, batches of 8
+    saved = json.loads((tmp_path / "a" / "assistant" / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 3  # ⌈(4 + 1) / 2⌉
+    assert m["assistant"] == m["stages"][1]["dev"] and m["teacher"] == m["stages"][0]["dev"]
+
+    class Killed(Exception):
+        pass
+
+    def kill(stage: str, step: int) -> None:
+        if stage == "assistant" and step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train.distill(takd(tmp_path / "b"), callback=kill)
+    resumed = train.distill(takd(tmp_path / "b", resume=True))
+    assert resumed.metrics["history"] == m["history"]
+    assert resumed.metrics["stages"] == m["stages"]
+    for name in ("student", "assistant", "teacher"):
+        a = (tmp_path / "a" / name / "model.safetensors").read_bytes()
+        assert a == (tmp_path / "b" / name / "model.safetensors").read_bytes(), name
+    with pytest.raises(LgtmInputError, match="--ta-layers is for --method takd"):
+        takd(tmp_path / "c", method="kd", ta_layers=2) and train.distill(
+            takd(tmp_path / "c", method="kd", ta_layers=2)
+        )

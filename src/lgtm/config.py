@@ -25,6 +25,8 @@ from lgtm.errors import LgtmInputError
 DEFAULT_TEACHER = "bundled:all-MiniLM-L6-v2"
 
 METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
+#: Methods that are a sequence of stages of other methods (run by the loop, not a Method class).
+STAGED_METHODS = ("takd",)
 OBJECTIVES = ("kl", "mse", "dist", "skd")
 PRESET_NAMES = ("official-code",)
 
@@ -323,7 +325,9 @@ class RunConfig:
         flag=True,
     )
     # method
-    method: str = _f("lgtm", _choice(*METHODS), "how the student is taught", group="method")
+    method: str = _f(
+        "lgtm", _choice(*METHODS, *STAGED_METHODS), "how the student is taught", group="method"
+    )
     preset: str | None = _f(
         None,
         _optional(_choice(*PRESET_NAMES)),
@@ -360,6 +364,13 @@ class RunConfig:
         "pkd: student:teacher layer pairs, 1-based (default PKD-skip: j with round(j·Nt/Ns))",
         group="method",
         metavar="J:K,..",
+    )
+    ta_layers: int | None = _f(
+        None,
+        _optional(_positive_int),
+        "takd: layers of the teacher assistant (the teacher's first N; default ⌈(Nt + Ns) / 2⌉)",
+        group="method",
+        metavar="N",
     )
     pesf_rank: int = _f(
         8, _positive_int, "pesf: rank of the teacher's LoRA adapter", group="method", metavar="R"
@@ -725,7 +736,7 @@ def _choices_of(name: str) -> tuple[str, ...] | None:
     return {
         "feedback_from": ("train", "validation"),
         "init_classifier": ("zero", "random"),
-        "method": METHODS,
+        "method": (*METHODS, *STAGED_METHODS),
         "preset": PRESET_NAMES,
         "objective": OBJECTIVES,
         "lookahead": ("adam", "sgd"),

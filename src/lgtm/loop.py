@@ -42,6 +42,8 @@ class LoopState:
     teacher_history: list[dict] = field(default_factory=list)
     window: dict[str, float] = field(default_factory=dict)
     frozen_teacher_eval: dict[str, float] | None = None
+    stage_histories: dict[str, list[dict]] = field(default_factory=dict)  # other stages (takd)
+    frozen_evals: dict[str, Any] = field(default_factory=dict)  # a frozen guide's, per stage
     train_seconds: float = 0.0
     wall_seconds: float = 0.0  # wall time of the run up to the last checkpoint
     samples_seen: int = 0
@@ -121,6 +123,10 @@ class Phase:
     evaluate_teacher: bool
     evaluate_student: bool
     track_every: int = 0  # 0: no tracked-sample influence in this phase
+    # The models of this stage when they are not the run's teacher and student (takd's
+    # assistant learns from the teacher, then teaches the student).
+    teacher_model: Any = None
+    student_model: Any = None
 
 
 def say(config: RunConfig, message: str) -> None:
@@ -166,18 +172,17 @@ def run_phase(
 
     config, acc, state = ctx.config, ctx.acc, ctx.state
     teacher_mode = phase.evaluate_teacher  # a frozen teacher gives its targets in eval mode
-    ctx.teacher.train(teacher_mode)
-    ctx.student.train(phase.evaluate_student)
-    history = state.history if phase.name == "distill" else state.teacher_history
+    _teacher(ctx, phase).train(teacher_mode)
+    _student(ctx, phase).train(phase.evaluate_student)
+    history = _history(state, phase.name)
     if state.step == 0:
         _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
     if state.step == 0 and not history:
         history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
-    label = (
-        "teacher fine-tuning (kd stage one)"
-        if phase.name == "teacher"
-        else f"distill ({config.method})"
-    )
+    label = {
+        "teacher": "teacher fine-tuning (stage one)",
+        "assistant": "teacher assistant (kd from the teacher)",
+    }.get(phase.name, f"distill ({config.method})")
     bar = tqdm(
         total=phase.total,
         initial=state.step,
@@ -269,7 +274,7 @@ def _diverged(ctx: StageContext, phase: Phase, step: int, what: str, out: Path) 
     rates = [] if phase.name == "teacher" else ["lr"]
     if phase.stepper.trains_teacher:
         rates.append("teacher_lr")
-    if len(rates) == 2 and not _finite(ctx.teacher) and _finite(ctx.student):
+    if len(rates) == 2 and not _finite(_teacher(ctx, phase)) and _finite(_student(ctx, phase)):
         rates.reverse()  # the teacher's update (first in a step) broke it
     hint = " or ".join(f"{cfg.flag(r)} (now {getattr(config, r):g})" for r in rates)
     last = rundir.latest_checkpoint(out)
@@ -311,7 +316,7 @@ def _check_models(ctx: StageContext, phase: Phase, step: int, out: Path) -> None
     they cannot show a bad last update; huge finite weights can still overflow)."""
     probe = {k: v[:8].to(ctx.acc.device) for k, v in ctx.tracked.items() if k != "example_id"}
     probe.pop("labels", None)
-    for role, model in (("teacher", ctx.teacher), ("student", ctx.student)):
+    for role, model in (("teacher", _teacher(ctx, phase)), ("student", _student(ctx, phase))):
         if not _finite(model):
             raise _diverged(ctx, phase, step, f"the {role}'s parameters are", out)
         was_training = model.training
@@ -331,19 +336,41 @@ def _evaluate(
     entry = {"step": step, "epoch": round(step / per_epoch, 4), **entry}
     args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
     if phase.evaluate_student:
-        entry["student_eval"] = evaluate(ctx.student, *args)
+        entry["student_eval"] = evaluate(_student(ctx, phase), *args)
         if ctx.selection_f and phase.name == "distill":
             selection = (ctx.task, ctx.selection_f, *args[2:])
             entry["student_selection"] = evaluate(ctx.student, *selection)
             if step > 0:
                 _keep_if_best(ctx, step, entry["student_selection"])
     if phase.evaluate_teacher:
-        entry["teacher_eval"] = evaluate(ctx.teacher, *args)
+        entry["teacher_eval"] = evaluate(_teacher(ctx, phase), *args)
+    elif phase.teacher_model is not None:  # a frozen guide of its own: scored once per stage
+        if phase.name not in ctx.state.frozen_evals:
+            ctx.state.frozen_evals[phase.name] = evaluate(phase.teacher_model, *args)
+        entry["teacher_eval"] = dict(ctx.state.frozen_evals[phase.name])
     elif phase.name == "distill" and ctx.has_teacher:  # a frozen teacher: scored once
         if ctx.state.frozen_teacher_eval is None:
             ctx.state.frozen_teacher_eval = evaluate(ctx.teacher, *args)
         entry["teacher_eval"] = dict(ctx.state.frozen_teacher_eval)
     return entry
+
+
+def _teacher(ctx: StageContext, phase: Phase) -> Any:
+    return phase.teacher_model if phase.teacher_model is not None else ctx.teacher
+
+
+def _student(ctx: StageContext, phase: Phase) -> Any:
+    return phase.student_model if phase.student_model is not None else ctx.student
+
+
+def _history(state: LoopState, stage: str) -> list[dict]:
+    """The evaluation history of a stage (``history``: distillation; ``teacher_history``:
+    kd's stage one; the others by name)."""
+    if stage == "distill":
+        return state.history
+    if stage == "teacher":
+        return state.teacher_history
+    return state.stage_histories.setdefault(stage, [])
 
 
 def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> None:

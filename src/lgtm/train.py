@@ -45,7 +45,7 @@ from lgtm.loop import (
 CHECKPOINTS = rundir.CHECKPOINTS
 # Re-exported: where they lived before the loop was split out of this module.
 __all__ = ["Batches", "LoopState", "distill", "evaluate", "predict_logits", "to_device"]
-PHASE_IDS = {"teacher": 1, "distill": 2}
+PHASE_IDS = {"teacher": 1, "distill": 2, "assistant": 3}
 EVALS_PER_RUN = 5
 TRACKS_PER_RUN = 50  # influence of the tracked samples, computed this many times per run
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
@@ -329,6 +329,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     data = load_data(config)
     notices: list[str] = []  # what was adjusted to fit the models to the task
     teacher, student, tokenizer = build_models(config, data.task, notices)
+    assistant = _teacher_assistant(config, teacher, student)  # takd; from the pre-trained teacher
     PartialState().wait_for_everyone()  # every process has checked the folder as it was
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
@@ -355,7 +356,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     )
 
     # ---- accelerate: one teacher optimizer (kd's stage one, or joint training), one student's
-    method_cls = lgtm.methods.base.REGISTRY[config.method]
+    step_method = "kd" if assistant is not None else config.method  # takd: kd in each stage
+    method_cls = lgtm.methods.base.REGISTRY[step_method]
     has_teacher = method_cls.needs_teacher  # ce: the teacher only lends the student its layers
     stage_one = has_teacher and not method_cls.trains_teacher and not config.teacher_finetuned
     if config.method == "pesf":  # only a LoRA adapter and the head of the teacher learn
@@ -399,6 +401,15 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     teacher = acc.prepare_model(teacher, evaluation_mode=True)
     student = acc.prepare_model(student, evaluation_mode=True)
     opt_t, opt_s, sched_t, sched_s = acc.prepare(opt_t, opt_s, sched_t, sched_s)
+    if assistant is not None:  # its own optimizer and schedule, a student's budget
+        assistant = acc.prepare_model(assistant, evaluation_mode=True)
+        opt_a = torch.optim.AdamW(
+            assistant.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        sched_a = get_linear_schedule_with_warmup(
+            opt_a, int(config.warmup_ratio * distill_total), distill_total
+        )
+        opt_a, sched_a = acc.prepare(opt_a, sched_a)
     if acc.num_processes > 1:  # the same models everywhere, but each process its own dropout
         set_seed(config.seed + acc.process_index)
     state = LoopState(num_processes=acc.num_processes)
@@ -406,8 +417,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     raw_opt_t = getattr(opt_t, "optimizer", opt_t)  # the methods replay AdamW themselves
     raw_opt_s = getattr(opt_s, "optimizer", opt_s)
     method = lgtm.make_method(
-        config.method,
-        teacher=teacher if has_teacher else None,
+        step_method,
+        teacher=(assistant if assistant is not None else teacher) if has_teacher else None,
         student=student,
         student_optimizer=raw_opt_s,
         teacher_optimizer=raw_opt_t if method_cls.trains_teacher else None,
@@ -431,6 +442,28 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
                 evaluate_student=False,
             )
         )
+    if assistant is not None:  # takd: teacher → assistant, then assistant → student
+        assistant_kd = lgtm.make_method(
+            "kd",
+            teacher=teacher,
+            student=assistant,
+            student_optimizer=getattr(opt_a, "optimizer", opt_a),
+            **_method_options(config),
+        )
+        assistant_kd.safe_step = False
+        phases.append(
+            Phase(
+                "assistant",
+                assistant_kd,
+                distill_total,
+                eval_d,
+                save_d,
+                evaluate_teacher=False,
+                evaluate_student=True,
+                teacher_model=teacher,
+                student_model=assistant,
+            )
+        )
     phases.append(
         Phase(
             "distill",
@@ -440,6 +473,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             save_d,
             evaluate_teacher=method.trains_teacher,
             evaluate_student=True,
+            teacher_model=assistant,
             track_every=(config.track_steps or max(1, math.ceil(distill_total / TRACKS_PER_RUN)))
             if method.computes_influence
             else 0,
@@ -449,6 +483,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         "teacher": [sched_t],
         "distill": [sched_s] + ([sched_t] if method.trains_teacher else []),
     }
+    if assistant is not None:
+        schedulers["assistant"] = [sched_a]
 
     checkpoint = _load_checkpoint(acc, found, config) if found else None
     if checkpoint is not None and state.num_processes != acc.num_processes:
@@ -554,6 +590,14 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     metrics = _final_metrics(config, data, phases, state, student, teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
     metrics["notices"] = notices
+    metrics["stages"] = _stages(phases, state)
+    if assistant is not None:  # the distill stage's "teacher" is the assistant: say so
+        metrics["assistant"] = metrics["teacher"]
+        metrics["teacher"] = (
+            state.teacher_history[-1]["teacher_eval"]
+            if state.teacher_history
+            else state.frozen_evals.get("assistant")
+        )
     metrics["num_processes"] = acc.num_processes
     metrics["backend"] = acc.state.backend  # None on one process
     metrics["mixed_precision"] = str(acc.mixed_precision)
@@ -562,6 +606,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         rundir.save_model(acc.unwrap_model(student), tokenizer, out / "student")
         if has_teacher:
             rundir.save_model(_plain(acc.unwrap_model(teacher)), tokenizer, out / "teacher")
+        if assistant is not None:
+            rundir.save_model(acc.unwrap_model(assistant), tokenizer, out / "assistant")
         metrics["wall_seconds"] = ctx.wall()
         R.write_metrics(out, metrics)
         try:
@@ -579,6 +625,50 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     if config.report_to == "tensorboard":
         acc.end_training()
     return RunResult(metrics, out, acc.unwrap_model(student), acc.unwrap_model(teacher), tokenizer)
+
+
+def _stages(phases: list[Phase], state: LoopState) -> list[dict[str, Any]]:
+    """The stages of the run, in order: what each trained, from what, for how many steps, and
+    the last dev score of the model it trained."""
+    from lgtm.loop import _history
+
+    trains = {"teacher": "teacher", "assistant": "assistant"}
+    guides = {"teacher": "labels", "assistant": "teacher"}
+    out = []
+    for phase in phases:
+        history = _history(state, phase.name)
+        last = history[-1] if history else {}
+        key = "student_eval" if phase.evaluate_student else "teacher_eval"
+        learner = trains.get(phase.name, "student")
+        if phase.name == "distill" and phase.stepper.trains_teacher:
+            learner = "student and teacher"
+        guide = guides.get(
+            phase.name, "assistant" if phase.teacher_model is not None else "teacher"
+        )
+        out.append(
+            {
+                "name": phase.name,
+                "trains": learner,
+                "learns_from": guide,
+                "steps": phase.total,
+                "dev": last.get(key),
+            }
+        )
+    return out
+
+
+def _teacher_assistant(config: RunConfig, teacher: Any, student: Any) -> Any:
+    """takd's teacher assistant (Mirzadeh et al., AAAI 2020): the pre-trained teacher's first
+    ``--ta-layers`` layers (default ⌈(Nt + Ns) / 2⌉), built as students are; None otherwise."""
+    if config.method != "takd":
+        if config.ta_layers is not None:
+            raise LgtmInputError("--ta-layers is for --method takd", field="ta_layers")
+        return None
+    from lgtm import models as M
+
+    n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers
+    layers = config.ta_layers or math.ceil((n_t + n_s) / 2)
+    return M.student_from_teacher(teacher, layers)
 
 
 def _plain(model: Any) -> Any:
