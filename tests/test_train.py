@@ -549,6 +549,14 @@ def test_takd_runs_its_stages_in_order_and_resumes_mid_stage(glue_dir, tmp_path,
     saved = json.loads((tmp_path / "a" / "assistant" / "config.json").read_text())
     assert saved["num_hidden_layers"] == 3  # ⌈(4 + 1) / 2⌉
     assert m["assistant"] == m["stages"][1]["dev"] and m["teacher"] == m["stages"][0]["dev"]
+    from rich.console import Console
+
+    from lgtm.report import summary_table
+
+    console = Console(width=300, record=True)
+    console.print(summary_table(m))
+    shown = console.export_text()
+    assert "stages: teacher (teacher 0.5" in shown and "→ assistant (assistant 0.5" in shown
 
     class Killed(Exception):
         pass
@@ -569,3 +577,86 @@ def test_takd_runs_its_stages_in_order_and_resumes_mid_stage(glue_dir, tmp_path,
         takd(tmp_path / "c", method="kd", ta_layers=2) and train.distill(
             takd(tmp_path / "c", method="kd", ta_layers=2)
         )
+
+
+@pytest.mark.parametrize("kill_in", ["distill-1", "distill-2"])
+def test_rco_follows_distinct_anchors_and_resumes_mid_stage(glue_dir, tmp_path, kill_in):
+    import hashlib
+
+    from conftest import _bundled_tokenizer, save_tiny_bert
+
+    teacher = save_tiny_bert(tmp_path / "t4", layers=4, tokenizer=_bundled_tokenizer())
+    config = json.loads((teacher / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (teacher / "config.json").write_text(json.dumps(config))
+
+    def rco(out: Path, **over) -> cfg.RunConfig:
+        values = dict(
+            task="sst2",
+            data_dir=str(glue_dir / "SST-2"),
+            teacher=str(teacher),
+            student_layers=1,
+            method="rco",
+            rco_anchors=3,
+            max_train_samples=80,
+            max_eval_samples=32,
+            max_length=32,
+            epochs=1,
+            batch_size=8,
+            lr=1e-3,
+            teacher_lr=1e-3,
+            save_steps=1,
+            output_dir=str(out),
+            quiet=True,
+        )
+        return cfg.resolve({**values, **over})
+
+    import lgtm
+
+    taught_by, loads = [], []
+    make, load = lgtm.make_method, train._load_weights
+
+    def recording_make(name, **kwargs):
+        taught_by.append(kwargs["teacher"])
+        return make(name, **kwargs)
+
+    def recording_load(model, folder):
+        loads.append((model, Path(folder).name))
+        return load(model, folder)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lgtm, "make_method", recording_make)
+        patch.setattr(train, "_load_weights", recording_load)
+        whole = train.distill(rco(tmp_path / "a", keep_checkpoints=True))
+    # each part loads its anchor into the very model the student's kd learns from
+    assert [name for _, name in loads] == ["anchor-1", "anchor-2", "anchor-3"]
+    assert all(model is taught_by[0] for model, _ in loads) and len(taught_by) == 1
+    m = whole.metrics
+    assert [s["name"] for s in m["stages"]] == ["teacher", "distill-1", "distill-2", "distill-3"]
+    assert [s["learns_from"] for s in m["stages"][1:]] == [f"teacher anchor {k}" for k in (1, 2, 3)]
+    assert m["steps"] == {"teacher": 9, "distill-1": 3, "distill-2": 3, "distill-3": 3}
+    anchors = sorted((tmp_path / "a" / "anchors").iterdir())
+    digests = [hashlib.sha256((a / "model.safetensors").read_bytes()).hexdigest() for a in anchors]
+    assert len(anchors) == 3 and len(set(digests)) == 3  # distinct snapshots
+    # the last anchor is the final teacher; the student's steps run on as one pass
+    assert (anchors[-1] / "model.safetensors").read_bytes() == (
+        tmp_path / "a" / "teacher" / "model.safetensors"
+    ).read_bytes()
+    evaluated = [h["step"] for h in m["history"] if "student_eval" in h]
+    assert evaluated == sorted(set(evaluated)) and evaluated[-1] == 9
+
+    class Killed(Exception):
+        pass
+
+    def kill(stage: str, step: int) -> None:
+        if stage == kill_in and step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train.distill(rco(tmp_path / "b"), callback=kill)
+    resumed = train.distill(rco(tmp_path / "b", resume=True))
+    assert resumed.metrics["history"] == m["history"] and resumed.metrics["stages"] == m["stages"]
+    for name in ("student", "teacher"):
+        a = (tmp_path / "a" / name / "model.safetensors").read_bytes()
+        assert a == (tmp_path / "b" / name / "model.safetensors").read_bytes(), name
+    assert not (tmp_path / "b" / "anchors").exists()  # K teachers are not kept without asking

@@ -26,7 +26,7 @@ DEFAULT_TEACHER = "bundled:all-MiniLM-L6-v2"
 
 METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
 #: Methods that are a sequence of stages of other methods (run by the loop, not a Method class).
-STAGED_METHODS = ("takd",)
+STAGED_METHODS = ("takd", "rco")
 OBJECTIVES = ("kl", "mse", "dist", "skd")
 PRESET_NAMES = ("official-code",)
 
@@ -371,6 +371,14 @@ class RunConfig:
         "takd: layers of the teacher assistant (the teacher's first N; default ⌈(Nt + Ns) / 2⌉)",
         group="method",
         metavar="N",
+    )
+    rco_anchors: int = _f(
+        4,
+        _positive_int,
+        "rco: snapshots of the teacher's fine-tuning, evenly spaced, the last the final teacher; "
+        "the student's budget is split into as many parts, one per anchor",
+        group="method",
+        metavar="K",
     )
     pesf_rank: int = _f(
         8, _positive_int, "pesf: rank of the teacher's LoRA adapter", group="method", metavar="R"

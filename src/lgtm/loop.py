@@ -127,6 +127,13 @@ class Phase:
     # assistant learns from the teacher, then teaches the student).
     teacher_model: Any = None
     student_model: Any = None
+    # rco: its distillation is K stages over one pass of the data (batch index and reported
+    # step continue from ``offset``), each loading its anchor first (``on_start``); its
+    # stage one saves the teacher at the steps of ``snapshots`` (step → folder).
+    offset: int = 0
+    stream: str | None = None  # the batch stream (PHASE_IDS key); default: the stage's name
+    on_start: Any = None
+    snapshots: dict[int, Path] | None = None
 
 
 def say(config: RunConfig, message: str) -> None:
@@ -175,6 +182,8 @@ def run_phase(
     _teacher(ctx, phase).train(teacher_mode)
     _student(ctx, phase).train(phase.evaluate_student)
     history = _history(state, phase.name)
+    if phase.on_start is not None:  # also when resumed in the middle of the stage
+        phase.on_start()
     if state.step == 0:
         _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
     if state.step == 0 and not history:
@@ -195,7 +204,7 @@ def run_phase(
     try:
         while state.step < phase.total:
             t0 = time.perf_counter()
-            batch = batches.get(state.step)
+            batch = batches.get(phase.offset + state.step)
             example_ids = batch.pop("example_id")
             batch = to_device(batch, acc.device)
             fb = None
@@ -219,7 +228,8 @@ def run_phase(
                 scheduler.step()
             state.step += 1
             state.samples_seen += batches.global_size(state.step - 1)
-            step, epoch = state.step, state.step / batches.per_epoch
+            step = state.step
+            epoch = (phase.offset + step) / batches.per_epoch
             _accumulate(state.window, stats, len(example_ids))
             if influence_log is not None and probe is not None:
                 influence_log.log(
@@ -235,7 +245,8 @@ def run_phase(
             is_eval = step % phase.eval_every == 0 or step == phase.total
             if step % config.log_steps == 0 or is_eval:
                 window = distributed.reduce_sums(state.window)  # all processes' samples
-                entry = {"step": step, "epoch": round(epoch, 4), **_summarise(window)}
+                entry = {"step": phase.offset + step, "epoch": round(epoch, 4)}
+                entry.update(_summarise(window))
                 state.window = {}
                 if is_eval:
                     _check_models(ctx, phase, step, out)
@@ -252,6 +263,10 @@ def run_phase(
                     refresh=False,
                 )
             bar.update(1)
+            if phase.snapshots and step in phase.snapshots and acc.is_main_process:
+                rundir.save_model(
+                    acc.unwrap_model(_teacher(ctx, phase)), ctx.tokenizer, phase.snapshots[step]
+                )
             if step % phase.save_every == 0 or step == phase.total:
                 _check_models(ctx, phase, step, out)
                 _checkpoint(ctx, out, influence_log)
@@ -333,15 +348,19 @@ def _check_models(ctx: StageContext, phase: Phase, step: int, out: Path) -> None
 def _evaluate(
     ctx: StageContext, phase: Phase, step: int, per_epoch: int, entry: dict[str, Any]
 ) -> dict[str, Any]:
-    entry = {"step": step, "epoch": round(step / per_epoch, 4), **entry}
+    entry = {
+        "step": phase.offset + step,
+        "epoch": round((phase.offset + step) / per_epoch, 4),
+        **entry,
+    }
     args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
     if phase.evaluate_student:
         entry["student_eval"] = evaluate(_student(ctx, phase), *args)
-        if ctx.selection_f and phase.name == "distill":
+        if ctx.selection_f and _distills(phase.name):
             selection = (ctx.task, ctx.selection_f, *args[2:])
             entry["student_selection"] = evaluate(ctx.student, *selection)
             if step > 0:
-                _keep_if_best(ctx, step, entry["student_selection"])
+                _keep_if_best(ctx, entry["step"], entry["student_selection"])
     if phase.evaluate_teacher:
         entry["teacher_eval"] = evaluate(_teacher(ctx, phase), *args)
     elif phase.teacher_model is not None:  # a frozen guide of its own: scored once per stage
@@ -366,11 +385,16 @@ def _student(ctx: StageContext, phase: Phase) -> Any:
 def _history(state: LoopState, stage: str) -> list[dict]:
     """The evaluation history of a stage (``history``: distillation; ``teacher_history``:
     kd's stage one; the others by name)."""
-    if stage == "distill":
+    if _distills(stage):
         return state.history
     if stage == "teacher":
         return state.teacher_history
     return state.stage_histories.setdefault(stage, [])
+
+
+def _distills(stage: str) -> bool:
+    """True for the stage(s) that teach the student (rco's ``distill-k`` parts included)."""
+    return stage == "distill" or stage.startswith("distill-")
 
 
 def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> None:

@@ -795,6 +795,23 @@ def summary_table(result: Mapping[str, Any]) -> Table:
             lines.append((f"feedback: {share}, held out; dev untouched until evaluation", ""))
         else:
             lines.append((f"feedback: {source}", ""))
+    stages = result.get("stages")
+    if isinstance(stages, list) and len(stages) > 1:  # kd's stage one, takd, rco
+        main = result.get("main_metric")
+
+        def score(stage: Mapping) -> str:
+            dev = stage.get("dev")
+            if isinstance(dev, Mapping) and isinstance(dev.get(main), (int, float)):
+                return f" {dev[main]:.4f}"
+            return ""
+
+        lines.append(
+            (
+                "stages: "
+                + " → ".join(f"{st.get('name')} ({st.get('trains')}{score(st)})" for st in stages),
+                "",
+            )
+        )
     selection = result.get("selection")
     if isinstance(selection, Mapping):  # --select-on selection
         last = result.get("student_last")

@@ -35,7 +35,8 @@ KEEP_CHECKPOINTS = 2
 RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
 # What --overwrite removes (nothing else in the folder is touched).
 SELECTED = "student-selected"  # the best student on the selection set so far (--select-on)
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED)
+ANCHORS = "anchors"  # rco's snapshots of the teacher's route
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED, ANCHORS)
 
 
 def holds_run(folder: Path) -> bool:

@@ -16,6 +16,7 @@ from step ``k + 1`` on and reaches the same parameters bit for bit on CPU.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import shutil
 import time
@@ -356,7 +357,14 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     )
 
     # ---- accelerate: one teacher optimizer (kd's stage one, or joint training), one student's
-    step_method = "kd" if assistant is not None else config.method  # takd: kd in each stage
+    rco = config.method == "rco"
+    if rco and config.teacher_finetuned:
+        raise LgtmInputError(
+            "rco follows the teacher's route while it is fine-tuned: drop --teacher-finetuned",
+            field="teacher_finetuned",
+        )
+    staged = assistant is not None or rco
+    step_method = "kd" if staged else config.method  # takd, rco: kd in each stage
     method_cls = lgtm.methods.base.REGISTRY[step_method]
     has_teacher = method_cls.needs_teacher  # ce: the teacher only lends the student its layers
     stage_one = has_teacher and not method_cls.trains_teacher and not config.teacher_finetuned
@@ -416,9 +424,12 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     acc.register_for_checkpointing(state)
     raw_opt_t = getattr(opt_t, "optimizer", opt_t)  # the methods replay AdamW themselves
     raw_opt_s = getattr(opt_s, "optimizer", opt_s)
+    anchor = None
+    if rco:  # the frozen teacher of each part: one model, each part loads its snapshot into it
+        anchor = acc.prepare_model(copy.deepcopy(acc.unwrap_model(teacher)), evaluation_mode=True)
     method = lgtm.make_method(
         step_method,
-        teacher=(assistant if assistant is not None else teacher) if has_teacher else None,
+        teacher=(assistant or anchor or teacher) if has_teacher else None,
         student=student,
         student_optimizer=raw_opt_s,
         teacher_optimizer=raw_opt_t if method_cls.trains_teacher else None,
@@ -430,6 +441,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     phases = []
     eval_t, save_t = _periods(teacher_total, config)
     eval_d, save_d = _periods(distill_total, config)
+    anchors = _anchor_steps(teacher_total, config.rco_anchors) if rco else {}
     if stage_one:
         phases.append(
             Phase(
@@ -440,6 +452,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
                 save_t,
                 evaluate_teacher=True,
                 evaluate_student=False,
+                snapshots={s: out / rundir.ANCHORS / f"anchor-{k}" for k, s in anchors.items()}
+                or None,
             )
         )
     if assistant is not None:  # takd: teacher → assistant, then assistant → student
@@ -464,25 +478,49 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
                 student_model=assistant,
             )
         )
-    phases.append(
-        Phase(
-            "distill",
-            method,
-            distill_total,
-            eval_d,
-            save_d,
-            evaluate_teacher=method.trains_teacher,
-            evaluate_student=True,
-            teacher_model=assistant,
-            track_every=(config.track_steps or max(1, math.ceil(distill_total / TRACKS_PER_RUN)))
-            if method.computes_influence
-            else 0,
+    if rco:  # the student's budget in K parts, part k taught by anchor k, easy to hard
+        k_parts = config.rco_anchors
+        parts = [distill_total // k_parts + (j < distill_total % k_parts) for j in range(k_parts)]
+        for k, size in enumerate(parts, start=1):
+            folder = out / rundir.ANCHORS / f"anchor-{k}"
+            phases.append(
+                Phase(
+                    f"distill-{k}",
+                    method,
+                    size,
+                    eval_d,
+                    save_d,
+                    evaluate_teacher=False,
+                    evaluate_student=True,
+                    teacher_model=anchor,
+                    offset=sum(parts[: k - 1]),
+                    stream="distill",
+                    on_start=lambda folder=folder: _load_weights(acc.unwrap_model(anchor), folder),
+                )
+            )
+    else:
+        phases.append(
+            Phase(
+                "distill",
+                method,
+                distill_total,
+                eval_d,
+                save_d,
+                evaluate_teacher=method.trains_teacher,
+                evaluate_student=True,
+                teacher_model=assistant,
+                track_every=(
+                    config.track_steps or max(1, math.ceil(distill_total / TRACKS_PER_RUN))
+                )
+                if method.computes_influence
+                else 0,
+            )
         )
-    )
     schedulers = {
         "teacher": [sched_t],
         "distill": [sched_s] + ([sched_t] if method.trains_teacher else []),
     }
+    schedulers.update({p.name: [sched_s] for p in phases if p.name.startswith("distill-")})
     if assistant is not None:
         schedulers["assistant"] = [sched_a]
 
@@ -562,7 +600,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
                 collate,
                 config.batch_size,
                 config.seed,
-                PHASE_IDS[phase.name],
+                PHASE_IDS[phase.stream or phase.name],
                 rank=acc.process_index,
                 world=acc.num_processes,
             )
@@ -584,13 +622,16 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     # ---- final outputs
     if state.best is not None:  # --select-on selection: the best student replaces the last
         acc.wait_for_everyone()
-        _load_selected(acc.unwrap_model(student), out / rundir.SELECTED)
+        _load_weights(acc.unwrap_model(student), out / rundir.SELECTED)
     probe = collate(next(iter(eval_f.values()))[: config.eval_batch_size])
     probe.pop("example_id", None)
     metrics = _final_metrics(config, data, phases, state, student, teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
     metrics["notices"] = notices
     metrics["stages"] = _stages(phases, state)
+    if rco:  # each part's "teacher" was an anchor: report the final teacher, and the route
+        metrics["teacher"] = state.teacher_history[-1]["teacher_eval"]
+        metrics["anchors"] = [state.frozen_evals.get(p.name) for p in phases[1:]]
     if assistant is not None:  # the distill stage's "teacher" is the assistant: say so
         metrics["assistant"] = metrics["teacher"]
         metrics["teacher"] = (
@@ -616,6 +657,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             say(config, f"lgtm: warning: plots not written: {err}")
         if (out / rundir.SELECTED).exists():  # now in student/
             shutil.rmtree(out / rundir.SELECTED)
+        if not config.keep_checkpoints and (out / rundir.ANCHORS).exists():  # rco's, K teachers
+            shutil.rmtree(out / rundir.ANCHORS)
         if not config.keep_checkpoints and (out / CHECKPOINTS).exists():
             shutil.rmtree(out / CHECKPOINTS)
         from rich.console import Console
@@ -642,9 +685,11 @@ def _stages(phases: list[Phase], state: LoopState) -> list[dict[str, Any]]:
         learner = trains.get(phase.name, "student")
         if phase.name == "distill" and phase.stepper.trains_teacher:
             learner = "student and teacher"
-        guide = guides.get(
-            phase.name, "assistant" if phase.teacher_model is not None else "teacher"
-        )
+        if phase.name.startswith("distill-"):  # rco: part k learns from anchor k
+            guide = f"teacher anchor {phase.name.rsplit('-', 1)[1]}"
+        else:
+            default = "assistant" if phase.teacher_model is not None else "teacher"
+            guide = guides.get(phase.name, default)
         out.append(
             {
                 "name": phase.name,
@@ -655,6 +700,18 @@ def _stages(phases: list[Phase], state: LoopState) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _anchor_steps(total: int, k: int) -> dict[int, int]:
+    """rco: anchor ``j`` (1..k) is the teacher after step ``round(j · total / k)`` of its
+    fine-tuning, evenly spaced, the last the final teacher. Raises :class:`LgtmInputError`
+    when stage one has fewer steps than anchors."""
+    if k > total:
+        raise LgtmInputError(
+            f"{k} anchors need at least {k} steps of the teacher's fine-tuning, it has {total}",
+            field="rco_anchors",
+        )
+    return {j: round(j * total / k) for j in range(1, k + 1)}
 
 
 def _teacher_assistant(config: RunConfig, teacher: Any, student: Any) -> Any:
@@ -680,8 +737,9 @@ def _plain(model: Any) -> Any:
     return merged_teacher(model)
 
 
-def _load_selected(student: Any, folder: Path) -> None:
-    """Put the weights of the selected student (saved by ``loop._keep_if_best``) in place."""
+def _load_weights(student: Any, folder: Path) -> None:
+    """Put the weights saved in ``folder`` (``rundir.save_model``) into ``student``: the
+    selected student (``loop._keep_if_best``), or an rco anchor into the anchor model."""
     from safetensors.torch import load_file
 
     weights = {}
