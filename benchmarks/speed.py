@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
+# Runs of stages: their distillation steps are kd steps with other frozen teachers.
+STAGED = ("takd", "rco")
 FLOOR_PARTS = (
     "teacher fwd+bwd",
     "teacher fwd",
@@ -107,9 +109,50 @@ def setup(args: argparse.Namespace, batches_needed: int):
     return teacher, student, opt_t, opt_s, train, feedback
 
 
+def worker_staged(args: argparse.Namespace) -> dict:
+    """takd: kd steps of its assistant stage (teacher → assistant of ⌈(6 + Ns) / 2⌉ layers) and
+    of its student stage (assistant → student), equally many; rco: kd steps from a frozen copy
+    of the teacher (an anchor). Stage one (fine-tuning the teacher) is left out, as for kd."""
+    import copy
+    import math
+
+    import torch
+
+    import lgtm
+    from lgtm.models import student_from_teacher
+
+    total = args.warmup + args.steps
+    teacher, student, _, opt_s, train, feedback = setup(args, total)
+    if args.worker == "takd":
+        n_t = teacher.config.num_hidden_layers
+        assistant = student_from_teacher(teacher, math.ceil((n_t + args.student_layers) / 2))
+        opt_a = torch.optim.AdamW(assistant.parameters(), lr=5e-5, weight_decay=0.01)
+        pairs = [(teacher, assistant, opt_a), (assistant, student, opt_s)]
+    else:
+        pairs = [(copy.deepcopy(teacher), student, opt_s)]
+    times = []
+    with PeakRSS() as rss:
+        for t, s, opt in pairs:
+            method = lgtm.make_method("kd", teacher=t, student=s, student_optimizer=opt)
+            method.safe_step = False
+            t.eval()  # a frozen teacher, as in the loop
+            for k in range(total):
+                start = time.perf_counter()
+                method.step(train[k], feedback[k])
+                if k >= args.warmup:
+                    times.append(time.perf_counter() - start)
+    return {
+        "step_s": times,
+        "peak_rss_mb": rss.peak / 2**20,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def worker_method(args: argparse.Namespace) -> dict:
     import lgtm
 
+    if args.worker in STAGED:
+        return worker_staged(args)
     total = args.warmup + args.steps
     teacher, student, opt_t, opt_s, train, feedback = setup(args, total)
     if args.worker == "pesf":  # the teacher learns through a LoRA adapter (and its head) only
@@ -247,13 +290,14 @@ def run_worker(kind: str, args: argparse.Namespace, batch_size: int, max_length:
 def reference_run(args: argparse.Namespace) -> dict:
     rounds = []
     for r in range(args.rounds):
-        order = list(METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]) + ["floor"]
+        kinds = (*METHODS, *STAGED)
+        order = list(kinds[r % len(kinds) :] + kinds[: r % len(kinds)]) + ["floor"]
         print(f"round {r + 1}/{args.rounds}", flush=True)
         rounds.append(
             {kind: run_worker(kind, args, args.batch_size, args.max_length) for kind in order}
         )
     summary = {}
-    for m in METHODS:
+    for m in (*METHODS, *STAGED):
         step = [statistics.median(rd[m]["step_s"]) for rd in rounds]
         ratio = [
             statistics.median(rd[m]["step_s"]) / statistics.median(rd["online"]["step_s"])
@@ -365,7 +409,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "| method | step (s) | × kd | × online | peak RSS (MB) | RSS × online |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for m in (m for m in METHODS if m in s):
+    for m in (m for m in (*METHODS, *STAGED) if m in s):
         r = s[m]
         to_kd = f"{r['ratio_to_kd']:.2f}" if "ratio_to_kd" in r else "–"
         lines.append(
@@ -425,7 +469,7 @@ def _cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--worker", choices=(*METHODS, "floor"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=(*METHODS, *STAGED, "floor"), help=argparse.SUPPRESS)
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared/data/glue/SST-2"))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64)
