@@ -660,3 +660,28 @@ def test_rco_follows_distinct_anchors_and_resumes_mid_stage(glue_dir, tmp_path, 
         a = (tmp_path / "a" / name / "model.safetensors").read_bytes()
         assert a == (tmp_path / "b" / name / "model.safetensors").read_bytes(), name
     assert not (tmp_path / "b" / "anchors").exists()  # K teachers are not kept without asking
+
+
+def test_baseline_options_the_models_cannot_honour_are_refused(
+    tiny_teacher_dir, tiny_data, tmp_path
+):
+    with pytest.raises(LgtmInputError, match="field 'pkd_layers': pkd layer pair .* out of range"):
+        train.distill(
+            run_config(tiny_teacher_dir, tiny_data, tmp_path / "p", method="pkd", pkd_layers="9:9")
+        )
+    with pytest.raises(LgtmInputError, match="field 'ta_layers': an assistant of 9 layers"):
+        train.distill(
+            run_config(tiny_teacher_dir, tiny_data, tmp_path / "t", method="takd", ta_layers=9)
+        )
+    # ce never runs the teacher: a headless one with --teacher-finetuned is fine there
+    alone = train.distill(
+        run_config(
+            tiny_teacher_dir,
+            tiny_data,
+            tmp_path / "c",
+            method="ce",
+            teacher_finetuned=True,
+            epochs=1,
+        )
+    )
+    assert [s["learns_from"] for s in alone.metrics["stages"]] == ["labels"]

@@ -183,12 +183,12 @@ def build_models(
     from lgtm.checks import align_labels, check_embeddings, require_trained_head
 
     teacher, tokenizer = M.load_model(config.teacher, task.num_labels)
-    if config.teacher_finetuned:
+    if config.teacher_finetuned and config.method != "ce":  # ce never runs the teacher
         require_trained_head(
             teacher,
             "teacher",
             config.teacher,
-            "it is not fine-tuned; drop --teacher-finetuned (kd then fine-tunes it first), or "
+            "it is not fine-tuned; drop --teacher-finetuned (it is then fine-tuned first), or "
             "use --method ce for the student alone",
         )
     check_embeddings(teacher, tokenizer, task, "teacher", config.teacher)
@@ -427,7 +427,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     anchor = None
     if rco:  # the frozen teacher of each part: one model, each part loads its snapshot into it
         anchor = acc.prepare_model(copy.deepcopy(acc.unwrap_model(teacher)), evaluation_mode=True)
-    method = lgtm.make_method(
+    method = _make_method(
         step_method,
         teacher=(assistant or anchor or teacher) if has_teacher else None,
         student=student,
@@ -457,7 +457,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             )
         )
     if assistant is not None:  # takd: teacher → assistant, then assistant → student
-        assistant_kd = lgtm.make_method(
+        assistant_kd = _make_method(
             "kd",
             teacher=teacher,
             student=assistant,
@@ -670,6 +670,18 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     return RunResult(metrics, out, acc.unwrap_model(student), acc.unwrap_model(teacher), tokenizer)
 
 
+def _make_method(name: str, **kwargs: Any) -> Any:
+    """``lgtm.make_method``, with the options it refuses reported as bad input (exit 2)."""
+    import lgtm
+
+    try:
+        return lgtm.make_method(name, **kwargs)
+    except ValueError as err:
+        text = str(err)
+        field = next((f for f in ("pkd_layers", "objective") if f.split("_")[0] in text), "method")
+        raise LgtmInputError(text, field=field) from None
+
+
 def _stages(phases: list[Phase], state: LoopState) -> list[dict[str, Any]]:
     """The stages of the run, in order: what each trained, from what, for how many steps, and
     the last dev score of the model it trained."""
@@ -689,6 +701,8 @@ def _stages(phases: list[Phase], state: LoopState) -> list[dict[str, Any]]:
             guide = f"teacher anchor {phase.name.rsplit('-', 1)[1]}"
         else:
             default = "assistant" if phase.teacher_model is not None else "teacher"
+            if not getattr(phase.stepper, "needs_teacher", True):  # ce
+                default = "labels"
             guide = guides.get(phase.name, default)
         out.append(
             {
@@ -725,6 +739,12 @@ def _teacher_assistant(config: RunConfig, teacher: Any, student: Any) -> Any:
 
     n_t, n_s = teacher.config.num_hidden_layers, student.config.num_hidden_layers
     layers = config.ta_layers or math.ceil((n_t + n_s) / 2)
+    if not 1 <= layers <= n_t:
+        raise LgtmInputError(
+            f"an assistant of {layers} layers is impossible: the teacher has {n_t} "
+            f"(choose 1..{n_t})",
+            field="ta_layers",
+        )
     return M.student_from_teacher(teacher, layers)
 
 
