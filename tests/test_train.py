@@ -501,33 +501,44 @@ def test_warmup_ratio_ramps_both_learning_rates(tiny_teacher_dir, tiny_data, tmp
 # --------------------------------------------------------------------------- a run of stages
 
 
-def test_takd_runs_its_stages_in_order_and_resumes_mid_stage(glue_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def four_layer_teacher(tmp_path) -> Path:
+    """A tiny 4-layer BERT without dropout (room for an assistant between it and a student)."""
     from conftest import _bundled_tokenizer, save_tiny_bert
 
     teacher = save_tiny_bert(tmp_path / "t4", layers=4, tokenizer=_bundled_tokenizer())
     config = json.loads((teacher / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (teacher / "config.json").write_text(json.dumps(config))
+    return teacher
 
+
+def staged_config(glue_dir: Path, teacher: Path, out: Path, **over) -> cfg.RunConfig:
+    """A tiny staged run (takd, rco) on real SST-2 rows."""
+    values = dict(
+        task="sst2",
+        data_dir=str(glue_dir / "SST-2"),
+        teacher=str(teacher),
+        student_layers=1,
+        max_train_samples=72,
+        max_eval_samples=32,
+        max_length=32,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        teacher_lr=1e-3,
+        save_steps=2,
+        output_dir=str(out),
+        quiet=True,
+    )
+    return cfg.resolve({**values, **over})
+
+
+def test_takd_runs_its_stages_in_order_and_resumes_mid_stage(
+    glue_dir, four_layer_teacher, tmp_path, monkeypatch
+):
     def takd(out: Path, **over) -> cfg.RunConfig:
-        values = dict(
-            task="sst2",
-            data_dir=str(glue_dir / "SST-2"),
-            teacher=str(teacher),
-            student_layers=1,
-            method="takd",
-            max_train_samples=72,
-            max_eval_samples=32,
-            max_length=32,
-            epochs=1,
-            batch_size=8,
-            lr=1e-3,
-            teacher_lr=1e-3,
-            save_steps=2,
-            output_dir=str(out),
-            quiet=True,
-        )
-        return cfg.resolve({**values, **over})
+        return staged_config(glue_dir, four_layer_teacher, out, **{"method": "takd", **over})
 
     import lgtm
 
@@ -580,36 +591,14 @@ def test_takd_runs_its_stages_in_order_and_resumes_mid_stage(glue_dir, tmp_path,
 
 
 @pytest.mark.parametrize("kill_in", ["distill-1", "distill-2"])
-def test_rco_follows_distinct_anchors_and_resumes_mid_stage(glue_dir, tmp_path, kill_in):
+def test_rco_follows_distinct_anchors_and_resumes_mid_stage(
+    glue_dir, four_layer_teacher, tmp_path, kill_in
+):
     import hashlib
 
-    from conftest import _bundled_tokenizer, save_tiny_bert
-
-    teacher = save_tiny_bert(tmp_path / "t4", layers=4, tokenizer=_bundled_tokenizer())
-    config = json.loads((teacher / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (teacher / "config.json").write_text(json.dumps(config))
-
     def rco(out: Path, **over) -> cfg.RunConfig:
-        values = dict(
-            task="sst2",
-            data_dir=str(glue_dir / "SST-2"),
-            teacher=str(teacher),
-            student_layers=1,
-            method="rco",
-            rco_anchors=3,
-            max_train_samples=80,
-            max_eval_samples=32,
-            max_length=32,
-            epochs=1,
-            batch_size=8,
-            lr=1e-3,
-            teacher_lr=1e-3,
-            save_steps=1,
-            output_dir=str(out),
-            quiet=True,
-        )
-        return cfg.resolve({**values, **over})
+        over = {"method": "rco", "rco_anchors": 3, "max_train_samples": 80, "save_steps": 1, **over}
+        return staged_config(glue_dir, four_layer_teacher, out, **over)
 
     import lgtm
 
