@@ -363,6 +363,10 @@ def _evaluate(
                 _keep_if_best(ctx, entry["step"], entry["student_selection"])
     if phase.evaluate_teacher:
         entry["teacher_eval"] = evaluate(_teacher(ctx, phase), *args)
+        if ctx.selection_f:  # scored, never used to choose: a user's clean view of the teacher
+            entry["teacher_selection"] = evaluate(
+                _teacher(ctx, phase), ctx.task, ctx.selection_f, *args[2:]
+            )
     elif phase.teacher_model is not None:  # a frozen guide of its own: scored once per stage
         if phase.name not in ctx.state.frozen_evals:
             ctx.state.frozen_evals[phase.name] = evaluate(phase.teacher_model, *args)
