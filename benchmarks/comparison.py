@@ -1,7 +1,7 @@
 """The comparison of issue #13: which method gives the best 2-layer student, under one clean
 protocol (``benchmarks/PROTOCOL.md``, which fixes every choice below before any run).
 
-    python benchmarks/comparison.py     # the study (hours; resumable; 2 runs at once)
+    python benchmarks/comparison.py                  # the study (hours, resumable)
     python benchmarks/comparison.py --only core      # the core methods only
     python benchmarks/comparison.py --max-runs 4     # four more runs, then stop
     python benchmarks/comparison.py --pilot          # the protocol's pilots (selection set only)

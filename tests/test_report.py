@@ -271,6 +271,7 @@ RESULT = {
     "samples_per_second": 45.67,
     "seed": 7,
     "feedback": {"source": "train", "fraction": 0.1, "leaks_into_evaluation": False},
+    "majority_class": {"accuracy": 0.50917},
 }
 
 
@@ -292,6 +293,7 @@ def test_summary_table_shows_the_key_numbers():
         "45.7 samples/s",
         "10% of train",
         "seed: 7",
+        "majority class: accuracy 0.5092",
     ):
         assert expected in text, expected
     assert "LEAK" not in text
@@ -318,3 +320,30 @@ def test_summary_table_flags_leaking_feedback_and_several_splits():
 def test_summary_table_tolerates_missing_parts():
     text = _render(summary_table({"student": {"pearson": float("nan")}, "method": "kd"}))
     assert "pearson" in text and "–" in text and "kd" in text
+
+
+def test_majority_class_scores_the_most_frequent_training_class():
+    from lgtm.data import get_task
+    from lgtm.evaluation import majority_class
+
+    mrpc = get_task("mrpc")
+    dev = [{"labels": y} for y in (0, 1, 1, 1, 0)]
+    # training mostly 1: always 1 is right 3 times of 5; F1 of the positive class 2·3/(2·3+2)
+    scores = majority_class(mrpc, [1, 1, 0], {"validation": dev})
+    assert scores == pytest.approx({"f1": 0.75, "accuracy": 0.6})
+    # a tie goes to class 0; two splits give {split: scores}
+    two = majority_class(mrpc, [0, 1], {"a": dev, "b": dev[:2]})
+    assert two["a"] == pytest.approx({"f1": 0.0, "accuracy": 0.4})
+    assert two["b"] == pytest.approx({"f1": 0.0, "accuracy": 0.5})
+    assert majority_class(get_task("stsb"), [0.5, 3.0], {"validation": dev}) is None
+
+
+def test_loss_caption_says_what_each_curve_is():
+    from lgtm.report import loss_caption
+
+    assert "no teacher" in loss_caption("ce")
+    assert "no longer changes" in loss_caption("kd") and "stage one" in loss_caption("kd")
+    for joint in ("online", "meta", "lgtm", "dml", "prokt", "pesf"):
+        text = loss_caption(joint)
+        assert "may rise" in text and "teacher's loss" in text, joint
+    assert "feedback batch" in loss_caption("lgtm") and "influence" in loss_caption("lgtm")

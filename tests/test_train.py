@@ -435,6 +435,26 @@ def test_selection_set_is_carved_from_train_the_same_for_every_method(tiny_data,
     assert sorted(set(labels)) == [0, 1] and abs(labels.count(0) - labels.count(1)) <= 1
 
 
+def test_the_teacher_is_scored_on_the_selection_set(tiny_teacher_dir, tiny_data, tmp_path):
+    """A teacher that barely moves (lr 1e-9) beside a student that learns the labels: the
+    selection scores of the two differ, and the teacher's is the saved teacher's."""
+    from transformers import AutoModelForSequenceClassification
+
+    from lgtm.data.encode import encode, make_collator
+
+    over = dict(method="online", alpha=0.0, teacher_lr=1e-9, lr=1e-2, epochs=8)
+    over.update(selection_fraction=0.3, select_on="selection", eval_steps=8)
+    config = run_config(tiny_teacher_dir, tiny_data, tmp_path / "t", **over)
+    result = train.distill(config)
+    last = result.metrics["history"][-1]
+    teacher = AutoModelForSequenceClassification.from_pretrained(tmp_path / "t" / "teacher")
+    data = train.load_data(config)
+    selection = {"selection": encode(data.selection, result.tokenizer, 16)}
+    scored = train.evaluate(teacher, data.task, selection, make_collator(result.tokenizer), 8)
+    assert last["teacher_selection"] == scored
+    assert last["teacher_selection"] != last["student_selection"]
+
+
 def test_select_on_selection_keeps_the_best_student_by_the_selection_set(
     tiny_teacher_dir, tiny_data, tmp_path
 ):
@@ -468,6 +488,10 @@ def test_select_on_selection_keeps_the_best_student_by_the_selection_set(
     tok = result.tokenizer
     evals = {k: encode(v, tok, 16) for k, v in data.evals.items()}
     assert train.evaluate(saved, data.task, evals, make_collator(tok), 8) == m["student"]
+    # the floor: always the most frequent class of the rows trained on, on dev
+    top = max((0, 1), key=[e.label for e in data.train].count)
+    dev = [e.label for e in next(iter(data.evals.values()))]
+    assert m["majority_class"]["accuracy"] == pytest.approx(dev.count(top) / len(dev))
     assert not (tmp_path / "s" / "student-selected").exists()
     # without a selection set: the last step's student, as before
     last = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "l", epochs=1))

@@ -52,3 +52,25 @@ def evaluate(
         labels = np.asarray([f["labels"] for f in features])
         out[split] = compute_metrics(task, logits, labels)
     return next(iter(out.values())) if len(out) == 1 else out
+
+
+def majority_class(task: Any, train_labels: list, evals: dict[str, list]) -> dict[str, Any] | None:
+    """What always answering the training set's most frequent class scores, shaped like
+    :func:`evaluate`'s output (the floor a student must rise above); None for regression.
+
+    ``train_labels``: class indices; ``evals``: split -> examples or encoded features (each
+    with ``label`` / ``labels``). Ties go to the smaller class index.
+    """
+    from lgtm.metrics import compute_metrics
+
+    if task.is_regression or not train_labels:
+        return None
+    counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=len(task.label_names))
+    top = int(counts.argmax())
+    out: dict[str, Any] = {}
+    for split, rows in evals.items():
+        labels = np.asarray([r["labels"] if isinstance(r, dict) else r.label for r in rows])
+        logits = np.zeros((len(labels), len(task.label_names)), dtype=np.float32)
+        logits[:, top] = 1.0
+        out[split] = compute_metrics(task, logits, labels)
+    return next(iter(out.values())) if len(out) == 1 else out

@@ -400,6 +400,9 @@ def _plot_dev_metrics(
                     fontsize=8,
                     color=color,
                 )
+        floor = _flatten_eval(metrics.get("majority_class")).get(name)
+        if floor is not None:
+            ax.axhline(floor, ls="--", color="grey", lw=1, label="majority class")
         ax.margins(x=0.08, y=0.12)  # room for the final-value labels
         ax.set_title(f"Dev {name}", fontsize=11)
         ax.set_xlabel("training step")
@@ -416,6 +419,46 @@ def _plot_dev_metrics(
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return _finish(fig, out / "dev_metrics.png", metrics, dev=True)
+
+
+#: What each method's logged losses are, in plain words (the loss figure's caption).
+_FROZEN = "the distance to a fine-tuned teacher that no longer changes"
+_MOVING = (
+    "the distance to a teacher that is still learning: its target moves, so this loss may rise "
+    "while the student gets better"
+)
+_AUX = (
+    "the teacher's loss: αt · its distance to the student + (1 − αt) · cross-entropy on the "
+    "labels, on the training batch"
+)
+_TEACHER_LOSS = {
+    "online": _AUX,
+    "prokt": _AUX,
+    "pesf": _AUX + " (only its adapter and head learn)",
+    "dml": "the teacher's loss: cross-entropy on the labels + its distance to the student",
+    "lgtm": _AUX.replace("the training batch", "a feedback batch")
+    + " (the influence term it also follows is not in this curve)",
+    "meta": "the teacher's loss: the looked-ahead student's cross-entropy on a feedback batch",
+}
+_TEACHER_LOSS["lgtm-exact"] = _TEACHER_LOSS["lgtm"]
+
+
+def loss_caption(method: str) -> str:
+    """A plain account of the curves in ``losses.png`` for ``method`` (one or two lines)."""
+    if method == "ce":
+        return "student loss: cross-entropy on the labels (no teacher)."
+    target = _MOVING if method in _TEACHER_LOSS else _FROZEN
+    student = "α · distillation term + (1 − α) · cross-entropy on the labels"
+    if method == "dml":
+        student = "cross-entropy on the labels + a distillation term"
+    elif method == "pkd":
+        student += " + β · distance of intermediate [CLS] representations"
+    lines = [f"student loss: {student}; the distillation term is {target}."]
+    if method in _TEACHER_LOSS:
+        lines.append(_TEACHER_LOSS[method] + ".")
+    elif method in ("kd", "pkd", "takd", "rco"):
+        lines.append("teacher loss (stage one): its cross-entropy while it is fine-tuned.")
+    return "\n".join(lines)
 
 
 def _plot_losses(plt: Any, history: Sequence[Mapping], metrics: Mapping, out: Path) -> Path | None:
@@ -444,7 +487,9 @@ def _plot_losses(plt: Any, history: Sequence[Mapping], metrics: Mapping, out: Pa
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     _add_epoch_axis(ax, history)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    caption = loss_caption(str(metrics.get("method") or ""))
+    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * caption.count("\n"), 1, 1))
     return _finish(fig, out / "losses.png", metrics)
 
 
@@ -795,6 +840,10 @@ def summary_table(result: Mapping[str, Any]) -> Table:
             lines.append((f"feedback: {share}, held out; dev untouched until evaluation", ""))
         else:
             lines.append((f"feedback: {source}", ""))
+    floor = _flatten_eval(result.get("majority_class"))
+    if floor:
+        values = ", ".join(f"{k} {v:.4f}" for k, v in floor.items())
+        lines.append((f"majority class: {values}", ""))
     stages = result.get("stages")
     if isinstance(stages, list) and len(stages) > 1:  # kd's stage one, takd, rco
         main = result.get("main_metric")

@@ -32,7 +32,7 @@ from lgtm import distributed, rundir
 from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
-from lgtm.evaluation import evaluate, predict_logits
+from lgtm.evaluation import evaluate, majority_class, predict_logits
 from lgtm.loop import (
     Callback,
     LazyInfluenceLog,
@@ -824,6 +824,9 @@ def _final_metrics(
             else state.history[-1]["student_eval"]
         ),
         "teacher": state.history[-1].get("teacher_eval"),  # None: no teacher (ce)
+        "majority_class": majority_class(
+            data.task, [e.label for e in data.train], data.evals
+        ),  # the floor: always the most frequent training class
         "eval_split": next(iter(evals)),
         "main_metric": data.task.main_metric,
         "feedback": {

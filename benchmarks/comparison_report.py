@@ -1,0 +1,197 @@
+"""comparison.md and one figure per task from ``results/comparison.json`` (PROTOCOL.md's
+statistics and decision rule).
+
+    python benchmarks/comparison_report.py     # also: python benchmarks/comparison.py --report-only
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+from comparison import CORE, GLUE, GRID, RESULTS, STUDY, TASKS, chosen_lr
+from scipy import stats
+
+ORDER = (*CORE, "pkd", "skd", "dist", "takd", "rco", "dml", "prokt", "pesf")
+NAMES = {"sst2": "SST-2", "mrpc": "MRPC"}
+METRIC = {"sst2": "accuracy", "mrpc": "F1"}
+# (claim, other method, score): PROTOCOL.md, "Questions and the claims they decide".
+CLAIMS = (
+    ("C1 distillation vs the student alone", "kd", "ce", "student_dev"),
+    ("C1 distillation vs the student alone", "lgtm", "ce", "student_dev"),
+    ("C2 LGTM vs KD", "lgtm", "kd", "student_dev"),
+    ("C3 LGTM vs ProKT (the influence term)", "lgtm", "prokt", "student_dev"),
+    ("C4 the teacher: LGTM vs meta", "lgtm", "meta", "teacher_dev"),
+)
+
+
+def majority(task: str) -> dict[str, float]:
+    """Dev scores of always predicting the training set's most frequent class."""
+    from lgtm.data import get_task, load_glue_dir
+    from lgtm.metrics import compute_metrics
+
+    spec = get_task(task)
+    loaded = load_glue_dir(spec, str(GLUE / TASKS[task]["data_dir"]))
+    train = [e.label for e in loaded.train]
+    top = max(set(train), key=train.count)
+    dev = np.asarray([e.label for e in next(iter(loaded.evals.values()))])
+    logits = np.zeros((len(dev), len(spec.label_names)))
+    logits[:, top] = 1.0
+    return compute_metrics(spec, logits, dev)
+
+
+def final_runs(rows: list[dict], task: str, method: str) -> dict[int, dict]:
+    """Seed -> the run at the method's chosen learning rate (seed 0: its winning trial)."""
+    lr = chosen_lr(rows, task, method)
+    return {
+        r["seed"]: r
+        for r in rows
+        if lr is not None and (r["task"], r["method"], r["student_lr"]) == (task, method, lr)
+    }
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    pct = [100 * v for v in values]
+    if len(pct) == 1:
+        return f"{pct[0]:.1f}"
+    return f"{statistics.mean(pct):.1f} ± {statistics.stdev(pct):.1f}"
+
+
+def paired(a: dict[int, dict], b: dict[int, dict], score: str) -> dict | None:
+    """The paired difference a − b (points) over shared seeds, with its 95% t interval."""
+    seeds = sorted(
+        s for s in set(a) & set(b) if a[s].get(score) is not None and b[s].get(score) is not None
+    )
+    if len(seeds) < 2:
+        return None
+    d = [100 * (a[s][score] - b[s][score]) for s in seeds]
+    mean, sd = statistics.mean(d), statistics.stdev(d)
+    half = stats.t.ppf(0.975, len(d) - 1) * sd / math.sqrt(len(d))
+    verdict = (
+        "better" if mean - half > 0 else "worse" if mean + half < 0 else "no difference detected"
+    )
+    return {"n": len(d), "mean": mean, "low": mean - half, "high": mean + half, "verdict": verdict}
+
+
+def _ci(p: dict | None) -> str:
+    if p is None:
+        return "–"
+    return f"{p['mean']:+.1f} [{p['low']:+.1f}, {p['high']:+.1f}] (n={p['n']})"
+
+
+def task_section(rows: list[dict], task: str, figures: list[str]) -> list[str]:
+    name, metric = NAMES[task], METRIC[task]
+    methods = [m for m in ORDER if any(r["task"] == task and r["method"] == m for r in rows)]
+    runs = {m: final_runs(rows, task, m) for m in methods}
+    base = majority(task)
+    main = base["f1"] if task == "mrpc" else base["accuracy"]
+    out = [f"## {name} (dev {metric}, %)", ""]
+    out += [
+        "| method | lr | seeds | student (selected) | student (last step) | teacher | wall (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| majority class | – | – | {100 * main:.1f} | – | – | – |",
+    ]
+    for m in methods:
+        r = runs[m]
+
+        def vals(k: str, r: dict = r) -> list:
+            return [x[k] for x in r.values() if x.get(k) is not None]
+
+        lr = chosen_lr(rows, task, m)
+        wall = statistics.median(vals("wall_s")) if r else None
+        out.append(
+            f"| {m} | {lr:.0e} | {len(r)} | {mean_sd(vals('student_dev'))} | "
+            f"{mean_sd(vals('student_dev_last'))} | {mean_sd(vals('teacher_dev'))} | "
+            f"{wall:.0f} |"
+            if lr is not None
+            else f"| {m} | (trials running) | 0 | – | – | – | – |"
+        )
+    out += ["", f"Learning-rate trials (seed 0), selection-set {metric} of the kept student:", ""]
+    out += ["| method | " + " | ".join(f"{g:.0e}" for g in GRID) + " | chosen |"]
+    out += ["| --- |" + " ---: |" * (len(GRID) + 1)]
+    for m in methods:
+        trial = {
+            r["student_lr"]: r["student_selection"]
+            for r in rows
+            if r["task"] == task and r["method"] == m and r["grid"]
+        }
+        cells = [f"{100 * trial[g]:.1f}" if g in trial else "–" for g in GRID]
+        lr = chosen_lr(rows, task, m)
+        out.append(f"| {m} | " + " | ".join(cells) + (f" | {lr:.0e} |" if lr else " | – |"))
+    out += ["", f"Paired differences, LGTM − other (points of dev {metric}, 95% CI):", ""]
+    out += ["| other | student | teacher |", "| --- | ---: | ---: |"]
+    for m in methods:
+        if m != "lgtm" and runs.get("lgtm"):
+            student = paired(runs["lgtm"], runs[m], "student_dev")
+            teacher = paired(runs["lgtm"], runs[m], "teacher_dev")
+            out.append(f"| {m} | {_ci(student)} | {_ci(teacher)} |")
+    out += ["", "Verdicts (PROTOCOL.md's rule: the whole interval on one side of 0):", ""]
+    for claim, a, b, score in CLAIMS:
+        p = paired(runs.get(a, {}), runs.get(b, {}), score)
+        what = "teacher" if score == "teacher_dev" else "student"
+        line = f"- **{claim}**: {a} − {b} ({what}) "
+        line += "not yet measured" if p is None else f"{_ci(p)}: **{p['verdict']}**"
+        out.append(line)
+    out += ["", "Seed by seed (student, selected; dev %):", ""]
+    seeds = sorted({s for r in runs.values() for s in r})
+    out += ["| method | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
+    out += ["| --- |" + " ---: |" * len(seeds)]
+    for m in methods:
+        cells = [f"{100 * runs[m][s]['student_dev']:.1f}" if s in runs[m] else "–" for s in seeds]
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    out += ["", f"![{name}]({figures[0]})", ""]
+    figure(task, methods, runs, main, RESULTS / figures[0])
+    return out
+
+
+def figure(task: str, methods: list[str], runs: dict, majority_score: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(methods), 3.6))
+    for i, m in enumerate(methods):
+        vals = [100 * r["student_dev"] for r in runs[m].values()]
+        ax.scatter([i] * len(vals), vals, s=22, alpha=0.75, color="C0", zorder=3)
+        if vals:
+            ax.hlines(statistics.mean(vals), i - 0.25, i + 0.25, color="k", lw=1.5, zorder=4)
+    ax.axhline(100 * majority_score, ls="--", color="grey", lw=1, label="majority class")
+    ce = [100 * r["student_dev"] for r in runs.get("ce", {}).values()]
+    if ce:
+        ax.axhline(statistics.mean(ce), ls=":", color="C3", lw=1, label="ce (student alone), mean")
+    ax.set_xticks(range(len(methods)), methods, rotation=30)
+    ax.set_ylabel(f"student dev {METRIC[task]} (%)")
+    ax.set_title(f"{NAMES[task]}: every seed's student (chosen on the selection set)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(rows: list[dict]) -> Path:
+    """Write ``results/comparison.md`` (and the figures) from the study's rows."""
+    lines = [
+        "# The comparison (issue #13)",
+        "",
+        "Protocol: [PROTOCOL.md](../PROTOCOL.md), committed before any of these runs. "
+        "Command: `python benchmarks/comparison.py` (rows in `comparison.json`). "
+        "Scores are dev percentages of the student chosen on the selection set; "
+        "mean ± std over seeds.",
+        "",
+    ]
+    for task in TASKS:
+        if any(r["task"] == task for r in rows):
+            lines += task_section(rows, task, [f"comparison_{task}.png"])
+    path = RESULTS / "comparison.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(report(json.loads(STUDY.read_text())))
