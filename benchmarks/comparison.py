@@ -35,7 +35,8 @@ BASELINES = ("pkd", "skd", "dist", "takd", "rco", "dml", "prokt", "pesf")
 CORE_SEEDS = (0, 1, 2, 3, 4)
 BASELINE_SEEDS = (0, 1, 2)
 GRID_SEED = 0
-GRID = (1e-4, 3e-4, 1e-3)  # student learning rates (PROTOCOL.md, "Selection")
+# Student learning rates per task (PROTOCOL.md, "Selection"; pilot P2 may move one up a step).
+GRID = {"sst2": (1e-4, 3e-4, 1e-3), "mrpc": (1e-4, 3e-4, 1e-3)}
 TEACHER_LR = {"sst2": None, "mrpc": None}  # pilot P1 fills these in (PROTOCOL.md, "Pilots")
 # The protocol's fixed settings, identical for every method.
 COMMON = {
@@ -181,12 +182,12 @@ def chosen_lr(rows: list[dict], task: str, method: str) -> float | None:
         for r in rows
         if r["task"] == task and r["method"] == method and r["grid"]
     }
-    if set(trials) != set(GRID):
+    if set(trials) != set(GRID[task]):
         return None
     return max(sorted(trials), key=lambda lr: trials[lr])
 
 
-def planned(only: str) -> list[dict]:
+def planned(only: str, tasks: list[str]) -> list[dict]:
     """Every study run, in the protocol's order; ``student_lr`` None = the chosen one."""
     groups = {"core": (CORE, CORE_SEEDS), "baselines": (BASELINES, BASELINE_SEEDS)}
     runs = []
@@ -194,8 +195,8 @@ def planned(only: str) -> list[dict]:
         if only not in ("all", group):
             continue
         methods, seeds = groups[group]
-        for task in TASKS:
-            for lr in GRID:
+        for task in tasks:
+            for lr in GRID[task]:
                 runs += [dict(task=task, method=m, seed=GRID_SEED, student_lr=lr) for m in methods]
             for seed in seeds[1:]:
                 runs += [dict(task=task, method=m, seed=seed, student_lr=None) for m in methods]
@@ -284,6 +285,7 @@ def execute(runs: list[dict], path: Path, workers: int, max_runs: int | None, pi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("all", "core", "baselines"), default="all")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, e.g. sst2")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--pilot", action="store_true")
@@ -293,9 +295,10 @@ def main() -> None:
         execute(pilot_runs(), PILOTS, args.workers, args.max_runs, pilot=True)
         return
     if not args.report_only:
-        if None in TEACHER_LR.values():
+        tasks = args.tasks.split(",")
+        if any(TEACHER_LR.get(t) is None for t in tasks):
             raise SystemExit("run the pilots first and fill in TEACHER_LR (PROTOCOL.md)")
-        execute(planned(args.only), STUDY, args.workers, args.max_runs, pilot=False)
+        execute(planned(args.only, tasks), STUDY, args.workers, args.max_runs, pilot=False)
     sys.path.insert(0, str(Path(__file__).parent))
     from comparison_report import report
 

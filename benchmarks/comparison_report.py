@@ -112,15 +112,15 @@ def task_section(rows: list[dict], task: str, figures: list[str]) -> list[str]:
             else f"| {m} | (trials running) | 0 | – | – | – | – |"
         )
     out += ["", f"Learning-rate trials (seed 0), selection-set {metric} of the kept student:", ""]
-    out += ["| method | " + " | ".join(f"{g:.0e}" for g in GRID) + " | chosen |"]
-    out += ["| --- |" + " ---: |" * (len(GRID) + 1)]
+    out += ["| method | " + " | ".join(f"{g:.0e}" for g in GRID[task]) + " | chosen |"]
+    out += ["| --- |" + " ---: |" * (len(GRID[task]) + 1)]
     for m in methods:
         trial = {
             r["student_lr"]: r["student_selection"]
             for r in rows
             if r["task"] == task and r["method"] == m and r["grid"]
         }
-        cells = [f"{100 * trial[g]:.1f}" if g in trial else "–" for g in GRID]
+        cells = [f"{100 * trial[g]:.1f}" if g in trial else "–" for g in GRID[task]]
         lr = chosen_lr(rows, task, m)
         out.append(f"| {m} | " + " | ".join(cells) + (f" | {lr:.0e} |" if lr else " | – |"))
     out += ["", f"Paired differences, LGTM − other (points of dev {metric}, 95% CI):", ""]
