@@ -1,11 +1,12 @@
-"""What the teacher was told: distillation-influence statistics of the quality suite's LGTM runs.
+"""What the teacher was told: distillation-influence statistics of a suite's LGTM runs.
 
 Reads the ``influence.jsonl`` every ``lgtm`` / ``lgtm-exact`` run of ``benchmarks/quality.py``
 wrote (64 tracked training samples, their influence ``w_i`` every few steps, with whether teacher
 and student classify them right) and summarises it per quarter of training, so that the quality
 note can say *why* LGTM did or did not help without the run folders (they are not committed).
 
-    python benchmarks/influence_stats.py   # -> results/quality_influence.{json,md}
+    python benchmarks/influence_stats.py                      # -> results/quality_influence.*
+    python benchmarks/influence_stats.py --suite comparison   # -> results/comparison_influence.*
 
 Per run and quarter: how many records, mean and std of ``w_i``, the share that is positive, the
 mean ``w_i`` of samples the teacher (student) gets right vs wrong, and Spearman's rank correlation
@@ -95,9 +96,9 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}g}" if abs(x) < 1e-3 else f"{x:.{digits}f}"
 
 
-def report(stats: list[dict], path: Path) -> None:
+def report(stats: list[dict], path: Path, suite: str = "quality") -> None:
     lines = [
-        "# Distillation influence in the quality suite's LGTM runs",
+        f"# Distillation influence in the {suite} suite's LGTM runs",
         "",
         "64 training samples tracked per run (`influence.jsonl`); `w` is their distillation "
         "influence (positive: distilling on the sample lowers the student's feedback loss). "
@@ -106,7 +107,8 @@ def report(stats: list[dict], path: Path) -> None:
         "sample's gold label at that step. ρ: Spearman correlation of `w` with the probability "
         "T (S) gives the gold label.",
         "",
-        "Command: `python benchmarks/influence_stats.py` (reads `runs/quality/*/influence.jsonl`).",
+        f"Command: `python benchmarks/influence_stats.py --suite {suite}` "
+        f"(reads `runs/{suite}/*/influence.jsonl`).",
         "",
         "| run | quarter | mean w | std w | w > 0 | w: T right / wrong | w: S right / wrong "
         "| T right | S right | ρ(w, T prob) | ρ(w, S prob) | student dev |",
@@ -124,30 +126,98 @@ def report(stats: list[dict], path: Path) -> None:
                 f"{_f(q['student_right_share'], 2)} | {_f(q['spearman_teacher_prob'], 2)} | "
                 f"{_f(q['spearman_student_prob'], 2)} | {dev_s} |"
             )
+    pictures = [(s["run"], s.get("early_picture")) for s in stats if s.get("early_picture")]
+    if pictures:
+        lines += [
+            "",
+            "The paper's per-sample picture: mean `w` of the tracked samples that teacher and "
+            "student both get wrong (right) at their first record, in the first and second half "
+            "of training (the paper: the hard ones drift negative, the easy ones positive).",
+            "",
+            "| run | both wrong early: n | first half | second half "
+            "| both right early: n | first half | second half |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for run, p in pictures:
+            w, r = p["both_wrong_early"], p["both_right_early"]
+            lines.append(
+                f"| {run} | {w['samples']} | {_f(w['mean_w_first_half'])} | "
+                f"{_f(w['mean_w_second_half'])} | {r['samples']} | {_f(r['mean_w_first_half'])} "
+                f"| {_f(r['mean_w_second_half'])} |"
+            )
     path.write_text("\n".join(lines) + "\n")
+
+
+def early_picture(run_dir: Path) -> dict | None:
+    """The paper's per-sample picture on one run: tracked samples that teacher and student both
+    get wrong at their first record vs those both get right; the mean influence of each group in
+    the first and the second half of training (the paper: the hard ones drift negative, the
+    easy ones positive)."""
+    log = run_dir / "influence.jsonl"
+    if not log.exists():
+        return None
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not records:
+        return None
+    last = max(r["step"] for r in records)
+    first: dict[int, dict] = {}
+    for r in sorted(records, key=lambda r: r["step"]):
+        first.setdefault(r["id"], r)
+
+    def group(ok: bool) -> set[int]:
+        return {
+            i
+            for i, r in first.items()
+            if (r["teacher_pred"] == r["label"]) == ok and (r["student_pred"] == r["label"]) == ok
+        }
+
+    out = {}
+    for name, ids in (("both_wrong_early", group(False)), ("both_right_early", group(True))):
+        halves = [
+            _mean([r["influence"] for r in records if r["id"] in ids and cond(r["step"])])
+            for cond in (lambda s: s <= last / 2, lambda s: s > last / 2)
+        ]
+        out[name] = {
+            "samples": len(ids),
+            "mean_w_first_half": halves[0],
+            "mean_w_second_half": halves[1],
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--runs", default=str(RUNS))
+    p.add_argument("--suite", choices=("quality", "comparison"), default="quality")
+    p.add_argument("--runs", default=None, help="default: runs/<suite>")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
     results_dir = Path(args.results)
-    quality = results_dir / "quality.json"
     histories = {}
-    if quality.exists():
-        for r in json.loads(quality.read_text()):
+    if args.suite == "quality":
+        quality = results_dir / "quality.json"
+        for r in json.loads(quality.read_text()) if quality.exists() else []:
             histories[run_name(r)] = r.get("history")
+    else:  # the study's lgtm runs at their chosen learning rate
+        from comparison import run_name as comparison_run
+        from comparison_report import final_runs
+
+        rows = json.loads((results_dir / "comparison.json").read_text())
+        for task in sorted({r["task"] for r in rows}):
+            for r in final_runs(rows, task, "lgtm").values():
+                histories[comparison_run(r)] = r.get("history")
     stats = []
-    for run_dir in sorted(Path(args.runs).glob("*")):
+    for run_dir in sorted(Path(args.runs or ROOT / "runs" / args.suite).glob("*")):
         if run_dir.name not in histories:  # unfinished or not part of the suite
             continue
         s = run_stats(run_dir, histories[run_dir.name])
         if s is not None:
-            stats.append({"run": run_dir.name, **s})
-    (results_dir / "quality_influence.json").write_text(json.dumps(stats, indent=1) + "\n")
-    report(stats, results_dir / "quality_influence.md")
-    print((results_dir / "quality_influence.md").read_text())
+            stats.append({"run": run_dir.name, **s, "early_picture": early_picture(run_dir)})
+    if not stats:  # never replace a committed summary with an empty one
+        raise SystemExit(f"no finished {args.suite} run with an influence log found")
+    name = f"{args.suite}_influence"
+    (results_dir / f"{name}.json").write_text(json.dumps(stats, indent=1) + "\n")
+    report(stats, results_dir / f"{name}.md", args.suite)
+    print((results_dir / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":
