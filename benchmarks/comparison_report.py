@@ -174,6 +174,44 @@ def figure(task: str, methods: list[str], runs: dict, majority_score: float, pat
     plt.close(fig)
 
 
+def readme_table(rows: list[dict]) -> list[str]:
+    """The README's compact table: per task and method, the student's dev score (mean ± std,
+    seeds), the teacher's, and LGTM − method with its 95% interval."""
+    out = [
+        "| task | method | seeds | student | teacher | LGTM − method (student) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for task in TASKS:
+        if not any(r["task"] == task for r in rows):
+            continue
+        base = majority(task)
+        main = base["f1"] if task == "mrpc" else base["accuracy"]
+        out.append(
+            f"| {NAMES[task]} ({METRIC[task]}) | majority class | – | {100 * main:.1f} | – | – |"
+        )
+        runs = {m: final_runs(rows, task, m) for m in ORDER}
+        for m in ORDER:
+            r = runs[m]
+            if not r:
+                continue
+            diff = "–" if m == "lgtm" else _ci(paired(runs["lgtm"], r, "student_dev"))
+            student = mean_sd([x["student_dev"] for x in r.values()])
+            teacher = mean_sd([x["teacher_dev"] for x in r.values() if x.get("teacher_dev")])
+            out.append(f"| {NAMES[task]} | {m} | {len(r)} | {student} | {teacher} | {diff} |")
+    return out
+
+
+def sync_readme(rows: list[dict], readme: Path = RESULTS.parents[1] / "README.md") -> None:
+    """Put :func:`readme_table` between the README's comparison markers (if it has them)."""
+    start, end = "<!-- comparison:start -->", "<!-- comparison:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    body = "\n".join(readme_table(rows))
+    readme.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
+
+
 def report(rows: list[dict]) -> Path:
     """Write ``results/comparison.md`` (and the figures) from the study's rows."""
     lines = [
@@ -190,6 +228,7 @@ def report(rows: list[dict]) -> Path:
             lines += task_section(rows, task, [f"comparison_{task}.png"])
     path = RESULTS / "comparison.md"
     path.write_text("\n".join(lines) + "\n")
+    sync_readme(rows)
     return path
 
 
