@@ -53,6 +53,9 @@ COMMON = {
     "selection_fraction": 0.15,
     "select_on": "selection",
     "feedback_from": "train",
+    # not results: no checkpoints (a cut-off run starts again from scratch), bigger eval batches
+    "save_steps": 10**6,
+    "eval_batch_size": 128,
 }
 TASKS = {
     "sst2": {"data_dir": "SST-2", "max_length": 64, "epochs": 1, "max_train_samples": 4000},
