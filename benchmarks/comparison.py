@@ -37,7 +37,7 @@ BASELINE_SEEDS = (0, 1, 2)
 GRID_SEED = 0
 # Student learning rates per task (PROTOCOL.md, "Selection"; pilot P2 may move one up a step).
 GRID = {"sst2": (1e-4, 3e-4, 1e-3), "mrpc": (1e-4, 3e-4, 1e-3)}
-TEACHER_LR = {"sst2": None, "mrpc": None}  # pilot P1 fills these in (PROTOCOL.md, "Pilots")
+TEACHER_LR = {"sst2": 1e-4, "mrpc": None}  # pilot P1's choice (PROTOCOL.md, "Pilots")
 # The protocol's fixed settings, identical for every method.
 COMMON = {
     "teacher": "bundled:all-MiniLM-L6-v2",
