@@ -24,10 +24,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GLUE = ROOT.parent / "shared/data/glue"
-RESULTS = ROOT / "benchmarks/results"
-RUNS = ROOT / "runs/comparison"
+# Where the runs happen: this machine by default; a lent GPU machine sets these (PROTOCOL.md).
+ENV = os.environ.get
+GLUE = Path(ENV("LGTM_COMPARISON_GLUE", ROOT.parent / "shared/data/glue"))
+RESULTS = Path(ENV("LGTM_COMPARISON_RESULTS", ROOT / "benchmarks/results"))
+DEVICE = ENV("LGTM_COMPARISON_DEVICE", "cpu: 2 cores, 1 thread per run, 2 runs at a time")
+LGTM = ENV("LGTM_COMMAND", "lgtm").split()
+THREADS = ENV("LGTM_COMPARISON_THREADS", "1")
+RUNS = Path(ENV("LGTM_COMPARISON_RUNS", ROOT / "runs/comparison"))
 STUDY = RESULTS / "comparison.json"
+# Cells run on a lent GPU machine: kept apart (a cell never mixes devices), read with the rest.
+STUDY_GPU = RESULTS / "comparison_gpu.json"
 PILOTS = RESULTS / "comparison_pilots.json"
 
 CORE = ("ce", "kd", "online", "meta", "lgtm")
@@ -40,7 +47,7 @@ GRID = {"sst2": (1e-4, 3e-4, 1e-3), "mrpc": (1e-4, 3e-4, 1e-3)}
 TEACHER_LR = {"sst2": 1e-4, "mrpc": None}  # pilot P1's choice (PROTOCOL.md, "Pilots")
 # The protocol's fixed settings, identical for every method.
 COMMON = {
-    "teacher": "bundled:all-MiniLM-L6-v2",
+    "teacher": ENV("LGTM_COMPARISON_TEACHER", "bundled:all-MiniLM-L6-v2"),
     "student_layers": 2,
     "batch_size": 32,
     "alpha": 0.5,
@@ -63,12 +70,12 @@ TASKS = {
 }
 # Methods that are kd with another objective (the paper's skd and dist baselines).
 OBJECTIVE_OF = {"skd": ("kd", "skd"), "dist": ("kd", "dist")}
-DEVICE = "cpu: 2 cores, 1 thread per run, 2 runs at a time"
+PILOT_SEED = 100
 
 
 def run_name(run: dict) -> str:
     tag = "pilot-" if run.get("pilot") else ""
-    tlr = f"-tlr{run['teacher_lr']:g}" if run.get("pilot") else ""
+    tlr = f"-tlr{run['teacher_lr']:g}-e{run['epochs']}" if run.get("pilot") else ""
     return f"{tag}{run['task']}-{run['method']}-lr{run['student_lr']:g}{tlr}-s{run['seed']}"
 
 
@@ -79,6 +86,7 @@ def command(run: dict) -> list[str]:
     flags = {
         **COMMON,
         **{k: v for k, v in spec.items() if k != "data_dir"},
+        **({"epochs": run["epochs"]} if run.get("epochs") else {}),
         "task": run["task"],
         "data_dir": str(GLUE / spec["data_dir"]),
         "method": method,
@@ -88,13 +96,15 @@ def command(run: dict) -> list[str]:
         "seed": run["seed"],
         "output_dir": str(RUNS / run_name(run)),
     }
-    cmd = ["lgtm", "distill", "--overwrite", "--quiet"]
+    cmd = [*LGTM, "distill", "--overwrite", "--quiet"]
     for k, v in flags.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     return cmd
 
 
 def commit() -> str:
+    if ENV("LGTM_COMPARISON_COMMIT"):  # a copy of the tree without its history
+        return ENV("LGTM_COMPARISON_COMMIT")
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -132,6 +142,7 @@ def record(run: dict, out: Path, wall_s: float) -> dict:
         "task": run["task"],
         "method": run["method"],
         "seed": run["seed"],
+        "epochs": run.get("epochs") or TASKS[run["task"]]["epochs"],
         "student_lr": run["student_lr"],
         "teacher_lr": run["teacher_lr"],
         "grid": run["seed"] == GRID_SEED,
@@ -157,18 +168,23 @@ def record(run: dict, out: Path, wall_s: float) -> dict:
 
 def pilot_record(row: dict) -> dict:
     """A pilot's row without anything measured on dev (PROTOCOL.md, "Pilots")."""
-    keep = ("task", "method", "seed", "student_lr", "teacher_lr", "student_selection")
+    keep = ("task", "method", "seed", "epochs", "student_lr", "teacher_lr", "student_selection")
     out = {k: row[k] for k in keep}
     out["teacher_selection"] = row["teacher_selection"]
     out["student_selection_curve"] = [
         h["student_selection"] for h in row["history"] if h.get("student_selection")
     ]
-    out["wall_s"], out["command"] = row["wall_s"], row["command"]
+    out["wall_s"], out["device"], out["command"] = row["wall_s"], row["device"], row["command"]
     return out
 
 
 def load(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def load_study() -> list[dict]:
+    """Every study row: this machine's and a lent GPU machine's."""
+    return load(STUDY) + load(STUDY_GPU)
 
 
 def save(path: Path, rows: list[dict]) -> None:
@@ -208,24 +224,84 @@ def planned(only: str, tasks: list[str]) -> list[dict]:
     return runs
 
 
-def pilot_runs() -> list[dict]:
+PILOT_TEACHER_LRS = (5e-5, 1e-4, 2e-4)
+PILOT_STUDENT_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
+
+
+def pilot_runs(tasks: list[str], epochs: int | None = None, only_ce: bool = False) -> list[dict]:
+    """PROTOCOL.md's pilots P1 (kd, teacher lr) and P2 (ce, student lr), seed 100."""
     runs = []
-    for task in TASKS:
-        for tlr in (5e-5, 1e-4, 2e-4):
-            runs.append(dict(task=task, method="kd", student_lr=1e-3, teacher_lr=tlr))
-        for lr in (1e-4, 3e-4, 1e-3, 3e-3):
+    for task in tasks:
+        if not only_ce:
+            for tlr in PILOT_TEACHER_LRS:
+                runs.append(dict(task=task, method="kd", student_lr=1e-3, teacher_lr=tlr))
+        for lr in PILOT_STUDENT_LRS:
             runs.append(dict(task=task, method="ce", student_lr=lr, teacher_lr=1e-4))
     for run in runs:
-        run.update(seed=100, pilot=True)
+        run.update(seed=PILOT_SEED, pilot=True, epochs=epochs or TASKS[run["task"]]["epochs"])
     return runs
+
+
+def selection_majority(task: str) -> float:
+    """Accuracy of always answering the most frequent class on the pilots' selection set."""
+    from lgtm import config as cfg
+    from lgtm.train import load_data
+
+    spec = TASKS[task]
+    values = {k: v for k, v in COMMON.items() if k in ("selection_fraction", "feedback_fraction")}
+    values.update(task=task, data_dir=str(GLUE / spec["data_dir"]), seed=PILOT_SEED)
+    values["max_train_samples"] = spec.get("max_train_samples")
+    labels = [e.label for e in load_data(cfg.resolve(values)).selection]
+    return max(labels.count(c) for c in set(labels)) / len(labels)
+
+
+def decide(task: str, pilots: list[dict], epochs: int) -> dict:
+    """PROTOCOL.md's pilot rules for ``task``: P1's teacher lr (best teacher selection score,
+    ties to the smaller); P2's verdict at ``epochs`` (the best selection accuracy must beat the
+    majority class by 5 points) and grid (one step up if ce's best rate is the largest)."""
+    kd = {r["teacher_lr"]: r["teacher_selection"] for r in pilots if r["method"] == "kd"}
+    ce = [r for r in pilots if r["method"] == "ce" and r["epochs"] == epochs]
+    ce = [r for r in ce if r["task"] == task]
+    teacher_lr = max(sorted(kd), key=lambda lr: kd[lr])
+    best = max(sorted(ce, key=lambda r: r["student_lr"]), key=lambda r: r["student_selection"])
+    accuracy = max(c["accuracy"] for r in ce for c in r["student_selection_curve"])
+    floor = selection_majority(task)
+    grid = GRID[task] if best["student_lr"] < max(PILOT_STUDENT_LRS) else (3e-4, 1e-3, 3e-3)
+    return {
+        "teacher_lr": teacher_lr,
+        "epochs": epochs,
+        "passes": accuracy - floor >= 0.05,
+        "best_accuracy": accuracy,
+        "majority": floor,
+        "grid": grid,
+    }
+
+
+def auto(task: str, workers: int) -> None:
+    """Pilots, the protocol's decisions, then the core study of one task, in one go (for a
+    lent machine that must run both within one call)."""
+    execute(pilot_runs([task]), PILOTS, workers, None, pilot=True)
+    rows = [r for r in load(PILOTS) if r["task"] == task]
+    choice = decide(task, rows, TASKS[task]["epochs"])
+    if not choice["passes"]:  # P2 failed: 2 epochs, P2 again
+        execute(pilot_runs([task], epochs=2, only_ce=True), PILOTS, workers, None, pilot=True)
+        rows = [r for r in load(PILOTS) if r["task"] == task]
+        choice = decide(task, rows, 2)
+        if not choice["passes"]:
+            raise SystemExit(f"{task}: the student stays at the majority class: {choice}")
+    print(f"{task}: pilots decide {choice}", flush=True)
+    (RESULTS / f"comparison_decision_{task}.json").write_text(json.dumps(choice, indent=1))
+    TEACHER_LR[task], GRID[task] = choice["teacher_lr"], tuple(choice["grid"])
+    TASKS[task]["epochs"] = choice["epochs"]
+    execute(planned("core", [task]), STUDY, workers, None, pilot=False)
 
 
 def start(run: dict) -> subprocess.Popen:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": THREADS,
+        "MKL_NUM_THREADS": THREADS,
         "TOKENIZERS_PARALLELISM": "false",
     }
     out = RUNS / run_name(run)
@@ -237,7 +313,14 @@ def start(run: dict) -> subprocess.Popen:
 
 
 def key(row: dict) -> tuple:
-    return row["task"], row["method"], row["seed"], row["student_lr"], row["teacher_lr"]
+    return (
+        row["task"],
+        row["method"],
+        row["seed"],
+        row["student_lr"],
+        row["teacher_lr"],
+        (row.get("epochs") if row.get("pilot") or "student_selection_curve" in row else None),
+    )
 
 
 def next_run(pending: list[dict], rows: list[dict], busy: set) -> dict | None:
@@ -261,6 +344,7 @@ def next_run(pending: list[dict], rows: list[dict], busy: set) -> dict | None:
 def execute(runs: list[dict], path: Path, workers: int, max_runs: int | None, pilot: bool) -> None:
     """Run ``runs`` ``workers`` at a time, appending each finished one to ``path``."""
     rows, pending, active, started = load(path), list(runs), [], 0
+    others = [r for f in (STUDY, STUDY_GPU) if f != path for r in load(f)] if not pilot else []
     while True:
         for proc in [p for p in active if p.poll() is not None]:
             active.remove(proc)
@@ -274,7 +358,7 @@ def execute(runs: list[dict], path: Path, workers: int, max_runs: int | None, pi
             save(path, rows)
             print(f"done {run_name(run)}: selection {row['student_selection']:.4f}", flush=True)
         while len(active) < workers and (max_runs is None or started < max_runs):
-            ready = next_run(pending, rows, {key(p.run) for p in active})
+            ready = next_run(pending, rows + others, {key(p.run) for p in active})
             if ready is None:
                 break
             active.append(start(ready))
@@ -293,19 +377,32 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--pilot", action="store_true")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--auto", metavar="TASK", help="pilots, decisions and core of one task")
     args = parser.parse_args()
     if args.pilot:
-        execute(pilot_runs(), PILOTS, args.workers, args.max_runs, pilot=True)
+        tasks = args.tasks.split(",")
+        execute(pilot_runs(tasks), PILOTS, args.workers, args.max_runs, pilot=True)
+        return
+    if args.auto:
+        auto(args.auto, args.workers)
         return
     if not args.report_only:
         tasks = args.tasks.split(",")
+        for task in tasks:  # decided on a lent machine by --auto
+            decision = RESULTS / f"comparison_decision_{task}.json"
+            if TEACHER_LR.get(task) is None and decision.exists():
+                choice = json.loads(decision.read_text())
+                TEACHER_LR[task], GRID[task] = choice["teacher_lr"], tuple(choice["grid"])
+                TASKS[task]["epochs"] = choice["epochs"]
         if any(TEACHER_LR.get(t) is None for t in tasks):
             raise SystemExit("run the pilots first and fill in TEACHER_LR (PROTOCOL.md)")
         execute(planned(args.only, tasks), STUDY, args.workers, args.max_runs, pilot=False)
     sys.path.insert(0, str(Path(__file__).parent))
     from comparison_report import report
 
-    report(load(STUDY))
+    if not args.no_report:
+        report(load_study())
 
 
 if __name__ == "__main__":

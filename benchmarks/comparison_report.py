@@ -6,13 +6,12 @@ statistics and decision rule).
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 
 import numpy as np
-from comparison import CORE, GLUE, GRID, RESULTS, STUDY, TASKS, chosen_lr
+from comparison import CORE, GLUE, GRID, RESULTS, TASKS, chosen_lr, load_study
 from scipy import stats
 
 ORDER = (*CORE, "pkd", "skd", "dist", "takd", "rco", "dml", "prokt", "pesf")
@@ -233,4 +232,4 @@ def report(rows: list[dict]) -> Path:
 
 
 if __name__ == "__main__":
-    print(report(json.loads(STUDY.read_text())))
+    print(report(load_study()))

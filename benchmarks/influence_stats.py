@@ -198,10 +198,11 @@ def main(argv: list[str] | None = None) -> None:
         for r in json.loads(quality.read_text()) if quality.exists() else []:
             histories[run_name(r)] = r.get("history")
     else:  # the study's lgtm runs at their chosen learning rate
+        from comparison import load_study
         from comparison import run_name as comparison_run
         from comparison_report import final_runs
 
-        rows = json.loads((results_dir / "comparison.json").read_text())
+        rows = load_study()
         for task in sorted({r["task"] for r in rows}):
             for r in final_runs(rows, task, "lgtm").values():
                 histories[comparison_run(r)] = r.get("history")
