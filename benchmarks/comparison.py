@@ -277,12 +277,17 @@ def decide(task: str, pilots: list[dict], epochs: int) -> dict:
     }
 
 
-def auto(task: str, workers: int) -> None:
+def auto(task: str, workers: int, epochs: int | None = None) -> None:
     """Pilots, the protocol's decisions, then the core study of one task, in one go (for a
-    lent machine that must run both within one call)."""
+    lent machine that must run both within one call). ``epochs``: P1 and P2 at this budget,
+    with no fallback (PROTOCOL.md, "Changes")."""
+    if epochs:
+        TASKS[task]["epochs"] = epochs
     execute(pilot_runs([task]), PILOTS, workers, None, pilot=True)
-    rows = [r for r in load(PILOTS) if r["task"] == task]
+    rows = [r for r in load(PILOTS) if r["task"] == task and r["epochs"] == TASKS[task]["epochs"]]
     choice = decide(task, rows, TASKS[task]["epochs"])
+    if not choice["passes"] and epochs:
+        raise SystemExit(f"{task}: the student stays at the majority class: {choice}")
     if not choice["passes"]:  # P2 failed: 2 epochs, P2 again
         execute(pilot_runs([task], epochs=2, only_ce=True), PILOTS, workers, None, pilot=True)
         rows = [r for r in load(PILOTS) if r["task"] == task]
@@ -379,13 +384,14 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--auto", metavar="TASK", help="pilots, decisions and core of one task")
+    parser.add_argument("--auto-epochs", type=int, default=None, help="--auto's budget")
     args = parser.parse_args()
     if args.pilot:
         tasks = args.tasks.split(",")
         execute(pilot_runs(tasks), PILOTS, args.workers, args.max_runs, pilot=True)
         return
     if args.auto:
-        auto(args.auto, args.workers)
+        auto(args.auto, args.workers, args.auto_epochs)
         return
     if not args.report_only:
         tasks = args.tasks.split(",")

@@ -14,12 +14,12 @@ python3 -c "import torch, transformers; print(torch.__version__, transformers.__
 echo "$GPU" >> $OUT/versions.txt
 export LGTM_COMMAND="${LGTM_COMMAND:-python3 -m lgtm.cli}" LGTM_COMPARISON_GLUE=$PWD/.devcarry/glue
 export LGTM_COMPARISON_TEACHER=/tmp/minilm LGTM_COMPARISON_RESULTS=$OUT LGTM_COMPARISON_RUNS=/tmp/runs
-export LGTM_COMPARISON_DEVICE="cuda: $GPU, 12 runs at a time, 1 CPU thread each; teacher weights carried as fp16, cast back to fp32"
+export LGTM_COMPARISON_DEVICE="cuda: $GPU, ${WORKERS:-12} runs at a time, 1 CPU thread each; teacher weights carried as fp16, cast back to fp32"
 export LGTM_COMPARISON_THREADS=1
 END=$((SECONDS + ${BUDGET:-520}))
-timeout $((END - SECONDS)) python3 benchmarks/comparison.py --auto mrpc --workers 12 --no-report 2>&1 | tee $OUT/log.txt
+timeout $((END - SECONDS)) python3 benchmarks/comparison.py --auto mrpc --auto-epochs ${EPOCHS:-1} --workers ${WORKERS:-12} --no-report 2>&1 | tee $OUT/log.txt
 if [ $((END - SECONDS)) -gt 30 ]; then
-  timeout $((END - SECONDS)) python3 benchmarks/comparison.py --only baselines --tasks mrpc --workers 12 --no-report 2>&1 | tee -a $OUT/log.txt
+  timeout $((END - SECONDS)) python3 benchmarks/comparison.py --only baselines --tasks mrpc --workers ${WORKERS:-12} --no-report 2>&1 | tee -a $OUT/log.txt
 fi
 cd /tmp/runs && tar czf $OUT/runs.tgz --exclude='*.safetensors' --exclude='*.bin' --exclude='checkpoints' --exclude='*.pt' mrpc-lgtm-* 2>/dev/null
 ls -la $OUT
