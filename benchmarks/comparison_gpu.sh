@@ -17,9 +17,9 @@ export LGTM_COMPARISON_TEACHER=/tmp/minilm LGTM_COMPARISON_RESULTS=$OUT LGTM_COM
 export LGTM_COMPARISON_DEVICE="cuda: $GPU, ${WORKERS:-12} runs at a time, 1 CPU thread each; teacher weights carried as fp16, cast back to fp32"
 export LGTM_COMPARISON_THREADS=1
 END=$((SECONDS + ${BUDGET:-520}))
-timeout $((END - SECONDS)) python3 benchmarks/comparison.py --auto mrpc --auto-epochs ${EPOCHS:-1} --workers ${WORKERS:-12} --no-report 2>&1 | tee $OUT/log.txt
+[ -z "$SKIP_AUTO" ] && timeout $((END - SECONDS)) python3 benchmarks/comparison.py --auto mrpc --auto-epochs ${EPOCHS:-1} --workers ${WORKERS:-12} --no-report 2>&1 | tee $OUT/log.txt
 if [ $((END - SECONDS)) -gt 30 ]; then
-  timeout $((END - SECONDS)) python3 benchmarks/comparison.py --only baselines --tasks mrpc --workers ${WORKERS:-12} --no-report 2>&1 | tee -a $OUT/log.txt
+  timeout $((END - SECONDS)) python3 benchmarks/comparison.py --only ${ONLY:-baselines} --tasks ${TASK:-mrpc} --workers ${WORKERS:-12} --no-report 2>&1 | tee -a $OUT/log.txt
 fi
-cd /tmp/runs && tar czf $OUT/runs.tgz --exclude='*.safetensors' --exclude='*.bin' --exclude='checkpoints' --exclude='*.pt' mrpc-lgtm-* 2>/dev/null
+cd /tmp/runs && tar czf $OUT/runs.tgz --exclude='*.safetensors' --exclude='*.bin' --exclude='checkpoints' --exclude='*.pt' ${TASK:-mrpc}-lgtm-* 2>/dev/null
 ls -la $OUT
