@@ -346,10 +346,19 @@ def next_run(pending: list[dict], rows: list[dict], busy: set) -> dict | None:
     return None
 
 
-def execute(runs: list[dict], path: Path, workers: int, max_runs: int | None, pilot: bool) -> None:
-    """Run ``runs`` ``workers`` at a time, appending each finished one to ``path``."""
+def execute(
+    runs: list[dict],
+    path: Path,
+    workers: int,
+    max_runs: int | None,
+    pilot: bool,
+    replicate: bool = False,
+) -> None:
+    """Run ``runs`` ``workers`` at a time, appending each finished one to ``path``; runs in the
+    study's other files count as done unless ``replicate`` (a cross-check on another device)."""
     rows, pending, active, started = load(path), list(runs), [], 0
-    others = [r for f in (STUDY, STUDY_GPU) if f != path for r in load(f)] if not pilot else []
+    study = (STUDY, STUDY_GPU)
+    others = [r for f in study if f != path for r in load(f)] if not (pilot or replicate) else []
     while True:
         for proc in [p for p in active if p.poll() is not None]:
             active.remove(proc)
@@ -382,6 +391,13 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--pilot", action="store_true")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--cpu-replicate",
+        metavar="SEEDS",
+        help="run sst2 lgtm at its chosen rate for these seeds (e.g. 0,1,2) on this CPU, into "
+        "comparison_cpu_sst2.json: a cross-check of the GPU cells, and saved models for "
+        "influence_share.py",
+    )
     parser.add_argument("--no-report", action="store_true")
     parser.add_argument("--auto", metavar="TASK", help="pilots, decisions and core of one task")
     parser.add_argument("--auto-epochs", type=int, default=None, help="--auto's budget")
@@ -389,6 +405,16 @@ def main() -> None:
     if args.pilot:
         tasks = args.tasks.split(",")
         execute(pilot_runs(tasks), PILOTS, args.workers, args.max_runs, pilot=True)
+        return
+    if args.cpu_replicate:
+        lr = chosen_lr(load_study(), "sst2", "lgtm")
+        seeds = [int(x) for x in args.cpu_replicate.split(",")]
+        runs = [
+            dict(task="sst2", method="lgtm", seed=s, student_lr=lr, teacher_lr=TEACHER_LR["sst2"])
+            for s in seeds
+        ]
+        path = RESULTS / "comparison_cpu_sst2.json"
+        execute(runs, path, args.workers, None, pilot=False, replicate=True)
         return
     if args.auto:
         auto(args.auto, args.workers, args.auto_epochs)

@@ -6,6 +6,7 @@ statistics and decision rule).
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -211,20 +212,107 @@ def sync_readme(rows: list[dict], readme: Path = RESULTS.parents[1] / "README.md
     readme.write_text(head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
 
 
+def devices(rows: list[dict]) -> list[str]:
+    """One line per task: the device(s) its cells ran on, and the commits."""
+    out = []
+    for task in TASKS:
+        mine = [r for r in rows if r["task"] == task]
+        if mine:
+            where = "; ".join(sorted({r["device"] for r in mine}))
+            commits = ", ".join(sorted({r["commit"] for r in mine}))
+            out.append(f"- {NAMES[task]}: {len(mine)} runs on {where} (commit {commits}).")
+    return out
+
+
+def cross_check(rows: list[dict], path: Path) -> list[str]:
+    """The same runs on this machine's CPU beside the study's (other device): student scores."""
+    if not path.exists():
+        return []
+    cpu = json.loads(path.read_text())
+    study = {(r["task"], r["method"], r["seed"], r["student_lr"]): r for r in rows}
+    pairs = [(c, study.get((c["task"], c["method"], c["seed"], c["student_lr"]))) for c in cpu]
+    pairs = [(c, g) for c, g in pairs if g is not None]
+    if not pairs:
+        return []
+    out = [
+        "## The same runs on the CPU (a cross-check; in no cell)",
+        "",
+        "Same settings and seed, run again on this machine's CPU with the bundled fp32 teacher "
+        f"(`{path.name}`): the GPU's numerics and its fp16-rounded teacher weights against "
+        "these. Selection-set and dev scores of the kept student, %.",
+        "",
+        "| task | method | lr | seed | selection GPU | selection CPU | dev GPU | dev CPU | "
+        "teacher dev GPU | teacher dev CPU |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c, g in pairs:
+
+        def pct(x: float | None) -> str:
+            return "–" if x is None else f"{100 * x:.1f}"
+
+        out.append(
+            f"| {NAMES[c['task']]} | {c['method']} | {c['student_lr']:.0e} | {c['seed']} | "
+            f"{pct(g['student_selection'])} | {pct(c['student_selection'])} | "
+            f"{pct(g['student_dev'])} | {pct(c['student_dev'])} | {pct(g['teacher_dev'])} | "
+            f"{pct(c['teacher_dev'])} |"
+        )
+    return [*out, ""]
+
+
+def pilots_section(task: str, path: Path) -> list[str]:
+    """A task that failed pilot P2: its pilots (selection set only), as the protocol says."""
+    if not path.exists():
+        return []
+    rows = [r for r in json.loads(path.read_text()) if r["task"] == task]
+    if not rows:
+        return []
+    out = [
+        f"## {NAMES[task]}: not run (pilot P2 failed at 1, 2 and 6 epochs)",
+        "",
+        "The student alone never beat the selection set's majority class (67.5% accuracy, F1 "
+        "80.6 for always 'paraphrase') by the protocol's 5 points, so no method was run on dev "
+        "(PROTOCOL.md, *Changes*). Pilots, seed 100, selection set only (`comparison_pilots.json`"
+        "), best accuracy / F1 over the run's evaluations, %:",
+        "",
+        "| pilot | epochs | student lr | teacher lr | student: best accuracy | student: kept F1 "
+        "| teacher after stage one: F1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in sorted(
+        rows, key=lambda r: (r["epochs"], r["method"], r["student_lr"], r["teacher_lr"])
+    ):
+        best = max(c["accuracy"] for c in r["student_selection_curve"])
+        t = r["teacher_selection"]
+        out.append(
+            f"| {'P1 kd' if r['method'] == 'kd' else 'P2 ce'} | {r['epochs']} | "
+            f"{r['student_lr']:.0e} | {r['teacher_lr']:.0e} | {100 * best:.1f} | "
+            f"{100 * r['student_selection']:.1f} | {'–' if t is None else f'{100 * t:.1f}'} |"
+        )
+    return [*out, ""]
+
+
 def report(rows: list[dict]) -> Path:
     """Write ``results/comparison.md`` (and the figures) from the study's rows."""
     lines = [
         "# The comparison (issue #13)",
         "",
-        "Protocol: [PROTOCOL.md](../PROTOCOL.md), committed before any of these runs. "
-        "Command: `python benchmarks/comparison.py` (rows in `comparison.json`). "
-        "Scores are dev percentages of the student chosen on the selection set; "
-        "mean ± std over seeds.",
+        "Protocol: [PROTOCOL.md](../PROTOCOL.md), committed before any of these runs (its "
+        "*Changes* say what was decided later, and when). Command: `python "
+        "benchmarks/comparison.py` on a CPU, `benchmarks/comparison_gpu.sh` on a lent GPU "
+        "(rows in `comparison.json` and `comparison_gpu.json`; report: `python "
+        "benchmarks/comparison_report.py`). Scores are dev percentages of the student chosen on "
+        "the selection set; mean ± std over seeds. Wall: median seconds per run, with other "
+        "runs sharing the device (not a speed measurement: see speed.md).",
+        "",
+        *devices(rows),
         "",
     ]
     for task in TASKS:
         if any(r["task"] == task for r in rows):
             lines += task_section(rows, task, [f"comparison_{task}.png"])
+        else:
+            lines += pilots_section(task, RESULTS / "comparison_pilots.json")
+    lines += cross_check(rows, RESULTS / "comparison_cpu_sst2.json")
     path = RESULTS / "comparison.md"
     path.write_text("\n".join(lines) + "\n")
     sync_readme(rows)
