@@ -155,10 +155,11 @@ def figure(task: str, methods: list[str], runs: dict, majority_score: float, pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(methods), 3.6))
+    fig, ax = plt.subplots(figsize=(3.5 + 0.75 * len(methods), 3.6))
     for i, m in enumerate(methods):
         vals = [100 * r["student_dev"] for r in runs[m].values()]
-        ax.scatter([i] * len(vals), vals, s=22, alpha=0.75, color="C0", zorder=3)
+        color = "C0" if m in CORE else "C2"  # core: 5 seeds; baselines: 3
+        ax.scatter([i] * len(vals), vals, s=22, alpha=0.75, color=color, zorder=3)
         if vals:
             ax.hlines(statistics.mean(vals), i - 0.25, i + 0.25, color="k", lw=1.5, zorder=4)
     ax.axhline(100 * majority_score, ls="--", color="grey", lw=1, label="majority class")
@@ -168,7 +169,9 @@ def figure(task: str, methods: list[str], runs: dict, majority_score: float, pat
     ax.set_xticks(range(len(methods)), methods, rotation=30)
     ax.set_ylabel(f"student dev {METRIC[task]} (%)")
     ax.set_title(f"{NAMES[task]}: every seed's student (chosen on the selection set)", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.scatter([], [], s=22, color="C0", label="core method, one dot per seed")
+    ax.scatter([], [], s=22, color="C2", label="baseline, one dot per seed")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
