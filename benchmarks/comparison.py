@@ -1,16 +1,20 @@
 """The comparison of issue #13: which method gives the best 2-layer student, under one clean
 protocol (``benchmarks/PROTOCOL.md``, which fixes every choice below before any run).
 
-    python benchmarks/comparison.py                  # the study (hours, resumable)
+    python benchmarks/comparison.py --tasks sst2     # the study on this CPU (hours, resumable)
     python benchmarks/comparison.py --only core      # the core methods only
     python benchmarks/comparison.py --max-runs 4     # four more runs, then stop
     python benchmarks/comparison.py --pilot          # the protocol's pilots (selection set only)
+    python benchmarks/comparison.py --auto mrpc      # pilots, their decisions, core, in one go
+    python benchmarks/comparison.py --cpu-replicate 0,1   # GPU cells again on this CPU
     python benchmarks/comparison.py --report-only    # rebuild comparison.md and the figures
+    bash benchmarks/comparison_gpu.sh                # on a lent GPU machine (see its header)
 
 Each run is one ``lgtm distill`` process with one thread; finished runs are appended to
-``results/comparison.json`` and skipped when the suite is started again (a run that was cut off
-is started again from scratch). A method's seeds 1.. wait for its learning-rate trials (seed 0)
-on the same task: the chosen rate is the trial with the best selection-set score.
+``results/comparison.json`` (``comparison_gpu.json`` from a GPU machine) and skipped when the
+suite is started again (a run that was cut off is started again from scratch). A method's seeds
+1.. wait for its learning-rate trials (seed 0) on the same task: the chosen rate is the trial
+with the best selection-set score. The study of record ran on a GPU: ``comparison.md``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,14 @@
 #!/bin/bash
-# The comparison's MRPC cells on a lent GPU (PROTOCOL.md, "Execution"): pilots, decisions, core,
-# then as many baseline cells as the time allows. Results land in $OUT.
+# The comparison on a lent GPU machine (PROTOCOL.md, "Changes"): results land in $OUT.
+#
+# What travels (untracked, in .devcarry/, ignored through .git/info/exclude): the bundled teacher
+# with its weights cast to fp16 (minilm16/: the fp32 file is over the tool's 64 MiB; cast back
+# to fp32 below) and the GLUE folders the runs read (glue/SST-2, glue/MRPC). Calls made for #13:
+#   BUDGET=510 bash benchmarks/comparison_gpu.sh                   # MRPC pilots, 1 and 2 epochs
+#   BUDGET=530 EPOCHS=6 WORKERS=16 bash benchmarks/comparison_gpu.sh   # MRPC pilots, 6 epochs
+#   BUDGET=470 SKIP_AUTO=1 ONLY=all TASK=sst2 WORKERS=16 bash benchmarks/comparison_gpu.sh
+# each with LGTM_COMPARISON_COMMIT=<the commit it ran> (the copy there has no git history).
+# Default: --auto mrpc (pilots, the protocol's decisions, core), then MRPC's baselines.
 set -o pipefail
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p /tmp/minilm && cp -r .devcarry/minilm16/. /tmp/minilm/
