@@ -487,9 +487,17 @@ def _plot_losses(plt: Any, history: Sequence[Mapping], metrics: Mapping, out: Pa
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     _add_epoch_axis(ax, history)
-    caption = loss_caption(str(metrics.get("method") or ""))
-    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=8, wrap=True)
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * caption.count("\n"), 1, 1))
+    import textwrap
+
+    caption = "\n".join(
+        textwrap.fill(line, 120)
+        for line in loss_caption(str(metrics.get("method") or "")).split("\n")
+    )
+    lines = caption.count("\n") + 1
+    height = 4.6 + 0.16 * lines  # inches: the plot keeps its size, the caption gets its own
+    fig.set_size_inches(8, height)
+    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, (0.16 * lines + 0.1) / height, 1, 1))
     return _finish(fig, out / "losses.png", metrics)
 
 
