@@ -294,6 +294,54 @@ def pilots_section(task: str, path: Path) -> list[str]:
     return [*out, ""]
 
 
+def why(results: Path) -> list[str]:
+    """The influence term's share of the teacher's gradient (influence_share.py) and the paper's
+    per-sample picture (influence_stats.py --suite comparison), where they have been measured."""
+    shares = sorted(results.glob("influence_share_sst2-lgtm-lr*.json"))
+    stats = results / "comparison_influence.json"
+    if not shares and not stats.exists():
+        return []
+    out = ["## Why: what LGTM's teacher was told", ""]
+    if shares:
+        out += [
+            "`python benchmarks/influence_share.py runs/comparison/<run>` on the CPU re-runs "
+            "(their models are on this machine): median over 8 training batches of "
+            "‖∇θt(ηs·α·mean w)‖ / ‖∇θt L_aux‖ at the peak student lr, and the cosine of the two.",
+            "",
+            "| run | start: share | start: cosine | end: share | end: cosine |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for path in shares:
+            data = json.loads(path.read_text())
+            by = {st["state"]: st for st in data["states"]}
+            cells = [
+                f"{100 * by[k]['median_ratio']:.2f}% | {by[k]['median_cosine']:+.2f}"
+                for k in ("start", "end")
+            ]
+            out.append(f"| {data['run']} | " + " | ".join(cells) + " |")
+        out.append("")
+    if stats.exists():
+        out += [
+            "The paper's per-sample picture, on the GPU runs' `influence.jsonl` (64 tracked "
+            "samples): mean influence `w` in the second half of training of the samples both "
+            "models got wrong (right) at their first record; the paper expects negative "
+            "(positive). Full table: [comparison_influence.md](comparison_influence.md).",
+            "",
+            "| run | both wrong early: n, mean w | both right early: n, mean w |",
+            "| --- | ---: | ---: |",
+        ]
+        for run in json.loads(stats.read_text()):
+            p = run.get("early_picture") or {}
+            w, r = p.get("both_wrong_early"), p.get("both_right_early")
+            if w and r:
+                out.append(
+                    f"| {run['run']} | {w['samples']}, {w['mean_w_second_half']:+.3g} | "
+                    f"{r['samples']}, {r['mean_w_second_half']:+.3g} |"
+                )
+        out.append("")
+    return out
+
+
 def report(rows: list[dict]) -> Path:
     """Write ``results/comparison.md`` (and the figures) from the study's rows."""
     lines = [
@@ -315,6 +363,7 @@ def report(rows: list[dict]) -> Path:
             lines += task_section(rows, task, [f"comparison_{task}.png"])
         else:
             lines += pilots_section(task, RESULTS / "comparison_pilots.json")
+    lines += why(RESULTS)
     lines += cross_check(rows, RESULTS / "comparison_cpu_sst2.json")
     path = RESULTS / "comparison.md"
     path.write_text("\n".join(lines) + "\n")

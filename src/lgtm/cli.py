@@ -267,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "distill",
         help="distil a student from a teacher (default: an offline "
-        "5-minute run on Rotten Tomatoes)",
+        "4-minute run on Rotten Tomatoes)",
         description="Distil a student from a teacher. Without --task or data: "
-        "an offline demonstration run (about 5 minutes on 2 CPU cores): the "
+        "an offline demonstration run (about 4 minutes on 2 CPU cores): the "
         "bundled all-MiniLM-L6-v2 teaches its first 2 layers on Rotten Tomatoes "
         "reviews, with the budget "
         + ", ".join(
