@@ -436,8 +436,8 @@ _TEACHER_LOSS = {
     "prokt": _AUX,
     "pesf": _AUX + " (only its adapter and head learn)",
     "dml": "the teacher's loss: cross-entropy on the labels + its distance to the student",
-    "lgtm": _AUX.replace("the training batch", "a feedback batch")
-    + " (the influence term it also follows is not in this curve)",
+    "lgtm": _AUX + " (the influence term it also follows, measured on a feedback batch, is not "
+    "in this curve)",
     "meta": "the teacher's loss: the looked-ahead student's cross-entropy on a feedback batch",
 }
 _TEACHER_LOSS["lgtm-exact"] = _TEACHER_LOSS["lgtm"]
