@@ -388,9 +388,17 @@ def execute(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--only", choices=("all", "core", "baselines"), default="all")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, e.g. sst2")
+    parser.add_argument(
+        "--tasks",
+        default="sst2",
+        help="comma-separated among " + ", ".join(TASKS) + " (default sst2: MRPC failed the "
+        "protocol's pilot P2, so it has no study settings)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-runs", type=int, default=None)
     parser.add_argument("--pilot", action="store_true")
@@ -403,9 +411,16 @@ def main() -> None:
         "influence_share.py",
     )
     parser.add_argument("--no-report", action="store_true")
-    parser.add_argument("--auto", metavar="TASK", help="pilots, decisions and core of one task")
+    parser.add_argument(
+        "--auto", choices=tuple(TASKS), help="pilots, decisions and core of one task"
+    )
     parser.add_argument("--auto-epochs", type=int, default=None, help="--auto's budget")
     args = parser.parse_args()
+    unknown = [t for t in args.tasks.split(",") if t not in TASKS]
+    if unknown:
+        parser.error(f"--tasks: unknown {', '.join(unknown)}; choose among {', '.join(TASKS)}")
+    if args.cpu_replicate and not all(x.isdigit() for x in args.cpu_replicate.split(",")):
+        parser.error(f"--cpu-replicate: expected seeds such as 0,1,2, got {args.cpu_replicate!r}")
     if args.pilot:
         tasks = args.tasks.split(",")
         execute(pilot_runs(tasks), PILOTS, args.workers, args.max_runs, pilot=True)
@@ -431,8 +446,12 @@ def main() -> None:
                 choice = json.loads(decision.read_text())
                 TEACHER_LR[task], GRID[task] = choice["teacher_lr"], tuple(choice["grid"])
                 TASKS[task]["epochs"] = choice["epochs"]
-        if any(TEACHER_LR.get(t) is None for t in tasks):
-            raise SystemExit("run the pilots first and fill in TEACHER_LR (PROTOCOL.md)")
+        undecided = [t for t in tasks if TEACHER_LR.get(t) is None]
+        if undecided:
+            raise SystemExit(
+                f"{', '.join(undecided)}: no study settings (the pilots decide them; see "
+                "PROTOCOL.md): run --pilot or --auto for it first"
+            )
         execute(planned(args.only, tasks), STUDY, args.workers, args.max_runs, pilot=False)
     sys.path.insert(0, str(Path(__file__).parent))
     from comparison_report import report

@@ -5,6 +5,8 @@
 # with its weights cast to fp16 (minilm16/: the fp32 file is over the tool's 64 MiB; cast back
 # to fp32 below) and the GLUE folders the runs read (glue/SST-2, glue/MRPC). Calls made for #13:
 #   BUDGET=510 bash benchmarks/comparison_gpu.sh                   # MRPC pilots, 1 and 2 epochs
+#     (at e998e28, before --auto-epochs: --auto then fell back to 2 epochs by itself; today:
+#      EPOCHS=1 and EPOCHS=2, one call each)
 #   BUDGET=530 EPOCHS=6 WORKERS=16 bash benchmarks/comparison_gpu.sh   # MRPC pilots, 6 epochs
 #   BUDGET=470 SKIP_AUTO=1 ONLY=all TASK=sst2 WORKERS=16 bash benchmarks/comparison_gpu.sh
 # each with LGTM_COMPARISON_COMMIT=<the commit it ran> (the copy there has no git history).

@@ -23,7 +23,18 @@ CLAIMS = (
     ("C1 distillation vs the student alone", "kd", "ce", "student_dev"),
     ("C1 distillation vs the student alone", "lgtm", "ce", "student_dev"),
     ("C2 LGTM vs KD", "lgtm", "kd", "student_dev"),
-    ("C3 LGTM vs ProKT (the influence term)", "lgtm", "prokt", "student_dev"),
+    (
+        "C3 LGTM vs ProKT (the influence term; ProKT's heads start at zero here)",
+        "lgtm",
+        "prokt",
+        "student_dev",
+    ),
+    (
+        "C3, descriptive: LGTM vs online (the same step without it, same heads)",
+        "lgtm",
+        "online",
+        "student_dev",
+    ),
     ("C4 the teacher: LGTM vs meta", "lgtm", "meta", "teacher_dev"),
 )
 
@@ -348,11 +359,12 @@ def report(rows: list[dict]) -> Path:
         "# The comparison (issue #13)",
         "",
         "Protocol: [PROTOCOL.md](../PROTOCOL.md), committed before any of these runs (its "
-        "*Changes* say what was decided later, and when). Command: `python "
-        "benchmarks/comparison.py` on a CPU, `benchmarks/comparison_gpu.sh` on a lent GPU "
-        "(rows in `comparison.json` and `comparison_gpu.json`; report: `python "
-        "benchmarks/comparison_report.py`). Scores are dev percentages of the student chosen on "
-        "the selection set; mean ± std over seeds. Wall: median seconds per run, with other "
+        "*Changes* say what was decided later, and when). Commands: `bash "
+        "benchmarks/comparison_gpu.sh` on a lent GPU (the calls are in its header; rows in "
+        "`comparison_gpu.json`), or `python benchmarks/comparison.py --tasks sst2` on a CPU "
+        "(rows in `comparison.json`); report: `python benchmarks/comparison_report.py`. "
+        "Scores are dev percentages of the student chosen on the selection set; "
+        "mean ± std over seeds. Wall: median seconds per run, with other "
         "runs sharing the device (not a speed measurement: see speed.md).",
         "",
         *devices(rows),

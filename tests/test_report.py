@@ -346,4 +346,5 @@ def test_loss_caption_says_what_each_curve_is():
     for joint in ("online", "meta", "lgtm", "dml", "prokt", "pesf"):
         text = loss_caption(joint)
         assert "may rise" in text and "teacher's loss" in text, joint
-    assert "feedback batch" in loss_caption("lgtm") and "influence" in loss_caption("lgtm")
+    lgtm = loss_caption("lgtm")
+    assert "on the training batch" in lgtm and "feedback batch" in lgtm and "influence" in lgtm

@@ -436,7 +436,7 @@ class RunConfig:
     lr: float = _f(
         5e-5,
         _float,
-        "student learning rate (AdamW, linear decay, no warm-up)",
+        "student learning rate (AdamW, linear decay; warm-up: --warmup-ratio)",
         group="training",
         metavar="LR",
     )
