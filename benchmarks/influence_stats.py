@@ -25,6 +25,8 @@ from pathlib import Path
 from quality import run_name, split_scores
 from scipy.stats import spearmanr
 
+from lgtm.report import read_influence
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs/quality"
 RESULTS = ROOT / "benchmarks/results"
@@ -63,14 +65,14 @@ def phase_stats(records: list[dict]) -> dict:
     }
 
 
-def run_stats(run_dir: Path, history: list[dict] | None) -> dict | None:
-    """Per-quarter statistics of one run; None when it has no influence log."""
+def records_of(run_dir: Path) -> list[dict]:
+    """The run's ``influence.jsonl`` records; empty when it has none."""
     log = run_dir / "influence.jsonl"
-    if not log.exists():
-        return None
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    if not records:
-        return None
+    return read_influence(log) if log.exists() else []
+
+
+def run_stats(records: list[dict], history: list[dict] | None) -> dict:
+    """Per-quarter statistics of one run's (non-empty) influence records."""
     steps = sorted({r["step"] for r in records})
     last = steps[-1]
     quarters = []
@@ -148,17 +150,11 @@ def report(stats: list[dict], path: Path, suite: str = "quality") -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def early_picture(run_dir: Path) -> dict | None:
-    """The paper's per-sample picture on one run: tracked samples that teacher and student both
-    get wrong at their first record vs those both get right; the mean influence of each group in
-    the first and the second half of training (the paper: the hard ones drift negative, the
-    easy ones positive)."""
-    log = run_dir / "influence.jsonl"
-    if not log.exists():
-        return None
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    if not records:
-        return None
+def early_picture(records: list[dict]) -> dict:
+    """The paper's per-sample picture on one run's (non-empty) influence records: tracked samples
+    that teacher and student both get wrong at their first record vs those both get right; the
+    mean influence of each group in the first and the second half of training (the paper: the
+    hard ones drift negative, the easy ones positive)."""
     last = max(r["step"] for r in records)
     first: dict[int, dict] = {}
     for r in sorted(records, key=lambda r: r["step"]):
@@ -210,9 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     for run_dir in sorted(Path(args.runs or ROOT / "runs" / args.suite).glob("*")):
         if run_dir.name not in histories:  # unfinished or not part of the suite
             continue
-        s = run_stats(run_dir, histories[run_dir.name])
-        if s is not None:
-            stats.append({"run": run_dir.name, **s, "early_picture": early_picture(run_dir)})
+        records = records_of(run_dir)
+        if records:
+            s = run_stats(records, histories[run_dir.name])
+            stats.append({"run": run_dir.name, **s, "early_picture": early_picture(records)})
     if not stats:  # never replace a committed summary with an empty one
         raise SystemExit(f"no finished {args.suite} run with an influence log found")
     name = f"{args.suite}_influence"
