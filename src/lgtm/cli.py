@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 def distill_config(argv_args: argparse.Namespace) -> cfg.RunConfig:
     """The run's configuration: --config file, then flags; with --resume, the saved
     configuration of the run being resumed under them."""
-    from lgtm.train import default_output_dir
+    from lgtm.rundata import default_output_dir
 
     explicit: dict[str, Any] = {}
     if getattr(argv_args, "config", None):
@@ -48,7 +48,7 @@ def distill_config(argv_args: argparse.Namespace) -> cfg.RunConfig:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from lgtm.train import distill
+    from lgtm.run import distill
 
     distill(distill_config(args))
     return 0
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser(
         "distill",
+        parents=[cfg.flags_parser()],
         help="distil a student from a teacher (default: an offline "
         "4-minute run on Rotten Tomatoes)",
         description="Distil a student from a teacher. Without --task or data: "
@@ -283,7 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file holding any of the options "
         "below (flags override it); every run saves its own as config.yaml",
     )
-    cfg.add_arguments(d)
     d.set_defaults(func=_distill)
 
     def inference_args(p: argparse.ArgumentParser) -> None:

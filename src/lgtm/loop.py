@@ -1,4 +1,5 @@
-"""The loop of one stage of a run: batches in, ``stepper.step`` each, evaluation, checkpoints.
+"""The loop of one stage of a run (``plans.Stage``): batches in, ``stepper.step`` each,
+evaluation, checkpoints.
 
 The loop knows of a stepper only ``needs_feedback`` and ``trains_teacher`` (and, for the
 tracked-sample influence, that it returns ``probe_influence``). Every step's losses and
@@ -12,7 +13,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 from lgtm.evaluation import evaluate
+from lgtm.plans import Stage
 
 CHECKPOINTS = rundir.CHECKPOINTS
 Callback = Callable[[str, int], None]
@@ -111,31 +113,6 @@ class LazyInfluenceLog:
             self.log_file.close()
 
 
-@dataclass
-class Phase:
-    """One stretch of training: kd's teacher stage, or distillation."""
-
-    name: str
-    stepper: Any
-    total: int
-    eval_every: int
-    save_every: int
-    evaluate_teacher: bool
-    evaluate_student: bool
-    track_every: int = 0  # 0: no tracked-sample influence in this phase
-    # The models of this stage when they are not the run's teacher and student (takd's
-    # assistant learns from the teacher, then teaches the student).
-    teacher_model: Any = None
-    student_model: Any = None
-    # rco: its distillation is K stages over one pass of the data (batch index and reported
-    # step continue from ``offset``), each loading its anchor first (``on_start``); its
-    # stage one saves the teacher at the steps of ``snapshots`` (step → folder).
-    offset: int = 0
-    stream: str | None = None  # the batch stream (PHASE_IDS key); default: the stage's name
-    on_start: Any = None
-    snapshots: dict[int, Path] | None = None
-
-
 def say(config: RunConfig, message: str) -> None:
     if not config.quiet:
         print(message, file=sys.stderr, flush=True)
@@ -165,37 +142,36 @@ class StageContext:
         return self.wall_before + time.perf_counter() - self.started
 
 
-def run_phase(
+def run_stage(
     ctx: StageContext,
-    phase: Phase,
+    phase: Stage,
     batches: Batches,
     feedback: Batches | None,
-    schedulers: Sequence[Any],
     influence_log: Any,
     out: Path,
     callback: Callback | None,
 ) -> None:
+    """Run ``phase`` from ``ctx.state.step`` to its end: a step of its stepper per batch,
+    its schedules advanced, losses logged, evaluations and checkpoints at their periods.
+    Raises :class:`LgtmInputError` when training diverges; ``callback(stage, step)`` after
+    every step."""
     from tqdm.auto import tqdm
 
     config, acc, state = ctx.config, ctx.acc, ctx.state
     teacher_mode = phase.evaluate_teacher  # a frozen teacher gives its targets in eval mode
     _teacher(ctx, phase).train(teacher_mode)
     _student(ctx, phase).train(phase.evaluate_student)
-    history = _history(state, phase.name)
+    history = history_of(state, phase.name)
     if phase.on_start is not None:  # also when resumed in the middle of the stage
         phase.on_start()
     if state.step == 0:
         _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
     if state.step == 0 and not history:
         history.append(_evaluate(ctx, phase, 0, batches.per_epoch, {}))
-    label = {
-        "teacher": "teacher fine-tuning (stage one)",
-        "assistant": "teacher assistant (kd from the teacher)",
-    }.get(phase.name, f"distill ({config.method})")
     bar = tqdm(
         total=phase.total,
         initial=state.step,
-        desc=label,
+        desc=phase.label or phase.name,
         unit="step",
         dynamic_ncols=True,
         disable=config.quiet or not acc.is_main_process,
@@ -224,7 +200,7 @@ def run_phase(
                 probe_ids = probe.pop("example_id")
             stats = phase.stepper.step(batch, fb, probe=probe)
             _check_finite(ctx, phase, state.step + 1, stats, out)
-            for scheduler in schedulers:
+            for scheduler in phase.schedulers:
                 scheduler.step()
             state.step += 1
             state.samples_seen += batches.global_size(state.step - 1)
@@ -276,7 +252,7 @@ def run_phase(
         bar.close()
 
 
-def _diverged(ctx: StageContext, phase: Phase, step: int, what: str, out: Path) -> LgtmInputError:
+def _diverged(ctx: StageContext, phase: Stage, step: int, what: str, out: Path) -> LgtmInputError:
     """The one-line error of a run in which ``what`` is not finite at ``step``: which value,
     the learning rates to lower, and which checkpoint is kept."""
     config = ctx.config
@@ -306,7 +282,7 @@ def _diverged(ctx: StageContext, phase: Phase, step: int, what: str, out: Path) 
 
 
 def _check_finite(
-    ctx: StageContext, phase: Phase, step: int, stats: dict[str, Any], out: Path
+    ctx: StageContext, phase: Stage, step: int, stats: dict[str, Any], out: Path
 ) -> None:
     """Stop the run at the first non-finite loss or influence of a step (every step: the
     losses are already on the host, so this costs nothing)."""
@@ -325,7 +301,7 @@ def _finite(model: Any) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _check_models(ctx: StageContext, phase: Phase, step: int, out: Path) -> None:
+def _check_models(ctx: StageContext, phase: Stage, step: int, out: Path) -> None:
     """Before the models are evaluated or saved: every parameter finite, and so are their
     outputs on a few training samples (a step's losses are computed before its update, so
     they cannot show a bad last update; huge finite weights can still overflow)."""
@@ -346,7 +322,7 @@ def _check_models(ctx: StageContext, phase: Phase, step: int, out: Path) -> None
 
 
 def _evaluate(
-    ctx: StageContext, phase: Phase, step: int, per_epoch: int, entry: dict[str, Any]
+    ctx: StageContext, phase: Stage, step: int, per_epoch: int, entry: dict[str, Any]
 ) -> dict[str, Any]:
     entry = {
         "step": phase.offset + step,
@@ -378,15 +354,15 @@ def _evaluate(
     return entry
 
 
-def _teacher(ctx: StageContext, phase: Phase) -> Any:
+def _teacher(ctx: StageContext, phase: Stage) -> Any:
     return phase.teacher_model if phase.teacher_model is not None else ctx.teacher
 
 
-def _student(ctx: StageContext, phase: Phase) -> Any:
+def _student(ctx: StageContext, phase: Stage) -> Any:
     return phase.student_model if phase.student_model is not None else ctx.student
 
 
-def _history(state: LoopState, stage: str) -> list[dict]:
+def history_of(state: LoopState, stage: str) -> list[dict]:
     """The evaluation history of a stage (``history``: distillation; ``teacher_history``:
     kd's stage one; the others by name)."""
     if _distills(stage):

@@ -421,44 +421,15 @@ def _plot_dev_metrics(
     return _finish(fig, out / "dev_metrics.png", metrics, dev=True)
 
 
-#: What each method's logged losses are, in plain words (the loss figure's caption).
-_FROZEN = "the distance to a fine-tuned teacher that no longer changes"
-_MOVING = (
-    "the distance to a teacher that is still learning: its target moves, so this loss may rise "
-    "while the student gets better"
-)
-_AUX = (
-    "the teacher's loss: αt · its distance to the student + (1 − αt) · cross-entropy on the "
-    "labels, on the training batch"
-)
-_TEACHER_LOSS = {
-    "online": _AUX,
-    "prokt": _AUX,
-    "pesf": _AUX + " (only its adapter and head learn)",
-    "dml": "the teacher's loss: cross-entropy on the labels + its distance to the student",
-    "lgtm": _AUX + " (the influence term it also follows, measured on a feedback batch, is not "
-    "in this curve)",
-    "meta": "the teacher's loss: the looked-ahead student's cross-entropy on a feedback batch",
-}
-_TEACHER_LOSS["lgtm-exact"] = _TEACHER_LOSS["lgtm"]
-
-
 def loss_caption(method: str) -> str:
-    """A plain account of the curves in ``losses.png`` for ``method`` (one or two lines)."""
-    if method == "ce":
-        return "student loss: cross-entropy on the labels (no teacher)."
-    target = _MOVING if method in _TEACHER_LOSS else _FROZEN
-    student = "α · distillation term + (1 − α) · cross-entropy on the labels"
-    if method == "dml":
-        student = "cross-entropy on the labels + a distillation term"
-    elif method == "pkd":
-        student += " + β · distance of intermediate [CLS] representations"
-    lines = [f"student loss: {student}; the distillation term is {target}."]
-    if method in _TEACHER_LOSS:
-        lines.append(_TEACHER_LOSS[method] + ".")
-    elif method in ("kd", "pkd", "takd", "rco"):
-        lines.append("teacher loss (stage one): its cross-entropy while it is fine-tuned.")
-    return "\n".join(lines)
+    """A plain account of the curves in ``losses.png`` for ``method`` (one or two lines), as
+    the method declares it (``Method.loss_caption``); empty for a name no method has."""
+    from lgtm.methods import method_class
+
+    try:
+        return method_class(method).loss_caption()
+    except ValueError:
+        return ""
 
 
 def _plot_losses(plt: Any, history: Sequence[Mapping], metrics: Mapping, out: Path) -> Path | None:

@@ -1,5 +1,5 @@
 """Teaching methods, one module each, registered by name: kd, online, meta, lgtm, lgtm-exact,
-and the baselines ce, pkd, dml, prokt, pesf."""
+and the baselines ce, pkd, dml, prokt, pesf, takd, rco. The registry is the one list of names."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ from typing import Any
 
 import torch
 
-from . import ce, dml, kd, lgtm, lgtm_exact, meta, online, pesf, pkd, prokt  # noqa: F401
+from . import ce, dml, kd, lgtm, lgtm_exact, meta, online, pesf, pkd, prokt, rco, takd  # noqa: F401
 from .base import REGISTRY, Method
+from .options import SHARED, Option
 
-METHOD_NAMES = ("kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf")
-assert set(METHOD_NAMES) == set(REGISTRY)
+#: Every method, by name (registered when its module above is imported).
+METHOD_NAMES = tuple(REGISTRY)
+#: Every option a method declares, each once: the shared ones, then each method's own.
+REGISTRY_OPTIONS: tuple[Option, ...] = tuple(
+    {
+        o.name: o for o in (*SHARED, *(o for c in REGISTRY.values() for o in c.own_options()))
+    }.values()
+)
 
 # Every method-level choice of the released LGTM implementation (ALGORITHMS.md, "A preset
 # that reproduces the released code"). Its data-level choices (feedback drawn in order from
@@ -40,8 +47,8 @@ def make_method(
     preset: str | None = None,
     **options: Any,
 ) -> Method:
-    """Build the teaching method ``name`` (kd | online | meta | lgtm | lgtm-exact | ce | pkd |
-    dml | prokt | pesf).
+    """Build the teaching method ``name`` (one of ``METHOD_NAMES``; takd and rco build their
+    stages' ``kd`` step).
 
     ``options`` are the keyword arguments of :class:`Method` (alpha, teacher_alpha,
     temperature, objective, fd_radius, lookahead, influence_objective, influence_step), and
@@ -65,4 +72,19 @@ def make_method(
     return REGISTRY[name](teacher, student, teacher_optimizer, student_optimizer, **options)
 
 
-__all__ = ["METHOD_NAMES", "PRESETS", "Method", "make_method"]
+def method_class(name: str) -> type[Method]:
+    """The registered class of method ``name``; ``ValueError`` for an unknown name."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+__all__ = [
+    "METHOD_NAMES",
+    "PRESETS",
+    "REGISTRY_OPTIONS",
+    "Method",
+    "Option",
+    "make_method",
+    "method_class",
+]

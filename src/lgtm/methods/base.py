@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -25,8 +24,8 @@ import torch
 from torch.func import functional_call
 
 from .. import distributed
-from ..lookahead import LOOKAHEADS
-from ..objectives import OBJECTIVES, distill_objective, task_loss
+from ..objectives import distill_objective, task_loss
+from .options import SHARED, Option
 
 Tensor = torch.Tensor
 Batch = Mapping[str, Tensor]
@@ -59,6 +58,18 @@ class Method:
     computes_influence: ClassVar[bool] = False  # step() returns per-sample "influence"
     needs_double_backward: ClassVar[bool] = False  # True: second-order gradients (eager attention)
     needs_teacher: ClassVar[bool] = True  # False: teacher=None is accepted (and ignored)
+    #: The run's shape (a registered plan of ``lgtm.plans``): ``"single"`` (one stage), or a
+    #: plan of the method's own (takd, rco). A frozen teacher (``trains_teacher = False``) is
+    #: fine-tuned first by every plan unless the user says it already is.
+    plan: ClassVar[str] = "single"
+    #: This method's own options (``Method.options`` itself: those every method shares).
+    options: ClassVar[tuple[Option, ...]] = SHARED
+    #: The losses it logs, in plain words (the caption of ``losses.png``).
+    student_loss_words: ClassVar[str] = (
+        "α · distillation term + (1 − α) · cross-entropy on the labels"
+    )
+    #: None: a frozen teacher (its logged loss is its fine-tuning's, stage one).
+    teacher_loss_words: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -83,15 +94,20 @@ class Method:
             )
         if self.trains_teacher and teacher_optimizer is None:
             raise ValueError(f"method {self.name!r} trains the teacher: give a teacher_optimizer")
-        _check_choice("objective", objective, OBJECTIVES)
-        _check_choice("lookahead", lookahead, LOOKAHEADS)
-        _check_choice("influence_objective", influence_objective, ("student", "teacher"))
-        _check_choice("influence_step", influence_step, ("student_lr", "teacher_lr"))
-        if not 0.0 <= alpha <= 1.0 or not 0.0 <= teacher_alpha <= 1.0:
-            raise ValueError("alpha and teacher_alpha must lie in [0, 1]")  # NaN too
-        for option, value in (("temperature", temperature), ("fd_radius", fd_radius)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{option} must be a positive finite number, got {value!r}")
+        given = {
+            "alpha": alpha,
+            "teacher_alpha": teacher_alpha,
+            "temperature": temperature,
+            "objective": objective,
+            "fd_radius": fd_radius,
+            "lookahead": lookahead,
+            "influence_objective": influence_objective,
+            "influence_step": influence_step,
+        }
+        for option in SHARED:
+            problem = option.check(given[option.name])
+            if problem is not None:
+                raise ValueError(f"{option.name}: {problem}")
         if self.needs_double_backward:
             for role, model in (("teacher", teacher), ("student", student)):
                 if model is not None:
@@ -134,6 +150,37 @@ class Method:
         super().__init_subclass__(**kwargs)
         if "step" in cls.__dict__:
             cls.step = _all_or_nothing(cls.__dict__["step"])
+
+    @classmethod
+    def own_options(cls) -> tuple[Option, ...]:
+        """The options this method adds to those every method shares."""
+        return () if cls.options is SHARED else cls.options
+
+    @classmethod
+    def option_values(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of this method's constructor, read from ``values`` (a
+        ``RunConfig``'s fields by name): the shared options and its own."""
+        names = [o.name for o in (*SHARED, *cls.own_options()) if o.to_method]
+        return {name: values[name] for name in names}
+
+    @classmethod
+    def prepare_teacher(cls, teacher: torch.nn.Module, values: Mapping[str, Any]) -> Any:
+        """The teacher as this method trains it, before its optimizer is built (pesf: a LoRA
+        adapter added). Default: unchanged."""
+        return teacher
+
+    @classmethod
+    def loss_caption(cls) -> str:
+        """A plain account of the curves in ``losses.png`` (one or two lines)."""
+        if not cls.needs_teacher:
+            return f"student loss: {cls.student_loss_words} (no teacher)."
+        target = _MOVING if cls.trains_teacher else _FROZEN
+        lines = [f"student loss: {cls.student_loss_words}; the distillation term is {target}."]
+        if cls.teacher_loss_words is not None:
+            lines.append(cls.teacher_loss_words + ".")
+        else:
+            lines.append("teacher loss (stage one): its cross-entropy while it is fine-tuned.")
+        return "\n".join(lines)
 
     # ---- the pieces the methods are written in -------------------------------------------
     def student_logits(self, batch: Batch, params: Sequence[Tensor] | None = None) -> Tensor:
@@ -306,6 +353,14 @@ def _trainable(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:
     return [n for n, _ in named], [p for _, p in named]
 
 
-def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {option} {value!r}; choose one of {', '.join(choices)}")
+#: The distillation term's target, in plain words (``loss_caption``).
+_FROZEN = "the distance to a fine-tuned teacher that no longer changes"
+_MOVING = (
+    "the distance to a teacher that is still learning: its target moves, so this loss may rise "
+    "while the student gets better"
+)
+#: The auxiliary teacher loss of online-style methods (``teacher_loss_words``).
+AUX_WORDS = (
+    "the teacher's loss: αt · its distance to the student + (1 − αt) · cross-entropy on the "
+    "labels, on the training batch"
+)

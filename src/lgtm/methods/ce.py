@@ -20,6 +20,7 @@ class CE(Method):
 
     needs_teacher = False
     trains_teacher = False
+    student_loss_words = "cross-entropy on the labels"
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

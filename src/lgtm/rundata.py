@@ -1,0 +1,129 @@
+"""The examples of one run: read from where the configuration names, then carved.
+
+The training sample is drawn first, then the selection set (if asked) and the feedback set are
+carved from it, for every method alike, so all methods see the same labelled data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from pathlib import Path
+from typing import Any
+
+from lgtm.config import RunConfig
+from lgtm.errors import LgtmInputError
+
+SELECTION_STREAM = 2  # seeds the selection set's carving apart from the feedback set's
+
+
+@dataclass
+class RunData:
+    """The examples of a run: training rest, feedback set, evaluation splits, provenance."""
+
+    task: Any
+    train: list
+    feedback: list
+    evals: dict[str, list]
+    source: str
+    feedback_source: str  # "train" | "validation"
+    selection: list = dataclass_field(default_factory=list)  # carved from train, unused by all
+
+    @property
+    def leaks_into_evaluation(self) -> bool:
+        """True when the feedback set is (part of) what the run is scored on."""
+        return self.feedback_source == "validation"
+
+
+def task_name(config: RunConfig) -> str:
+    """The task's canonical name (``rotten_tomatoes`` for the offline default)."""
+    from lgtm.data import get_task
+
+    if config.uses_default_data:
+        return "rotten_tomatoes"
+    if config.task is None and config.data_dir is not None:
+        try:
+            return get_task(Path(config.data_dir).name).name
+        except LgtmInputError:
+            raise LgtmInputError(
+                "cannot tell the task from the folder name: give --task", field="task"
+            ) from None
+    if config.task is None:
+        if config.train_file is not None:
+            return "custom"
+        raise LgtmInputError("give --task", field="task")
+    try:
+        return get_task(config.task).name
+    except LgtmInputError:
+        if config.train_file is not None:
+            return config.task
+        raise
+
+
+def default_output_dir(config: RunConfig) -> str:
+    """``runs/lgtm-<task>-<method>``."""
+    return str(Path("runs") / f"lgtm-{task_name(config)}-{config.method}")
+
+
+def load_data(config: RunConfig) -> RunData:
+    """Read the data named by ``config``; carve the selection and feedback sets; apply the
+    sample limits.
+
+    Order matters for fairness: the training sample is drawn first, then the selection set (if
+    asked) and then the feedback set are carved from it, for every method alike (those that
+    take no feedback train on the same rest), so all methods see the same labelled data.
+    """
+    from lgtm import data as D
+
+    name = task_name(config)
+    if config.uses_default_data:
+        loaded = D.load_default()
+    elif config.train_file is not None:
+        try:
+            task = D.get_task(config.task) if config.task else None
+        except LgtmInputError:
+            task = None
+        label_column = config.label_column or "label"
+        if task is None:
+            if not config.text_columns:
+                raise LgtmInputError("--train-file needs --text-columns", field="text_columns")
+            task = D.table_task(
+                config.train_file,
+                text_columns=config.text_columns,
+                label_column=label_column,
+                name=name,
+            )
+        text_columns = config.text_columns or list(task.text_columns)
+        loaded = D.load_table(
+            task,
+            config.train_file,
+            config.eval_file,
+            text_columns=text_columns,
+            label_column=label_column,
+        )
+    elif config.data_dir is not None:
+        loaded = D.load_glue_dir(D.get_task(name), config.data_dir)
+    else:
+        loaded = D.load_hf_glue(D.get_task(name))
+
+    train = D.subsample(loaded.train, config.max_train_samples, config.seed)
+    evals = dict(loaded.evals)
+    source = loaded.source
+    if not evals:  # the user's own data without --eval-file: hold out 10% of train
+        train, held = D.split_feedback(train, 0.1, config.seed + 1)
+        evals = {loaded.task.eval_splits[0]: held}
+        source += " (10% of train held out for evaluation)"
+    for split, examples in evals.items():
+        if not examples:
+            raise LgtmInputError(f"empty evaluation split {split!r}", field=split)
+    selection: list = []
+    if config.selection_fraction is not None:
+        train, selection = D.split_feedback(
+            train, config.selection_fraction, config.seed + SELECTION_STREAM
+        )
+    if config.feedback_from == "train":
+        train, feedback = D.split_feedback(train, config.feedback_fraction, config.seed)
+    else:
+        feedback = list(next(iter(evals.values())))
+    evals = {k: D.subsample(v, config.max_eval_samples, config.seed) for k, v in evals.items()}
+    return RunData(loaded.task, train, feedback, evals, source, config.feedback_from, selection)
