@@ -26,7 +26,7 @@ import lgtm
 from lgtm import config as cfg
 from lgtm import models as M
 from lgtm.data.encode import encode, make_collator
-from lgtm.train import Batches, _method_options, build_models, load_data, set_label_names
+from lgtm.train import Batches, build_models, load_data, set_label_names
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,7 +61,7 @@ def measure(run: Path, state: str, batches: int) -> dict:
         student=student,
         student_optimizer=opt_s,
         teacher_optimizer=opt_t,
-        **_method_options(config),
+        **lgtm.methods.method_class(config.method).option_values(config.to_dict()),
     )
     collate = make_collator(tokenizer)
     train, feedback = (

@@ -24,13 +24,12 @@ from typing import Any
 
 import torch
 
-from lgtm import config as cfg
 from lgtm import distributed, rundir
 from lgtm.batches import Batches
 from lgtm.config import RunConfig
-from lgtm.errors import LgtmInputError
 from lgtm.loop import Callback, LazyInfluenceLog, LoopState, StageContext, run_stage, say
 from lgtm.plans import STREAMS, Plan, RunParts, make_plan
+from lgtm.resume import check_resume_config, start_or_resume
 from lgtm.rundata import RunData, default_output_dir, load_data
 from lgtm.runmodels import build_models, load_weights, plain_model
 
@@ -89,16 +88,14 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     from accelerate.utils import set_seed
 
     import lgtm
-    from lgtm.checks import usable_max_length
-    from lgtm.data.encode import encode, make_collator
-    from lgtm.outputs import final_metrics, stages_summary, write_outputs
+    from lgtm.data.encode import encode
 
     started = time.perf_counter()
     method_cls = lgtm.methods.method_class(config.method)
     plan = make_plan(method_cls, config)
     out, found = prepare_output_dir(config, clear=False)  # refuse early, before heavy loading...
     if config.resume:
-        _check_resume_config(config, out)
+        check_resume_config(config, out)
     set_seed(config.seed)
 
     # ---- data and models
@@ -110,15 +107,9 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
         rundir.take_lock(out)
-    max_length, lowered = usable_max_length(config.max_length, (teacher, student), tokenizer)
-    if lowered:
-        say(config, lowered)
-        notices.append(lowered)
-    collate = make_collator(tokenizer)
-    train_f = encode(data.train, tokenizer, max_length)
-    feedback_f = encode(data.feedback, tokenizer, max_length)
-    eval_f = {k: encode(v, tokenizer, max_length) for k, v in data.evals.items()}
-    _say_data(config, data, train_f, feedback_f, eval_f)
+    max_length, collate, train_f, feedback_f, eval_f = _features(
+        config, data, tokenizer, (teacher, student), notices
+    )
 
     # ---- accelerate, optimizers and schedules, the teaching method, the plan's stages
     step_cls = lgtm.methods.method_class(plan.step_method or config.method)
@@ -145,7 +136,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     stages = plan.stages(parts, method)
 
     # ---- resume, or start
-    checkpoint = _start_or_resume(config, acc, state, found, stages[0].name, out)
+    checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out)
     ids = [e.id for e in data.train]
     influence_log = _influence_log(config, acc, state, checkpoint, ids, out)
     feedback_batches = None
@@ -183,7 +174,49 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         out=out,
     )
 
-    # ---- the stages
+    # ---- the stages, then the outputs
+    _run_stages(ctx, stages, train_f, collate, feedback_batches, influence_log, callback)
+    metrics = _outputs(ctx, plan, parts, stages, data, max_length, notices)
+    return RunResult(
+        metrics,
+        out,
+        ctx.acc.unwrap_model(parts.student),
+        ctx.acc.unwrap_model(parts.teacher),
+        tokenizer,
+    )
+
+
+def _features(
+    config: RunConfig, data: RunData, tokenizer: Any, models: tuple, notices: list[str]
+) -> tuple[int, Any, list[dict], list[dict], dict[str, list[dict]]]:
+    """The usable max length, the collator, and the encoded training, feedback and
+    evaluation rows; says what they are."""
+    from lgtm.checks import usable_max_length
+    from lgtm.data.encode import encode, make_collator
+
+    max_length, lowered = usable_max_length(config.max_length, models, tokenizer)
+    if lowered:
+        say(config, lowered)
+        notices.append(lowered)
+    collate = make_collator(tokenizer)
+    train_f = encode(data.train, tokenizer, max_length)
+    feedback_f = encode(data.feedback, tokenizer, max_length)
+    eval_f = {k: encode(v, tokenizer, max_length) for k, v in data.evals.items()}
+    _say_data(config, data, train_f, feedback_f, eval_f)
+    return max_length, collate, train_f, feedback_f, eval_f
+
+
+def _run_stages(
+    ctx: StageContext,
+    stages: list,
+    train_f: list[dict],
+    collate: Any,
+    feedback_batches: Batches | None,
+    influence_log: LazyInfluenceLog | None,
+    callback: Callback | None,
+) -> None:
+    """Run the stages not yet done, in order, each over its own seeded batch stream."""
+    config, acc, state, out = ctx.config, ctx.acc, ctx.state, ctx.out
     try:
         for stage in stages:
             if stage.name in state.phases_done:
@@ -205,12 +238,26 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         if influence_log is not None:
             influence_log.close()
 
-    # ---- outputs
+
+def _outputs(
+    ctx: StageContext,
+    plan: Plan,
+    parts: RunParts,
+    stages: list,
+    data: RunData,
+    max_length: int,
+    notices: list[str],
+) -> dict[str, Any]:
+    """metrics.json's content; the models, metrics, plots and summary written (main
+    process). With ``--select-on selection`` the best student replaces the last first."""
+    from lgtm.outputs import final_metrics, stages_summary, write_outputs
+
+    config, acc, state, out = ctx.config, ctx.acc, ctx.state, ctx.out
     student, teacher = acc.unwrap_model(parts.student), acc.unwrap_model(parts.teacher)
     if state.best is not None:  # --select-on selection: the best student replaces the last
         acc.wait_for_everyone()
         load_weights(student, out / rundir.SELECTED)
-    probe = collate(next(iter(eval_f.values()))[: config.eval_batch_size])
+    probe = ctx.collate(next(iter(ctx.eval_f.values()))[: config.eval_batch_size])
     probe.pop("example_id", None)
     metrics = final_metrics(config, data, stages, state, parts.student, parts.teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
@@ -223,14 +270,14 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     metrics["device"] = str(acc.device)
     if acc.is_main_process:
         models = {"student": student}
-        if step_cls.needs_teacher:
+        if ctx.has_teacher:
             models["teacher"] = plain_model(teacher)
         models.update(plan.saved_models(parts))
         metrics["wall_seconds"] = ctx.wall()
-        write_outputs(config, out, metrics, models, tokenizer)
+        write_outputs(config, out, metrics, models, tokenizer=ctx.tokenizer)
     if config.report_to == "tensorboard":
         acc.end_training()
-    return RunResult(metrics, out, student, teacher, tokenizer)
+    return metrics
 
 
 def _say_data(config: RunConfig, data: RunData, train_f: list, feedback_f: list, eval_f: dict):
@@ -373,74 +420,3 @@ def _influence_log(
     elif (out / INFLUENCE_FILE).exists():
         (out / INFLUENCE_FILE).unlink()
     return LazyInfluenceLog(out / INFLUENCE_FILE, _tracked(config, ids), resume_step)
-
-
-def _start_or_resume(
-    config: RunConfig, acc: Any, state: LoopState, found: list[Path], first: str, out: Path
-) -> Path | None:
-    """Load the newest good checkpoint (``--resume``) or start at stage ``first``; write
-    config.yaml and start the trackers. Returns the checkpoint resumed from, if any."""
-    checkpoint = _load_checkpoint(acc, found, config) if found else None
-    if checkpoint is not None and state.num_processes != acc.num_processes:
-        raise LgtmInputError(
-            f"the run was started with {state.num_processes} process(es): resume it with as "
-            f"many (this launch has {acc.num_processes})",
-            field="resume",
-        )
-    if checkpoint is not None:
-        say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
-    else:
-        if config.resume:
-            say(config, f"lgtm: no checkpoint in {out}: starting the run")
-        state.phase = first
-    if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        saved = RunConfig(**{**config.to_dict(), "output_dir": str(out)})
-        cfg.save_yaml(saved, out / "config.yaml")
-    if config.report_to == "tensorboard":
-        acc.init_trackers("lgtm", config=_flat(config.to_dict(saved=True)))
-    return checkpoint
-
-
-def _load_checkpoint(acc: Any, found: list[Path], config: RunConfig) -> Path:
-    """Load the newest undamaged checkpoint of ``found`` (newest first) into ``acc``'s objects.
-
-    A damaged one (a missing or truncated file, or one that fails to load) is skipped with a
-    warning; when every one is damaged, :class:`LgtmInputError` names the newest's problem.
-    """
-    problems = []
-    for checkpoint in found:
-        problem = rundir.damage(checkpoint)
-        if problem is None:
-            try:
-                acc.load_state(str(checkpoint))
-                return checkpoint
-            except Exception as err:  # a damaged file fails in many ways, all of them here
-                text = str(err).strip().splitlines()
-                problem = f"{checkpoint}: cannot be loaded ({text[0] if text else type(err)})"
-        problems.append(problem)
-        say(config, f"lgtm: warning: damaged checkpoint: {problem}")
-    raise LgtmInputError(
-        f"no undamaged checkpoint to resume from ({problems[0]}): pass --overwrite to start again",
-        field="resume",
-    )
-
-
-def _check_resume_config(config: RunConfig, out: Path) -> None:
-    path = out / "config.yaml"
-    if not path.exists():
-        return
-    saved = cfg.resolve(cfg.load_yaml(path))
-    diff = cfg.differences(saved, config)
-    if diff:
-        key, (was, now) = next(iter(diff.items()))
-        raise LgtmInputError(
-            f"differs from the run being resumed ({was!r} there, {now!r} "
-            f"here): resume with the same settings",
-            file=path,
-            field=key,
-        )
-
-
-def _flat(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in values.items()}

@@ -21,7 +21,8 @@ def flag(name: str) -> str:
 
 def _flags_view(group: str) -> type:
     """The fields of ``group`` as ``HfArgumentParser`` reads them: every value a text (our
-    converters check it, with our messages), on/off fields as flags, help with the default."""
+    converters check it, with our messages), on/off fields as flags, help with the default,
+    no default of argparse's own."""
     fields = []
     for name, f in FIELDS.items():
         meta = f.metadata
@@ -38,7 +39,7 @@ def _flags_view(group: str) -> type:
         choices = getattr(meta["parse"], "choices", None)
         metavar = meta["metavar"] or ("{" + ",".join(choices) + "}" if choices else None)
         metadata = {"help": help_text, **({"metavar": metavar} if metavar else {})}
-        fields.append((name, str | None, dataclasses.field(default=None, metadata=metadata)))
+        fields.append((name, str, dataclasses.field(default=argparse.SUPPRESS, metadata=metadata)))
     return dataclasses.make_dataclass(group, fields, namespace={"_argument_group_name": group})
 
 
@@ -48,9 +49,8 @@ def flags_parser() -> argparse.ArgumentParser:
     was typed."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser([_flags_view(g) for g in GROUPS], add_help=False)
-    parser.set_defaults(**dict.fromkeys(FIELDS, argparse.SUPPRESS))
-    return parser
+    # Every default is argparse.SUPPRESS: a flag not typed leaves no attribute.
+    return HfArgumentParser([_flags_view(g) for g in GROUPS], add_help=False)
 
 
 def explicit_from_args(namespace: argparse.Namespace) -> dict[str, Any]:
