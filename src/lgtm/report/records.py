@@ -1,18 +1,17 @@
 """The files a run leaves: metrics.json (with package versions), influence.jsonl (the influence
 log, written while training and read back), and the choice of the training samples it tracks.
 
-Whole files are written atomically (:func:`write_json_atomic`), so a killed run never leaves a
-half-written one behind.
+Whole files (metrics.json, a resumed run's rewritten influence log) are written atomically
+through :mod:`lgtm.fileio`, so a killed run never leaves a half-written one behind;
+``write_json_atomic`` is that module's, importable from here as before.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import random
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lgtm.errors import LgtmInputError
+from lgtm.fileio import atomic_write, plain, write_json_atomic
 
 __all__ = [
     "INFLUENCE_FILE",
@@ -39,47 +39,7 @@ METRICS_FILE = "metrics.json"
 INFLUENCE_FILE = "influence.jsonl"
 
 
-# --------------------------------------------------------------------------- JSON files
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-ready copy: numpy/torch scalars and arrays to Python, NaN/inf to null, Path to str.
-
-    NaN is not valid JSON; ``null`` keeps the file readable by any JSON parser.
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
-        return _plain(obj.tolist())
-    if hasattr(obj, "item"):
-        return _plain(obj.item())
-    return str(obj)
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder and
-    ``os.replace``, so readers (and a resumed run) never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_plain(obj), f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# --------------------------------------------------------------------------- metrics.json
 
 
 def package_versions() -> dict[str, str]:
@@ -185,9 +145,7 @@ class InfluenceLog:
                         kept.append(line + "\n")
                 except (ValueError, KeyError, TypeError):
                     break  # a torn last line of a killed run
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(kept))
             self._file = open(self.path, "a", encoding="utf-8")
         else:
             self._file = open(self.path, "w", encoding="utf-8")
@@ -245,7 +203,7 @@ class InfluenceLog:
                     "teacher_prob": float(t_prob[r, gold]),
                     "student_prob": float(s_prob[r, gold]),
                 }
-            lines.append(json.dumps(_plain(record)) + "\n")
+            lines.append(json.dumps(plain(record)) + "\n")
         self._file.write("".join(lines))
         self._file.flush()
 
