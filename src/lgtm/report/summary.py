@@ -10,7 +10,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from lgtm.report.records import flatten_eval
+from lgtm.report.records import feedback_leaks, flatten_eval
 
 __all__ = ["summary_table"]
 
@@ -66,13 +66,29 @@ def _duration(seconds: float) -> str:
 def summary_table(result: Mapping[str, Any]) -> Table:
     """The final summary a user reads: how good, how small and fast, how the run was done.
 
-    ``result`` is the metrics dict (see :func:`write_metrics`) plus, when known:
+    ``result`` is the metrics dict (see :func:`lgtm.report.write_metrics`) plus, when known:
     ``"parameters": {"student": n, "teacher": n}``, ``"latency_seconds": {"student": s,
     "teacher": s}`` (from :func:`lgtm.models.measure_latency`), ``"latency_batch_size"``,
     ``"task"``, ``"eval_split"`` (name of the split when ``student``/``teacher`` are flat
     ``{metric: value}``; they may also be ``{split: {metric: value}}``). A feedback set that
     leaks into evaluation is flagged in red.
     """
+    table = _new_table(result)
+    _add_score_rows(table, result)
+    _add_size_rows(table, result)
+    # How the run was done: left-aligned lines under the table, a loud warning if it leaked.
+    lines = _caption_lines(result)
+    if lines:
+        caption = Text(justify="left")
+        for n, (line, style) in enumerate(lines):
+            caption.append(("\n" if n else "") + line, style=style)
+        table.caption = caption
+        table.caption_justify = "left"
+    return table
+
+
+def _new_table(result: Mapping[str, Any]) -> Table:
+    """The empty table: its title (task and method) and its four columns."""
     task = result.get("task")
     method = result.get("method")
     title = (
@@ -83,15 +99,21 @@ def summary_table(result: Mapping[str, Any]) -> Table:
     table.add_column("student", justify="right", style="cyan")
     table.add_column("teacher", justify="right", style="yellow")
     table.add_column("student vs teacher", justify="right")
+    return table
 
-    feedback = result.get("feedback")
-    leaks = isinstance(feedback, Mapping) and bool(feedback.get("leaks_into_evaluation"))
+
+def _add_score_rows(table: Table, result: Mapping[str, Any]) -> None:
+    """One row per split and metric, in red when the feedback set leaked into evaluation."""
+    leaks = feedback_leaks(result)
     rows = _metric_rows(result)
     for n, (name, s, t) in enumerate(rows):
         diff = "–" if s is None or t is None else f"{s - t:+.4f}"
         label = Text(name + (" (leaked)" if leaks else ""), style="bold red" if leaks else "")
         table.add_row(label, _fmt(s), _fmt(t), diff, end_section=n == len(rows) - 1)
 
+
+def _add_size_rows(table: Table, result: Mapping[str, Any]) -> None:
+    """Parameters and latency of both models, when known, as a section of their own."""
     s_params, t_params = _pair(result, "parameters", "params")
     if s_params is not None or t_params is not None:
         ratio = (
@@ -120,74 +142,78 @@ def summary_table(result: Mapping[str, Any]) -> Table:
     elif s_params is not None or t_params is not None:
         table.rows[-1].end_section = True
 
-    # How the run was done: left-aligned lines under the table, a loud warning if it leaked.
+
+def _caption_lines(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(text, rich style) of each line under the table: method, feedback, majority class,
+    stages, selection, wall time, throughput, seed (each when known)."""
     lines: list[tuple[str, str]] = []
+    method = result.get("method")
     if method:
         lines.append((f"method: {method}", ""))
-    feedback = result.get("feedback")
-    if isinstance(feedback, Mapping):
-        source = feedback.get("source", "?")
-        fraction = feedback.get("fraction")
-        if leaks:
-            lines.append(
-                (
-                    f"feedback: {source} set, the same set as the evaluation: LEAKS INTO "
-                    "EVALUATION, the dev scores above are not clean (the paper's protocol)",
-                    "bold red",
-                )
-            )
-        elif source == "train":
-            share = f"{fraction:.0%} of train" if isinstance(fraction, (int, float)) else "train"
-            lines.append((f"feedback: {share}, held out; dev untouched until evaluation", ""))
-        else:
-            lines.append((f"feedback: {source}", ""))
+    feedback = _feedback_line(result)
+    if feedback is not None:
+        lines.append(feedback)
     floor = flatten_eval(result.get("majority_class"))
     if floor:
         values = ", ".join(f"{k} {v:.4f}" for k, v in floor.items())
         lines.append((f"majority class: {values}", ""))
     stages = result.get("stages")
-    if isinstance(stages, list) and len(stages) > 1:  # kd's stage one, takd, rco
-        main = result.get("main_metric")
-
-        def score(stage: Mapping) -> str:
-            dev = stage.get("dev")
-            if isinstance(dev, Mapping) and isinstance(dev.get(main), (int, float)):
-                return f" {dev[main]:.4f}"
-            return ""
-
-        lines.append(
-            (
-                "stages: "
-                + " → ".join(f"{st.get('name')} ({st.get('trains')}{score(st)})" for st in stages),
-                "",
-            )
-        )
+    if isinstance(stages, list) and len(stages) > 1:  # a run of several stages
+        lines.append((_stages_text(stages, result.get("main_metric")), ""))
     selection = result.get("selection")
     if isinstance(selection, Mapping):  # --select-on selection
-        last = result.get("student_last")
-        last_text = (
-            ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, (int, float)))
-            if isinstance(last, Mapping)
-            else "?"
-        )
-        lines.append(
-            (
-                f"student: the best on the selection set, at step {selection.get('step')} "
-                f"(selection score {float(selection.get('score', float('nan'))):.4f}); "
-                f"the last step's dev: {last_text}",
-                "",
-            )
-        )
+        lines.append((_selection_text(selection, result.get("student_last")), ""))
     if result.get("wall_seconds") is not None:
         lines.append((f"wall time: {_duration(result['wall_seconds'])}", ""))
     if result.get("samples_per_second") is not None:
         lines.append((f"throughput: {float(result['samples_per_second']):.1f} samples/s", ""))
     if result.get("seed") is not None:
         lines.append((f"seed: {result['seed']}", ""))
-    if lines:
-        caption = Text(justify="left")
-        for n, (line, style) in enumerate(lines):
-            caption.append(("\n" if n else "") + line, style=style)
-        table.caption = caption
-        table.caption_justify = "left"
-    return table
+    return lines
+
+
+def _feedback_line(result: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Where the feedback set came from, a loud warning when it leaked into evaluation."""
+    feedback = result.get("feedback")
+    if not isinstance(feedback, Mapping):
+        return None
+    source = feedback.get("source", "?")
+    fraction = feedback.get("fraction")
+    if feedback_leaks(result):
+        return (
+            f"feedback: {source} set, the same set as the evaluation: LEAKS INTO "
+            "EVALUATION, the dev scores above are not clean (the paper's protocol)",
+            "bold red",
+        )
+    if source == "train":
+        share = f"{fraction:.0%} of train" if isinstance(fraction, (int, float)) else "train"
+        return (f"feedback: {share}, held out; dev untouched until evaluation", "")
+    return (f"feedback: {source}", "")
+
+
+def _stages_text(stages: list, main: Any) -> str:
+    """The run's stages in order, each with what it trained and its dev ``main`` score."""
+
+    def score(stage: Mapping) -> str:
+        dev = stage.get("dev")
+        if isinstance(dev, Mapping) and isinstance(dev.get(main), (int, float)):
+            return f" {dev[main]:.4f}"
+        return ""
+
+    return "stages: " + " → ".join(
+        f"{st.get('name')} ({st.get('trains')}{score(st)})" for st in stages
+    )
+
+
+def _selection_text(selection: Mapping, last: Any) -> str:
+    """Which step's student was kept, and the last step's dev scores beside it."""
+    last_text = (
+        ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, (int, float)))
+        if isinstance(last, Mapping)
+        else "?"
+    )
+    return (
+        f"student: the best on the selection set, at step {selection.get('step')} "
+        f"(selection score {float(selection.get('score', float('nan'))):.4f}); "
+        f"the last step's dev: {last_text}"
+    )
