@@ -5,7 +5,6 @@ caption each method gives), the influence of single samples and the mean influen
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import defaultdict
@@ -15,13 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from lgtm.errors import LgtmInputError
 from lgtm.report.records import (
     INFLUENCE_FILE,
-    METRICS_FILE,
     feedback_leaks,
     flatten_eval,
     read_influence,
+    read_metrics,
 )
 
 __all__ = ["PLOTS_DIR", "loss_caption", "make_plots"]
@@ -407,15 +405,7 @@ def make_plots(output_dir: str | os.PathLike[str]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     output_dir = Path(output_dir)
-    metrics_path = output_dir / METRICS_FILE
-    if not metrics_path.is_file():
-        raise LgtmInputError(
-            "no metrics.json here: not the output folder of a run", file=output_dir
-        )
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise LgtmInputError(f"not valid JSON ({err})", file=metrics_path) from None
+    metrics = read_metrics(output_dir)
     history = [h for h in metrics.get("history") or [] if isinstance(h, Mapping)]
     out = output_dir / PLOTS_DIR
     out.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ __all__ = [
     "flatten_eval",
     "package_versions",
     "read_influence",
+    "read_metrics",
     "write_json_atomic",
     "write_metrics",
 ]
@@ -72,6 +73,23 @@ def write_metrics(output_dir: str | os.PathLike[str], metrics: Mapping[str, Any]
     path = Path(output_dir) / METRICS_FILE
     write_json_atomic(path, data)
     return path
+
+
+def read_metrics(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The content of ``output_dir/metrics.json``.
+
+    Raises :class:`LgtmInputError` when the folder has none (not the output folder of a run)
+    or it is not valid JSON."""
+    output_dir = Path(output_dir)
+    metrics_path = output_dir / METRICS_FILE
+    if not metrics_path.is_file():
+        raise LgtmInputError(
+            "no metrics.json here: not the output folder of a run", file=output_dir
+        )
+    try:
+        return json.loads(metrics_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise LgtmInputError(f"not valid JSON ({err})", file=metrics_path) from None
 
 
 # --------------------------------------------------------------------------- metrics.json's values
