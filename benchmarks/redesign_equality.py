@@ -21,9 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-METHODS = (
-    "kd", "online", "meta", "lgtm", "lgtm-exact", "ce", "pkd", "dml", "prokt", "pesf", "takd", "rco",
-)  # fmt: skip
+METHODS = "kd online meta lgtm lgtm-exact ce pkd dml prokt pesf takd rco".split()
 WORDS = "good bad great awful fine dull superb boring lovely weak".split()
 
 
