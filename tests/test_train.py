@@ -627,7 +627,9 @@ def test_rco_follows_distinct_anchors_and_resumes_mid_stage(
     import lgtm
 
     taught_by, loads = [], []
-    make, load = lgtm.make_method, train._load_weights
+    from lgtm import run
+
+    make, load = lgtm.make_method, run.load_weights
 
     def recording_make(name, **kwargs):
         taught_by.append(kwargs["teacher"])
@@ -639,7 +641,7 @@ def test_rco_follows_distinct_anchors_and_resumes_mid_stage(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lgtm, "make_method", recording_make)
-        patch.setattr(train, "_load_weights", recording_load)
+        patch.setattr(run, "load_weights", recording_load)
         whole = train.distill(rco(tmp_path / "a", keep_checkpoints=True))
     # each part loads its anchor into the very model the student's kd learns from
     assert [name for _, name in loads] == ["anchor-1", "anchor-2", "anchor-3"]

@@ -27,6 +27,7 @@ import torch
 from lgtm import distributed, rundir
 from lgtm.batches import Batches
 from lgtm.config import RunConfig
+from lgtm.errors import LgtmInputError
 from lgtm.loop import Callback, LazyInfluenceLog, LoopState, StageContext, run_stage, say
 from lgtm.plans import STREAMS, Plan, RunParts, make_plan
 from lgtm.resume import check_resume_config, start_or_resume
@@ -123,14 +124,14 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     parts = _parts(config, acc, plan, step_cls, teacher, student, len(train_f), out)
     state = LoopState(num_processes=acc.num_processes)
     acc.register_for_checkpointing(state)
-    method = lgtm.make_method(
+    method = _make_method(
         step_cls.name,
+        config,
         teacher=plan.distill_teacher(parts.teacher) if step_cls.needs_teacher else None,
         student=parts.student,
         student_optimizer=parts.student_optimizer,
         teacher_optimizer=parts.teacher_optimizer if step_cls.trains_teacher else None,
         preset=config.preset,
-        **_options(step_cls, config),
     )
     method.safe_step = False  # a step that fails ends the run: its checkpoints are the recovery
     stages = plan.stages(parts, method)
@@ -382,11 +383,19 @@ def _parts(
 
 
 def _make_method(name: str, config: RunConfig, **models: Any) -> Any:
-    """``lgtm.make_method`` with the run's options (a plan's extra steppers)."""
+    """``lgtm.make_method`` with the run's options; an option the method refuses for these
+    models (pkd's layer pairs beyond them...) is bad input (exit 2) naming the option."""
     import lgtm
 
     cls = lgtm.methods.method_class(name)
-    return lgtm.make_method(name, **models, **_options(cls, config))
+    try:
+        return lgtm.make_method(name, **models, **_options(cls, config))
+    except ValueError as err:
+        text = str(err)
+        names = [o.name for o in (*cls.own_options(), *lgtm.methods.options.SHARED)]
+        hits = {n: sum(part in text for part in n.split("_")) for n in names}  # words named
+        best = max(names, key=lambda n: hits[n], default=None)
+        raise LgtmInputError(text, field=best if best and hits[best] else "method") from None
 
 
 def _options(cls: type, config: RunConfig) -> dict[str, Any]:
