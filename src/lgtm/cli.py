@@ -164,8 +164,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lgtm.data import Example, readers
+    from lgtm.data import Example
     from lgtm.data.encode import encode, make_collator
+    from lgtm.data.glue import glue_unlabelled_file
+    from lgtm.data.user import read_unlabelled
     from lgtm.evaluation import predict_logits
 
     model, tokenizer, task = _load_for_inference(args)
@@ -173,12 +175,12 @@ def _predict(args: argparse.Namespace) -> int:
         path = Path(args.input)
         columns = args.text_columns or list(task.text_columns)
     elif args.data_dir:
-        path, glue_columns = readers.glue_unlabelled_file(task, Path(args.data_dir), args.split)
+        path, glue_columns = glue_unlabelled_file(task, Path(args.data_dir), args.split)
         columns = args.text_columns or glue_columns
     else:
         raise LgtmInputError("give --input FILE or --data-dir DIR", field="input")
     out = _prediction_file(Path(args.output), args.overwrite)
-    rows = readers.read_unlabelled(path, columns)
+    rows = read_unlabelled(path, columns)
     examples = [
         Example(i, texts, 0.0 if task.is_regression else 0) for i, (_, texts) in enumerate(rows)
     ]
