@@ -169,6 +169,7 @@ def _predict(args: argparse.Namespace) -> int:
     from lgtm.data.glue import glue_unlabelled_file
     from lgtm.data.user import read_unlabelled
     from lgtm.evaluation import predict_logits
+    from lgtm.fileio import atomic_write
 
     model, tokenizer, task = _load_for_inference(args)
     if args.input:
@@ -197,9 +198,7 @@ def _predict(args: argparse.Namespace) -> int:
             f"{i}\t{int(p) if numeric else names[int(p)]}"
             for (i, _), p in zip(rows, preds, strict=True)
         ]
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    atomic_write(out, "\n".join(lines) + "\n")
     print(f"wrote {len(rows)} predictions to {out}", file=sys.stderr)
     return 0
 
