@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_methods import (
+from conftest import (
     ALPHA,
     LR_S,
     LR_T,

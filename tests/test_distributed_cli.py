@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, _bundled_tokenizer, save_tiny_bert
+from conftest import ROOT, bundled_tokenizer, make_batch, save_tiny_bert, tiny_bert
 from safetensors.torch import load_file
-from test_methods import make_batch, tiny_bert
 
 import lgtm
 from lgtm import cli
@@ -45,7 +44,7 @@ def environment() -> dict[str, str]:
 def teacher_dir(tmp_path_factory) -> Path:
     """A tiny BERT without dropout (so one process and two draw no different masks)."""
     folder = save_tiny_bert(
-        tmp_path_factory.mktemp("ddp-teacher"), layers=2, tokenizer=_bundled_tokenizer()
+        tmp_path_factory.mktemp("ddp-teacher"), layers=2, tokenizer=bundled_tokenizer()
     )
     config = json.loads((folder / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import _bundled_tokenizer
-from test_cli import one_line_error, run
-from test_methods import make_batch, tiny_bert
-from test_train import run_config
+from conftest import (
+    bundled_tokenizer,
+    make_batch,
+    one_line_error,
+    run,
+    run_config,
+    tiny_bert,
+    write_table,
+)
 from transformers import BertConfig, BertForSequenceClassification
 
 import lgtm
@@ -65,7 +70,7 @@ def save_classifier(folder: Path, names, *, order=None, seed: int = 0, **config)
             model.config.id2label = {k: names[o] for k, o in enumerate(order)}
             model.config.label2id = {n: k for k, n in model.config.id2label.items()}
     model.save_pretrained(folder)
-    _bundled_tokenizer().save_pretrained(folder)
+    bundled_tokenizer().save_pretrained(folder)
     return folder
 
 
@@ -131,7 +136,7 @@ def test_one_teacher_in_two_label_orders_distils_identically(nli_csv, tmp_path, 
     losses_b = [h["student_loss"] for h in b["history"] if "student_loss" in h]
     assert len(losses_a) == 3 and losses_a == pytest.approx(losses_b, abs=1e-6)
     # the soft targets: both saved teachers give the same logits, in the data's order
-    tok = _bundled_tokenizer()
+    tok = bundled_tokenizer()
     pairs = (["a man plays", "rain falls"], ["plays", "falls"])
     batch = dict(tok(*pairs, padding=True, return_tensors="pt"))
     t_a, t_b = logits_of(tmp_path / "run-own/teacher", batch), logits_of(data_order, batch)
@@ -310,14 +315,13 @@ def test_api_refuses_non_finite_options(option):
 @pytest.fixture
 def tiny_files(tmp_path) -> tuple[Path, Path]:
     words = "good bad great awful fine dull superb boring lovely weak".split()
-    rows = [f"{words[i % 10]} {words[(3 * i) % 10]}\t{i % 2}" for i in range(48)]
-    train_file = tmp_path / "train.tsv"
-    train_file.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    rows = [(f"{words[i % 10]} {words[(3 * i) % 10]}", str(i % 2)) for i in range(48)]
+    train_file = write_table(tmp_path / "train.tsv", rows)
     return train_file, train_file
 
 
 def tiny_config(teacher: Path, files, out: Path, **over) -> cfg.RunConfig:
-    """``test_train.run_config`` with online distillation as the default method."""
+    """``conftest.run_config`` with online distillation as the default method."""
     return run_config(teacher, files, out, **{"method": "online", **over})
 
 

@@ -13,83 +13,28 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
-from transformers import BertConfig, BertForSequenceClassification
+from conftest import (
+    ALPHA,
+    LR_S,
+    LR_T,
+    TAU,
+    TEACHER_ALPHA,
+    ce_ref,
+    detached,
+    kl_ref,
+    logits,
+    make_batch,
+    params_of,
+    rel_err,
+    sgd,
+    snapshot,
+    tiny_bert,
+)
 
 import lgtm
 from lgtm.methods.base import Method
 
-ALPHA, TEACHER_ALPHA, TAU = 0.7, 0.4, 2.0
-LR_S, LR_T = 0.3, 0.2
-
-
-def tiny_bert(
-    layers: int, seed: int, num_labels: int = 3, dropout: float = 0.0, dtype=torch.float64
-):
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=60,
-        hidden_size=16,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=24,
-        max_position_embeddings=32,
-        num_labels=num_labels,
-        hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout,
-        attn_implementation="eager",
-    )
-    model = BertForSequenceClassification(config).to(dtype)
-    with torch.no_grad():  # a non-trivial classifier, so the logits carry signal
-        model.classifier.weight.normal_(0, 0.5)
-    return model.train()
-
-
-def make_batch(size: int, seed: int, num_labels: int = 3, length: int = 7) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.ones(size, length, dtype=torch.long)
-    mask[0, length - 2 :] = 0
-    labels = (
-        torch.randn(size, generator=g, dtype=torch.float64)
-        if num_labels == 1
-        else torch.randint(0, num_labels, (size,), generator=g)
-    )
-    return {
-        "input_ids": torch.randint(1, 60, (size, length), generator=g),
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros(size, length, dtype=torch.long),
-        "labels": labels,
-    }
-
-
-# ---- the reference, independent of lgtm's code -------------------------------------------
-def params_of(model):
-    return {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
-
-
-def logits(model, params, batch):
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return functional_call(model, params, args=(), kwargs=inputs).logits
-
-
-def kl_ref(target, pred, tau=TAU):
-    """τ² KL(softmax(target/τ) ‖ softmax(pred/τ)) per sample, via F.kl_div."""
-    return tau**2 * F.kl_div(
-        F.log_softmax(pred / tau, -1),
-        F.log_softmax(target / tau, -1),
-        log_target=True,
-        reduction="none",
-    ).sum(-1)
-
-
-def ce_ref(z, y):
-    return (
-        F.mse_loss(z.squeeze(-1), y, reduction="none")
-        if z.shape[-1] == 1
-        else F.cross_entropy(z, y, reduction="none")
-    )
-
-
+# ---- the reference, independent of lgtm's code (its building blocks: conftest.py) --------
 distill_ref = kl_ref  # the regression test swaps in MSE
 
 
@@ -102,18 +47,6 @@ def aux_loss_ref(t, s, y):
         TEACHER_ALPHA * distill_ref(s.detach(), t).mean()
         + (1 - TEACHER_ALPHA) * ce_ref(t, y).mean()
     )
-
-
-def sgd(params, loss, lr, create_graph=False):
-    names = list(params)
-    grads = torch.autograd.grad(
-        loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True
-    )
-    return {n: params[n] if g is None else params[n] - lr * g for n, g in zip(names, grads)}
-
-
-def detached(params):
-    return {n: p.detach().requires_grad_() for n, p in params.items()}
 
 
 def reference(method, teacher, student, batch, fb):
@@ -140,20 +73,6 @@ def reference(method, teacher, student, batch, fb):
         new_t = detached(sgd(pt, aux_loss_ref(t, s, y) + feedback, LR_T))
     t_new = logits(teacher, new_t, batch).detach()
     return new_t, sgd(ps, student_loss_ref(logits(student, ps, batch), t_new, y), LR_S)
-
-
-def snapshot(model):
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-def rel_err(model, ref_params, before):
-    """Relative error of the update: ‖Δ − Δ_ref‖ / ‖Δ_ref‖ over all parameters at once,
-    where Δ = new − before (the absolute ‖Δ‖ when the reference does not move)."""
-    names = [n for n, _ in model.named_parameters()]
-    now = dict(model.named_parameters())
-    delta = torch.cat([(now[n].detach() - before[n]).flatten() for n in names])
-    ref = torch.cat([(ref_params[n].detach() - before[n]).flatten() for n in names])
-    return ((delta - ref).norm() / (ref.norm() if ref.norm() > 0 else 1.0)).item()
 
 
 def run_method(name, teacher, student, batch, fb, probe=None, **opts):

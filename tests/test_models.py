@@ -25,11 +25,11 @@ from transformers import (
 )
 
 from lgtm import models
+from lgtm.checks import check_compatible
 from lgtm.errors import LgtmInputError
 from lgtm.models import (
     BUNDLED_NAME,
     DEFAULT_TEACHER,
-    check_compatible,
     count_parameters,
     load_model,
     measure_latency,

@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import run_config, write_table
 
 from lgtm import config as cfg
 from lgtm import train
 from lgtm.errors import LgtmInputError
 
 # --------------------------------------------------------------------------- helpers
-
-
-def write_table(path: Path, rows: list[tuple[str, str]], header=("sentence", "label")) -> Path:
-    path.write_text("\t".join(header) + "\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
-    return path
 
 
 WORDS = "good bad great awful fine dull superb boring lovely weak".split()
@@ -42,28 +38,6 @@ def tiny_data(tmp_path) -> tuple[Path, Path]:
     train_file = write_table(tmp_path / "train.tsv", rows(60))
     eval_file = write_table(tmp_path / "dev.tsv", rows(20))
     return train_file, eval_file
-
-
-def run_config(tiny_teacher_dir, tiny_data, out: Path, **over) -> cfg.RunConfig:
-    train_file, eval_file = tiny_data
-    values = dict(
-        train_file=str(train_file),
-        eval_file=str(eval_file),
-        text_columns=["sentence"],
-        label_column="label",
-        teacher=str(tiny_teacher_dir),
-        student_layers=1,
-        method="lgtm",
-        max_length=16,
-        epochs=2,
-        batch_size=8,
-        lr=1e-3,
-        teacher_lr=1e-3,
-        output_dir=str(out),
-        quiet=True,
-    )
-    values.update(over)
-    return cfg.resolve(values)
 
 
 def params(model) -> dict[str, torch.Tensor]:
@@ -528,9 +502,9 @@ def test_warmup_ratio_ramps_both_learning_rates(tiny_teacher_dir, tiny_data, tmp
 @pytest.fixture
 def four_layer_teacher(tmp_path) -> Path:
     """A tiny 4-layer BERT without dropout (room for an assistant between it and a student)."""
-    from conftest import _bundled_tokenizer, save_tiny_bert
+    from conftest import bundled_tokenizer, save_tiny_bert
 
-    teacher = save_tiny_bert(tmp_path / "t4", layers=4, tokenizer=_bundled_tokenizer())
+    teacher = save_tiny_bert(tmp_path / "t4", layers=4, tokenizer=bundled_tokenizer())
     config = json.loads((teacher / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (teacher / "config.json").write_text(json.dumps(config))

@@ -1,37 +1,41 @@
-"""Models checked against the task, from their own metadata, before anything trains or predicts.
+"""Models checked against the task and against each other, before anything trains or predicts.
 
-``lgtm distill``, ``evaluate`` and ``predict`` all run these on every model they load:
+``lgtm distill``, ``evaluate`` and ``predict`` run these on every model they load, from the
+models' own metadata:
 
+- **the number of labels** of a fine-tuned head (:func:`check_label_count`, run by
+  ``models.load_model`` on the configuration, before the weights load);
 - **label names and their order** (:func:`align_labels`): a head fine-tuned with the task's
   class names in another order is used by name (its classifier rows are put in the task's
   order, once); other names are refused; generic ``LABEL_k`` names keep their ids;
 - **regression vs classification** (:func:`align_labels` too);
+- **a trained head** where one is needed (:func:`require_trained_head`), and **embedding
+  tables** the tokenizer's ids fit (:func:`check_embeddings`);
+- **teacher and student share one tokenizer** (:func:`check_compatible`): distillation here
+  feeds the same ``input_ids`` to both;
 - **the longest input** the models and the tokenizer take (:func:`max_input_length`), so that
   ``--max-length`` beyond it is lowered before the first batch, never a crash mid-run.
-
-The number of labels and the vocabulary are checked where models are loaded
-(``models.load_model``, ``models.check_compatible``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lgtm.data.tasks import normalize_name
 from lgtm.errors import LgtmInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 _GENERIC = re.compile(r"LABEL_(\d+)")
 # Architectures whose position ids start after the padding index (RoBERTa's embeddings).
 _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "camembert", "longformer"}
 # A tokenizer without a limit of its own reports this (transformers' VERY_LARGE_INTEGER).
 _NO_LIMIT = 10**12
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", str(name)).lower()
 
 
 def has_trained_head(model: Any) -> bool:
@@ -49,6 +53,62 @@ def require_trained_head(model: Any, role: str, shown: str, hint: str) -> None:
         raise LgtmInputError(
             f"{role} '{shown}' has no trained classification head (saved as {archs[0]}): {hint}",
             field=role,
+        )
+
+
+def check_label_count(config: Any, num_labels: int, shown: str) -> None:
+    """Refuse a model saved with a classification head of another size than the task's
+    ``num_labels`` (checked on its configuration, before its weights load). A model without
+    a trained head is not refused: its head is new. Raises :class:`LgtmInputError`."""
+    archs = getattr(config, "architectures", None) or []
+    has_head = any(a.endswith("ForSequenceClassification") for a in archs)
+    if has_head and config.num_labels != num_labels:
+        raise LgtmInputError(
+            f"model '{shown}' has a classification head with {config.num_labels} labels but the "
+            f"task has {num_labels}: give a model fine-tuned on this task or a pre-trained one"
+        )
+
+
+_PROBE = "Hello World! Distillation isn't magic: 3.14 naïve Zürich résumé, un-believable."
+
+
+def check_compatible(
+    teacher_tokenizer: PreTrainedTokenizerBase,
+    student_tokenizer: PreTrainedTokenizerBase,
+    teacher_name: str,
+    student_name: str,
+) -> None:
+    """Refuse a teacher and student with different vocabularies (or tokenisation).
+
+    Distillation here feeds the same ``input_ids`` to both models, so the token ids must mean
+    the same thing to both.
+    """
+    tv, sv = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
+    names = f"teacher '{teacher_name}' and student '{student_name}'"
+    if len(tv) != len(sv):
+        raise LgtmInputError(
+            f"{names} have different vocabularies ({len(tv)} vs {len(sv)} tokens): "
+            "both models must use the same tokenizer",
+            field="student",
+        )
+    if tv != sv:
+        _, diff = min((idx, tok) for tok, idx in tv.items() if sv.get(tok) != idx)
+        raise LgtmInputError(
+            f"{names} have different vocabularies (token {diff!r} has id {tv[diff]} vs "
+            f"{sv.get(diff)}): both models must use the same tokenizer",
+            field="student",
+        )
+    # Same vocabulary, but casing / accent stripping / special tokens may still differ: compare
+    # the ids of a probe text that includes capitalised words of the vocabulary itself.
+    words = [tok for tok in sorted(tv) if tok.isalpha()][:300]
+    probe = _PROBE + " " + " ".join(w.capitalize() for w in words)
+    t_ids = teacher_tokenizer(probe)["input_ids"]
+    s_ids = student_tokenizer(probe)["input_ids"]
+    if t_ids != s_ids:
+        raise LgtmInputError(
+            f"{names} share a vocabulary but tokenise text differently (casing or special "
+            "tokens): both models must use the same tokenizer",
+            field="student",
         )
 
 
@@ -122,15 +182,15 @@ def align_labels(model: Any, task: Any, role: str, shown: str) -> str | None:
             f"lgtm: the data's labels are class ids: {role} '{shown}' reads them as "
             + ", ".join(f"{i} = {n}" for i, n in enumerate(names))
         )
-    position = {_norm(n): i for i, n in enumerate(names)}
-    if len(position) != len(names) or {_norm(n) for n in task_names} != set(position):
+    position = {normalize_name(n): i for i, n in enumerate(names)}
+    if len(position) != len(names) or {normalize_name(n) for n in task_names} != set(position):
         raise LgtmInputError(
             f"{role} '{shown}' was fine-tuned on the labels {{{', '.join(names)}}} but the task "
             f"has {{{', '.join(task_names)}}}: give a model fine-tuned on this task's labels, "
             "or a pre-trained one",
             field=role,
         )
-    order = [position[_norm(n)] for n in task_names]
+    order = [position[normalize_name(n)] for n in task_names]
     if order == list(range(len(order))):
         return None
     reorder_classes(model, order)
@@ -147,9 +207,9 @@ def reorder_classes(model: Any, order: Sequence[int]) -> None:
     ``config.id2label`` / ``label2id``, so that ``new_logits[..., k] == old_logits[...,
     order[k]]`` exactly. Raises ``ValueError`` if ``order`` is not a permutation of the classes.
     """
-    from lgtm.models import _final_classifier
+    from lgtm.models import final_classifier
 
-    layer = _final_classifier(model)
+    layer = final_classifier(model)
     if sorted(order) != list(range(layer.out_features)):
         raise ValueError(f"not a permutation of {layer.out_features} classes: {list(order)}")
     index = torch.as_tensor(list(order), device=layer.weight.device)

@@ -164,21 +164,24 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lgtm.data import Example, readers
+    from lgtm.data import Example
     from lgtm.data.encode import encode, make_collator
+    from lgtm.data.glue import glue_unlabelled_file
+    from lgtm.data.user import read_unlabelled
     from lgtm.evaluation import predict_logits
+    from lgtm.fileio import atomic_write
 
     model, tokenizer, task = _load_for_inference(args)
     if args.input:
         path = Path(args.input)
         columns = args.text_columns or list(task.text_columns)
     elif args.data_dir:
-        path, glue_columns = readers.glue_unlabelled_file(task, Path(args.data_dir), args.split)
+        path, glue_columns = glue_unlabelled_file(task, Path(args.data_dir), args.split)
         columns = args.text_columns or glue_columns
     else:
         raise LgtmInputError("give --input FILE or --data-dir DIR", field="input")
     out = _prediction_file(Path(args.output), args.overwrite)
-    rows = readers.read_unlabelled(path, columns)
+    rows = read_unlabelled(path, columns)
     examples = [
         Example(i, texts, 0.0 if task.is_regression else 0) for i, (_, texts) in enumerate(rows)
     ]
@@ -195,9 +198,7 @@ def _predict(args: argparse.Namespace) -> int:
             f"{i}\t{int(p) if numeric else names[int(p)]}"
             for (i, _), p in zip(rows, preds, strict=True)
         ]
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    atomic_write(out, "\n".join(lines) + "\n")
     print(f"wrote {len(rows)} predictions to {out}", file=sys.stderr)
     return 0
 

@@ -1,8 +1,9 @@
 """Loading teachers and students, deriving a student from its teacher's layers, size and speed.
 
-Distillation here feeds the same ``input_ids`` to teacher and student, so both must share one
-vocabulary (:func:`check_compatible`). Students are usually built from the teacher's own layers
-(:func:`student_from_teacher`), as the LGTM paper's students derive from their teacher.
+Students are usually built from the teacher's own layers (:func:`student_from_teacher`), as the
+LGTM paper's students derive from their teacher. What a model is checked against (the task, the
+other model's tokenizer) lives in :mod:`lgtm.checks`; ``check_compatible`` is re-exported here
+for the callers that name it ``models.check_compatible``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from lgtm.checks import check_compatible, check_label_count
 from lgtm.errors import LgtmInputError
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_TEACHER",
     "check_compatible",
     "count_parameters",
+    "final_classifier",
     "load_model",
     "measure_latency",
     "resolve_model_path",
@@ -200,13 +203,7 @@ def load_model(
         config = AutoConfig.from_pretrained(path, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise _load_error(path, shown, is_local, err) from None
-    archs = getattr(config, "architectures", None) or []
-    has_head = any(a.endswith("ForSequenceClassification") for a in archs)
-    if has_head and config.num_labels != num_labels:
-        raise LgtmInputError(
-            f"model '{shown}' has a classification head with {config.num_labels} labels but the "
-            f"task has {num_labels}: give a model fine-tuned on this task or a pre-trained one"
-        )
+    check_label_count(config, num_labels, shown)
 
     kwargs: dict = {
         "num_labels": num_labels,
@@ -362,8 +359,10 @@ def student_from_teacher(teacher: PreTrainedModel, layers: int | Sequence[int]) 
     return student
 
 
-def _final_classifier(model: nn.Module) -> nn.Linear:
-    """The linear layer that outputs the logits (``classifier``, ``classifier.out_proj``...)."""
+def final_classifier(model: nn.Module) -> nn.Linear:
+    """The linear layer that outputs the logits (``classifier``, ``classifier.out_proj``...).
+
+    Raises :class:`LgtmInputError` when the model has none that lgtm can find."""
     num_labels = getattr(model.config, "num_labels", None)
     for name in ("classifier", "score", "logits_proj"):
         head = getattr(model, name, None)
@@ -384,57 +383,14 @@ def _final_classifier(model: nn.Module) -> nn.Linear:
 def zero_init_classifier(model: PreTrainedModel) -> None:
     """Zero the final classification layer's weight and bias (the paper's ``--init-classifier
     zero``: both models start from uniform predictions)."""
-    layer = _final_classifier(model)
+    layer = final_classifier(model)
     with torch.no_grad():
         layer.weight.zero_()
         if layer.bias is not None:
             layer.bias.zero_()
 
 
-# --------------------------------------------------------------------------- checks and stats
-
-
-_PROBE = "Hello World! Distillation isn't magic: 3.14 naïve Zürich résumé, un-believable."
-
-
-def check_compatible(
-    teacher_tokenizer: PreTrainedTokenizerBase,
-    student_tokenizer: PreTrainedTokenizerBase,
-    teacher_name: str,
-    student_name: str,
-) -> None:
-    """Refuse a teacher and student with different vocabularies (or tokenisation).
-
-    Distillation here feeds the same ``input_ids`` to both models, so the token ids must mean
-    the same thing to both.
-    """
-    tv, sv = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
-    names = f"teacher '{teacher_name}' and student '{student_name}'"
-    if len(tv) != len(sv):
-        raise LgtmInputError(
-            f"{names} have different vocabularies ({len(tv)} vs {len(sv)} tokens): "
-            "both models must use the same tokenizer",
-            field="student",
-        )
-    if tv != sv:
-        _, diff = min((idx, tok) for tok, idx in tv.items() if sv.get(tok) != idx)
-        raise LgtmInputError(
-            f"{names} have different vocabularies (token {diff!r} has id {tv[diff]} vs "
-            f"{sv.get(diff)}): both models must use the same tokenizer",
-            field="student",
-        )
-    # Same vocabulary, but casing / accent stripping / special tokens may still differ: compare
-    # the ids of a probe text that includes capitalised words of the vocabulary itself.
-    words = [tok for tok in sorted(tv) if tok.isalpha()][:300]
-    probe = _PROBE + " " + " ".join(w.capitalize() for w in words)
-    t_ids = teacher_tokenizer(probe)["input_ids"]
-    s_ids = student_tokenizer(probe)["input_ids"]
-    if t_ids != s_ids:
-        raise LgtmInputError(
-            f"{names} share a vocabulary but tokenise text differently (casing or special "
-            "tokens): both models must use the same tokenizer",
-            field="student",
-        )
+# --------------------------------------------------------------------------- size and speed
 
 
 def count_parameters(model: nn.Module) -> int:

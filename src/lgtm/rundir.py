@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lgtm.errors import LgtmInputError
+from lgtm.fileio import atomic_write
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -75,7 +76,7 @@ def write_manifest(checkpoint: Path) -> None:
         for p in sorted(checkpoint.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
-    (checkpoint / MANIFEST).write_text(json.dumps(files, indent=1), encoding="utf-8")
+    atomic_write(checkpoint / MANIFEST, json.dumps(files, indent=1))
 
 
 def damage(checkpoint: Path) -> str | None:
@@ -133,7 +134,7 @@ def _lock_holder(folder: Path) -> str | None:
 
 def take_lock(folder: Path) -> None:
     """Mark ``folder`` as in use by this process (``release_lock`` at the end of the run)."""
-    (folder / LOCK).write_text(f"{os.getpid()}\n{socket.gethostname()}\n", encoding="utf-8")
+    atomic_write(folder / LOCK, f"{os.getpid()}\n{socket.gethostname()}\n")
 
 
 def release_lock(folder: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from lgtm.errors import LgtmInputError
 
 if TYPE_CHECKING:
-    from lgtm.data.readers import Example
+    from lgtm.data.examples import Example
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _CHUNK = 4096

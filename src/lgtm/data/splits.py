@@ -16,7 +16,7 @@ import numpy as np
 from lgtm.errors import LgtmInputError
 
 if TYPE_CHECKING:
-    from lgtm.data.readers import Example
+    from lgtm.data.examples import Example
 
 REGRESSION_BINS = 5
 

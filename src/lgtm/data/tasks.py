@@ -1,7 +1,7 @@
 """Registry of the text-classification tasks lgtm knows: GLUE and the offline default.
 
 A :class:`Task` says what a data row holds (one or two texts and a label), what the labels
-mean and how predictions are scored, so that readers, models and metrics agree on it.
+mean and how predictions are scored, so that data sources, models and metrics agree on it.
 """
 
 from __future__ import annotations
@@ -113,20 +113,22 @@ TASKS: dict[str, Task] = {
 }
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", name).lower()
+def normalize_name(name: object) -> str:
+    """A name compared without case, spaces, ``-`` and ``_`` ("SST-2" -> "sst2"): for task names,
+    GLUE folder names and class names."""
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
 
 
 _BY_NORMALIZED: dict[str, Task] = {}
 for _t in TASKS.values():
-    _BY_NORMALIZED[_norm(_t.name)] = _t
+    _BY_NORMALIZED[normalize_name(_t.name)] = _t
     if _t.glue_dir:
-        _BY_NORMALIZED[_norm(_t.glue_dir)] = _t
+        _BY_NORMALIZED[normalize_name(_t.glue_dir)] = _t
 
 
 def get_task(name: str) -> Task:
     """Look a task up by name, case- and dash-insensitively ("sst2", "SST-2", "sst-2")."""
-    task = _BY_NORMALIZED.get(_norm(str(name)))
+    task = _BY_NORMALIZED.get(normalize_name(str(name)))
     if task is None:
         raise LgtmInputError(
             f"unknown task {name!r}; known tasks: {', '.join(TASKS)}", field="task"
