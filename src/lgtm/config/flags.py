@@ -30,9 +30,8 @@ def _flags_view(group: str) -> type:
             continue
         help_text = meta["help"]
         if meta["flag"]:
-            fields.append(
-                (name, bool, dataclasses.field(default=False, metadata={"help": help_text}))
-            )
+            flag_field = dataclasses.field(default=argparse.SUPPRESS, metadata={"help": help_text})
+            fields.append((name, bool, flag_field))
             continue
         if f.default is not None:
             help_text += f" (default: {f.default})"
