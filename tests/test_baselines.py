@@ -534,7 +534,7 @@ def test_reference_detects_a_broken_method(monkeypatch, target, attr, broken, ch
 
 
 def test_config_lists_every_method_and_objective():
-    """The command line's choices (config.py avoids importing torch) match the registries."""
+    """The command line's choices (read from the method registry) match the registries."""
     from lgtm import config as cfg
     from lgtm.methods import METHOD_NAMES
     from lgtm.objectives import OBJECTIVES

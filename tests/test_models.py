@@ -314,7 +314,7 @@ def test_hub_name_offline_is_one_line_input_error(monkeypatch, name):
 def test_hub_name_without_network_fails_fast(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(LgtmInputError, match="cannot download 'some-org/some-model'"):
         load_model("some-org/some-model", 2)

@@ -141,7 +141,7 @@ def _in_hub_cache(name: str) -> bool:
         return False
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """One TCP connection to the hub; avoids ~25 s of retries when there is no network."""
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     parsed = urlparse(endpoint)
@@ -194,7 +194,7 @@ def load_model(
         cached = _in_hub_cache(path)
         if _offline_by_env():
             local_only = True  # also when the env var was set after huggingface_hub was imported
-        elif not cached and not _hub_reachable():
+        elif not cached and not hub_reachable():
             raise _offline_error(path)
     if problem_type is None and num_labels == 1:
         problem_type = "regression"
