@@ -321,3 +321,46 @@ def test_reference_detects_a_broken_method(monkeypatch, name, attr, broken):
     monkeypatch.setattr(owner, attr, broken)
     err_t, err_s = check(name, fd_radius=1e-3, lookahead="sgd")
     assert max(err_t, err_s) > 100 * TOLERANCE[name], (err_t, err_s)
+
+
+def test_a_method_must_take_the_options_it_declares():
+    """A declared option reaches the method's constructor, or registration says which is not."""
+    from lgtm.methods.base import REGISTRY, register
+    from lgtm.methods.kd import KD
+    from lgtm.methods.options import Option
+
+    weight = Option("toy_weight", 1.0, float, "toy", low=0, high=1)
+    with pytest.raises(TypeError, match=r"'toy' declares options \['toy_weight'\]"):
+
+        @register("toy")
+        class Toy(KD):
+            options = (weight,)
+
+    class Takes(KD):
+        options = (weight,)
+
+        def __init__(self, *args, toy_weight: float = 1.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.toy_weight = toy_weight
+
+    try:
+        register("toy")(Takes)
+        assert (
+            Takes.option_values(
+                {
+                    **{o.name: o.default for o in Takes.options},
+                    "alpha": 0.5,
+                    "teacher_alpha": 0.4,
+                    "temperature": 1.0,
+                    "objective": "kl",
+                    "fd_radius": 0.01,
+                    "lookahead": "adam",
+                    "influence_objective": "student",
+                    "influence_step": "student_lr",
+                }
+            )["toy_weight"]
+            == 1.0
+        )
+    finally:
+        REGISTRY.pop("toy", None)
+    assert "toy" not in REGISTRY

@@ -37,6 +37,15 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
     """Class decorator: make a method available to ``make_method`` under ``name``."""
 
     def add(cls: type[Method]) -> type[Method]:
+        import inspect
+
+        accepted = inspect.signature(cls.__init__).parameters
+        missing = [o.name for o in cls.own_options() if o.to_method and o.name not in accepted]
+        if missing:  # a mistake in the method's file: say so when it is imported, not mid-run
+            raise TypeError(
+                f"method {name!r} declares options {missing} that its __init__ does not take: "
+                "add them as keyword arguments, or declare them with to_method=False"
+            )
         cls.name = name
         REGISTRY[name] = cls
         return cls
