@@ -60,39 +60,51 @@ def tiny_table(path: Path, n: int, seed: int) -> Path:
     return path
 
 
-def run_all(work: Path) -> dict[str, dict]:
-    """Train every method; return {method: {"student": state, "teacher": state, "history"}}."""
+def make_data(work: Path) -> None:
+    """The tiny teacher (``work/teacher``) and tables (``work/train.tsv``, ``dev.tsv``)."""
+    tiny_teacher(work / "teacher")
+    tiny_table(work / "train.tsv", 48, 0)
+    tiny_table(work / "dev.tsv", 16, 1)
+
+
+def tiny_config(work: Path, method: str, out: Path, **over: object) -> object:
+    """The resolved configuration of a few steps of ``method`` on ``make_data``'s files."""
     from lgtm import config as cfg
 
+    return cfg.resolve(
+        {
+            "train_file": str(work / "train.tsv"),
+            "eval_file": str(work / "dev.tsv"),
+            "text_columns": ["sentence"],
+            "label_column": "label",
+            "teacher": str(work / "teacher"),
+            "student_layers": 1,
+            "method": method,
+            "max_length": 16,
+            "epochs": 1,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "teacher_lr": 1e-3,
+            "alpha": 0.5,
+            "output_dir": str(out),
+            "quiet": True,
+            **over,
+        }
+    )
+
+
+def run_all(work: Path) -> dict[str, dict]:
+    """Train every method; return {method: {"student": state, "teacher": state, "history"}}."""
     try:
         from lgtm.run import distill
     except ImportError:
         from lgtm.train import distill
 
-    teacher = tiny_teacher(work / "teacher")
-    train, dev = tiny_table(work / "train.tsv", 48, 0), tiny_table(work / "dev.tsv", 16, 1)
+    make_data(work)
     out = {}
     for method in METHODS:
-        config = cfg.resolve(
-            {
-                "train_file": str(train),
-                "eval_file": str(dev),
-                "text_columns": ["sentence"],
-                "label_column": "label",
-                "teacher": str(teacher),
-                "student_layers": 1,
-                "method": method,
-                "max_length": 16,
-                "epochs": 1,
-                "batch_size": 8,
-                "lr": 1e-3,
-                "teacher_lr": 1e-3,
-                "alpha": 0.5,
-                **({"rco_anchors": 2} if method == "rco" else {}),
-                "output_dir": str(work / f"run-{method}"),
-                "quiet": True,
-            }
-        )
+        over = {"rco_anchors": 2} if method == "rco" else {}
+        config = tiny_config(work, method, work / f"run-{method}", **over)
         result = distill(config)
         out[method] = {
             "student": {k: v.detach().clone() for k, v in result.student.state_dict().items()},

@@ -20,7 +20,6 @@ METHODS = ("lgtm", "kd", "takd")
 
 
 def main() -> int:
-    from lgtm import config as cfg
     from lgtm import train
 
     mode, work = sys.argv[1], Path(sys.argv[2])
@@ -31,27 +30,7 @@ def main() -> int:
     spec.loader.exec_module(equality)
 
     def config(method: str, out: Path, **over: object) -> object:
-        return cfg.resolve(
-            {
-                "train_file": str(work / "train.tsv"),
-                "eval_file": str(work / "dev.tsv"),
-                "text_columns": ["sentence"],
-                "label_column": "label",
-                "teacher": str(work / "teacher"),
-                "student_layers": 1,
-                "method": method,
-                "max_length": 16,
-                "epochs": 1,
-                "batch_size": 8,
-                "lr": 1e-3,
-                "teacher_lr": 1e-3,
-                "alpha": 0.5,
-                "save_steps": 1,
-                "output_dir": str(out),
-                "quiet": True,
-                **over,
-            }
-        )
+        return equality.tiny_config(work, method, out, save_steps=1, **over)
 
     class Killed(Exception):
         pass
@@ -62,9 +41,7 @@ def main() -> int:
 
     if mode == "old":
         work.mkdir(parents=True, exist_ok=True)
-        equality.tiny_teacher(work / "teacher")
-        equality.tiny_table(work / "train.tsv", 48, 0)
-        equality.tiny_table(work / "dev.tsv", 16, 1)
+        equality.make_data(work)
         for method in METHODS:
             try:
                 train.distill(config(method, work / f"killed-{method}"), callback=kill)

@@ -343,24 +343,15 @@ def test_a_method_must_take_the_options_it_declares():
             super().__init__(*args, **kwargs)
             self.toy_weight = toy_weight
 
+    from lgtm.methods.options import SHARED
+
+    values = {o.name: o.default for o in SHARED} | {"toy_weight": 0.3, "pkd_beta": 7.0}
     try:
         register("toy")(Takes)
-        assert (
-            Takes.option_values(
-                {
-                    **{o.name: o.default for o in Takes.options},
-                    "alpha": 0.5,
-                    "teacher_alpha": 0.4,
-                    "temperature": 1.0,
-                    "objective": "kl",
-                    "fd_radius": 0.01,
-                    "lookahead": "adam",
-                    "influence_objective": "student",
-                    "influence_step": "student_lr",
-                }
-            )["toy_weight"]
-            == 1.0
-        )
+        assert REGISTRY["toy"] is Takes
+        # the constructor gets the shared options and its own, nothing of another method's
+        expected = {o.name: o.default for o in SHARED} | {"toy_weight": 0.3}
+        assert Takes.option_values(values) == expected
     finally:
         REGISTRY.pop("toy", None)
     assert "toy" not in REGISTRY

@@ -39,8 +39,9 @@ _NO_LIMIT = 10**12
 
 
 def has_trained_head(model: Any) -> bool:
-    """True when ``model`` was saved with a sequence-classification head (not a new one)."""
-    archs = getattr(model.config, "architectures", None) or []
+    """True when ``model`` (or a model configuration) was saved with a sequence-classification
+    head (not a new one)."""
+    archs = getattr(getattr(model, "config", model), "architectures", None) or []
     return any(str(a).endswith("ForSequenceClassification") for a in archs)
 
 
@@ -60,9 +61,7 @@ def check_label_count(config: Any, num_labels: int, shown: str) -> None:
     """Refuse a model saved with a classification head of another size than the task's
     ``num_labels`` (checked on its configuration, before its weights load). A model without
     a trained head is not refused: its head is new. Raises :class:`LgtmInputError`."""
-    archs = getattr(config, "architectures", None) or []
-    has_head = any(a.endswith("ForSequenceClassification") for a in archs)
-    if has_head and config.num_labels != num_labels:
+    if has_trained_head(config) and config.num_labels != num_labels:
         raise LgtmInputError(
             f"model '{shown}' has a classification head with {config.num_labels} labels but the "
             f"task has {num_labels}: give a model fine-tuned on this task or a pre-trained one"

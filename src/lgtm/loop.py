@@ -114,12 +114,15 @@ class LazyInfluenceLog:
 
 
 def say(config: RunConfig, message: str) -> None:
+    """Print ``message`` to stderr unless the run is ``--quiet``."""
     if not config.quiet:
         print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
 class StageContext:
+    """What every stage of a run shares: its settings, models, encoded data and state."""
+
     config: RunConfig
     acc: Any
     task: Any

@@ -2,8 +2,7 @@
 
 Students are usually built from the teacher's own layers (:func:`student_from_teacher`), as the
 LGTM paper's students derive from their teacher. What a model is checked against (the task, the
-other model's tokenizer) lives in :mod:`lgtm.checks`; ``check_compatible`` is re-exported here
-for the callers that name it ``models.check_compatible``.
+other model's tokenizer) lives in :mod:`lgtm.checks`.
 """
 
 from __future__ import annotations
@@ -31,13 +30,12 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from lgtm.checks import check_compatible, check_label_count
+from lgtm.checks import check_label_count
 from lgtm.errors import LgtmInputError
 
 __all__ = [
     "BUNDLED_NAME",
     "DEFAULT_TEACHER",
-    "check_compatible",
     "count_parameters",
     "final_classifier",
     "load_model",

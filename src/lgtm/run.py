@@ -138,8 +138,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
 
     # ---- resume, or start
     checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out)
-    ids = [e.id for e in data.train]
-    influence_log = _influence_log(config, acc, state, checkpoint, ids, out)
+    tracked = _tracked(config, [e.id for e in data.train])
+    influence_log = _influence_log(config, acc, state, checkpoint, tracked, out)
     feedback_batches = None
     if feedback_f:
         feedback_batches = Batches(
@@ -152,7 +152,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
             rank=acc.process_index,
             world=acc.num_processes,
         )
-    tracked_set = set(_tracked(config, ids))
+    tracked_set = set(tracked)
     selection = None
     if config.select_on == "selection":
         selection = {"selection": encode(data.selection, tokenizer, max_length)}
@@ -372,7 +372,7 @@ def _parts(
         student_schedule=sched_s,
         make_method=lambda name, **kw: _make_method(name, config, **kw),
         make_optimizer=lambda model, lr, steps: make_optimizer(acc, model, lr, steps, config),
-        load_weights=lambda model, folder: load_weights(model, folder),
+        load_weights=lambda model, folder: load_weights(model, folder),  # looked up at call time
     )
     plan.prepare(parts)  # takd's assistant and its optimizer, rco's anchor model
     if acc.num_processes > 1:  # the same models everywhere, but each process its own dropout
@@ -392,7 +392,7 @@ def _make_method(name: str, config: RunConfig, **models: Any) -> Any:
         return lgtm.make_method(name, **models, **_options(cls, config))
     except ValueError as err:
         text = str(err)
-        names = [o.name for o in (*cls.own_options(), *lgtm.methods.options.SHARED)]
+        names = [o.name for o in (*cls.options, *lgtm.methods.options.SHARED)]
         hits = {n: sum(part in text for part in n.split("_")) for n in names}  # words named
         best = max(names, key=lambda n: hits[n], default=None)
         raise LgtmInputError(text, field=best if best and hits[best] else "method") from None
@@ -416,7 +416,12 @@ def _tracked(config: RunConfig, ids: list[int]) -> list[int]:
 
 
 def _influence_log(
-    config: RunConfig, acc: Any, state: LoopState, checkpoint: Path | None, ids: list, out: Path
+    config: RunConfig,
+    acc: Any,
+    state: LoopState,
+    checkpoint: Path | None,
+    tracked: list[int],
+    out: Path,
 ) -> LazyInfluenceLog | None:
     """The main process's influence log, keeping what was logged up to the checkpoint."""
     from lgtm.report import INFLUENCE_FILE
@@ -428,4 +433,4 @@ def _influence_log(
         resume_step = state.step if state.phase == "distill" else 0
     elif (out / INFLUENCE_FILE).exists():
         (out / INFLUENCE_FILE).unlink()
-    return LazyInfluenceLog(out / INFLUENCE_FILE, _tracked(config, ids), resume_step)
+    return LazyInfluenceLog(out / INFLUENCE_FILE, tracked, resume_step)

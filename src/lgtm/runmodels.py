@@ -19,7 +19,7 @@ def build_models(
     was adjusted is printed, and appended to ``notices`` when given. Raises
     :class:`LgtmInputError` for a model that cannot serve the task."""
     from lgtm import models as M
-    from lgtm.checks import align_labels, check_embeddings, require_trained_head
+    from lgtm.checks import align_labels, check_compatible, check_embeddings, require_trained_head
     from lgtm.methods import method_class
 
     teacher, tokenizer = M.load_model(config.teacher, task.num_labels)
@@ -35,7 +35,7 @@ def build_models(
     adjusted = [align_labels(teacher, task, "teacher", config.teacher)]
     if config.student is not None:
         student, s_tok = M.load_model(config.student, task.num_labels)
-        M.check_compatible(tokenizer, s_tok, config.teacher, config.student)
+        check_compatible(tokenizer, s_tok, config.teacher, config.student)
         check_embeddings(student, s_tok, task, "student", config.student)
         adjusted.append(align_labels(student, task, "student", config.student))
     else:

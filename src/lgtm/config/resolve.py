@@ -101,13 +101,13 @@ def _check_method_options(config: RunConfig) -> None:
     from lgtm.methods.base import REGISTRY
 
     chosen = method_class(config.method)
-    own = {o.name for o in chosen.own_options()}
+    own = {o.name for o in chosen.options}
     for option in REGISTRY_OPTIONS:
         value = getattr(config, option.name)
         problem = option.check(value)
         if problem is not None:
             raise LgtmInputError(problem, field=option.name)
-        owners = [n for n, c in REGISTRY.items() if option in c.own_options()]
+        owners = [n for n, c in REGISTRY.items() if option in c.options]
         if owners and option.name not in own and value != option.default:
             raise LgtmInputError(
                 f"--{option.name.replace('_', '-')} is for --method {' or '.join(owners)}",

@@ -11,6 +11,7 @@ from typing import Any
 
 
 def integer(value: Any) -> int:
+    """An int (an integral float or a text of digits too; never a boolean)."""
     if isinstance(value, bool):
         raise ValueError("expected an integer, not a boolean")
     if isinstance(value, int):
@@ -26,6 +27,7 @@ def integer(value: Any) -> int:
 
 
 def positive_integer(value: Any) -> int:
+    """An int of at least 1."""
     n = integer(value)
     if n < 1:
         raise ValueError(f"expected a positive integer, got {n}")
@@ -33,6 +35,7 @@ def positive_integer(value: Any) -> int:
 
 
 def finite_float(value: Any) -> float:
+    """A finite float (a number or a text of one; never a boolean)."""
     if isinstance(value, bool):
         raise ValueError("expected a number, not a boolean")
     if isinstance(value, int | float):
@@ -47,12 +50,14 @@ def finite_float(value: Any) -> float:
 
 
 def text(value: Any) -> str:
+    """A string (numbers become their text; never a boolean)."""
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
     raise ValueError(f"expected a string, got {value!r}")
 
 
 def boolean(value: Any) -> bool:
+    """True/False, or the texts true/yes/1/on and false/no/0/off."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in {"true", "yes", "1", "on"}:
@@ -63,6 +68,7 @@ def boolean(value: Any) -> bool:
 
 
 def text_list(value: Any) -> list[str]:
+    """Names from a comma-separated text or a YAML list, none empty."""
     if isinstance(value, str):
         items = [v.strip() for v in value.split(",")]
     elif isinstance(value, list | tuple):
@@ -116,6 +122,7 @@ def option_metadata(
     metavar: str | None = None,
     flag: bool = False,
 ) -> dict[str, Any]:
+    """A field's metadata: its converter, help, flag group, metavar, on/off flag."""
     return {"parse": parse, "help": help, "group": group, "metavar": metavar, "flag": flag}
 
 
@@ -128,6 +135,7 @@ def config_field(
     metavar: str | None = None,
     flag: bool = False,
 ) -> Any:
+    """A ``RunConfig`` field with a default and :func:`option_metadata`."""
     return field(
         default=default,
         metadata=option_metadata(parse, help, group=group, metavar=metavar, flag=flag),

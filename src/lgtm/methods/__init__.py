@@ -15,9 +15,7 @@ from .options import SHARED, Option
 METHOD_NAMES = tuple(REGISTRY)
 #: Every option a method declares, each once: the shared ones, then each method's own.
 REGISTRY_OPTIONS: tuple[Option, ...] = tuple(
-    {
-        o.name: o for o in (*SHARED, *(o for c in REGISTRY.values() for o in c.own_options()))
-    }.values()
+    {o.name: o for o in (*SHARED, *(o for c in REGISTRY.values() for o in c.options))}.values()
 )
 
 # Every method-level choice of the released LGTM implementation (ALGORITHMS.md, "A preset

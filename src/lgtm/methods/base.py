@@ -40,7 +40,7 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
         import inspect
 
         accepted = inspect.signature(cls.__init__).parameters
-        missing = [o.name for o in cls.own_options() if o.to_method and o.name not in accepted]
+        missing = [o.name for o in cls.options if o.to_method and o.name not in accepted]
         if missing:  # a mistake in the method's file: say so when it is imported, not mid-run
             raise TypeError(
                 f"method {name!r} declares options {missing} that its __init__ does not take: "
@@ -71,8 +71,8 @@ class Method:
     #: plan of the method's own (takd, rco). A frozen teacher (``trains_teacher = False``) is
     #: fine-tuned first by every plan unless the user says it already is.
     plan: ClassVar[str] = "single"
-    #: This method's own options (``Method.options`` itself: those every method shares).
-    options: ClassVar[tuple[Option, ...]] = SHARED
+    #: This method's own options (those every method shares: ``options.SHARED``).
+    options: ClassVar[tuple[Option, ...]] = ()
     #: The losses it logs, in plain words (the caption of ``losses.png``).
     student_loss_words: ClassVar[str] = (
         "α · distillation term + (1 − α) · cross-entropy on the labels"
@@ -161,15 +161,10 @@ class Method:
             cls.step = _all_or_nothing(cls.__dict__["step"])
 
     @classmethod
-    def own_options(cls) -> tuple[Option, ...]:
-        """The options this method adds to those every method shares."""
-        return () if cls.options is SHARED else cls.options
-
-    @classmethod
     def option_values(cls, values: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments of this method's constructor, read from ``values`` (a
         ``RunConfig``'s fields by name): the shared options and its own."""
-        names = [o.name for o in (*SHARED, *cls.own_options()) if o.to_method]
+        names = [o.name for o in (*SHARED, *cls.options) if o.to_method]
         return {name: values[name] for name in names}
 
     @classmethod

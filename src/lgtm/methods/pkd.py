@@ -137,8 +137,9 @@ class PKD(Method):
         (default :func:`pkd_skip_layers`). Raises ``ValueError`` when the hidden sizes of
         teacher and student differ, β is negative, or a pair names a layer the model lacks."""
         super().__init__(*args, **kwargs)
-        if not pkd_beta >= 0:
-            raise ValueError(f"pkd_beta must be >= 0, got {pkd_beta}")
+        problem = self.options[0].check(pkd_beta)  # pkd_beta's declared range
+        if problem is not None:
+            raise ValueError(f"pkd_beta: {problem}")
         (n_t, h_t), (n_s, h_s) = _sizes(self.teacher), _sizes(self.student)
         if h_t != h_s:
             raise ValueError(
