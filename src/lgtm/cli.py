@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "distill",
         parents=[cfg.flags_parser()],
+        usage="lgtm distill [--config FILE.yaml] [--OPTION VALUE ...]",
         help="distil a student from a teacher (default: an offline "
         "4-minute run on Rotten Tomatoes)",
         description="Distil a student from a teacher. Without --task or data: "

@@ -30,7 +30,8 @@ def _flags_view(group: str) -> type:
             continue
         help_text = meta["help"]
         if meta["flag"]:
-            flag_field = dataclasses.field(default=argparse.SUPPRESS, metadata={"help": help_text})
+            metadata = {"help": help_text, "metavar": "true|false"}  # alone: true
+            flag_field = dataclasses.field(default=argparse.SUPPRESS, metadata=metadata)
             fields.append((name, bool, flag_field))
             continue
         if f.default is not None:
