@@ -52,12 +52,38 @@ class Batches:
         position = index % self.per_epoch
         return min(self.batch_size, len(self.features) - position * self.batch_size)
 
-    def get(self, index: int) -> dict[str, torch.Tensor]:
-        """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
+    def features_at(self, index: int) -> list[dict]:
+        """This process's share of the ``index``-th batch, not yet collated."""
         epoch, position = divmod(index, self.per_epoch)
         chosen = self.order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
         chosen = chosen[self.rank :: self.world] if self.world > 1 else chosen
-        return self.collate([self.features[int(i)] for i in chosen])
+        return [self.features[int(i)] for i in chosen]
+
+    def get(self, index: int) -> dict[str, torch.Tensor]:
+        """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
+        return self.collate(self.features_at(index))
+
+
+class MixedBatches:
+    """Each step, a batch of labelled examples and one of transfer examples, padded together
+    (labelled first): ``--batch-size`` + ``--transfer-batch-size`` samples.
+
+    Each stream keeps its own seeded orders; an epoch is a pass over the longer one, while
+    the shorter starts its next pass (a new order) whenever it runs out. Any step's batch is a
+    pure function of its index, as for :class:`Batches`, so resume redraws it exactly.
+    """
+
+    def __init__(self, labelled: Batches, transfer: Batches) -> None:
+        self.labelled, self.transfer, self.collate = labelled, transfer, labelled.collate
+        self.per_epoch = max(labelled.per_epoch, transfer.per_epoch)
+
+    def global_size(self, index: int) -> int:
+        """Samples of the ``index``-th step over all processes together (both streams)."""
+        return self.labelled.global_size(index) + self.transfer.global_size(index)
+
+    def get(self, index: int) -> dict[str, torch.Tensor]:
+        """The ``index``-th step's batch: this process's labelled then transfer samples."""
+        return self.collate(self.labelled.features_at(index) + self.transfer.features_at(index))
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

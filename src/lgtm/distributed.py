@@ -103,6 +103,15 @@ def sum_up(grads: Sequence[Tensor | None]) -> list[Tensor | None]:
     return [None if g is None else next(it) for g in grads]
 
 
+def global_sums(*counts: float) -> tuple[float, ...]:
+    """Each of ``counts`` summed over processes (one all-reduce; as given on one process)."""
+    if not active():
+        return tuple(float(c) for c in counts)
+    flat = torch.tensor([float(c) for c in counts], dtype=torch.float64)
+    dist.all_reduce(flat)
+    return tuple(flat.tolist())
+
+
 def reduce_sums(values: dict[str, float]) -> dict[str, float]:
     """The sum over processes of each number in ``values`` (every process gives the same keys)."""
     if not active() or not values:

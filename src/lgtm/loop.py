@@ -26,6 +26,7 @@ from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 from lgtm.evaluation import evaluate
+from lgtm.methods.base import CACHED_TEACHER
 from lgtm.plans import Stage
 
 CHECKPOINTS = rundir.CHECKPOINTS
@@ -137,6 +138,7 @@ class StageContext:
     wall_before: float  # wall time of the run before this process (a resumed run)
     has_teacher: bool = True  # False: the student learns alone (ce); no teacher is scored
     selection_f: dict[str, list[dict]] | None = None  # the selection set (--select-on selection)
+    transfer_f: list[dict] = field(default_factory=list)  # the transfer set (labels -100 / NaN)
     tokenizer: Any = None
     out: Path | None = None
 
@@ -167,6 +169,7 @@ def run_stage(
     history = history_of(state, phase.name)
     if phase.on_start is not None:  # also when resumed in the middle of the stage
         phase.on_start()
+    cache = _teacher_outputs(ctx, phase)
     if state.step == 0:
         _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
     if state.step == 0 and not history:
@@ -185,6 +188,8 @@ def run_stage(
             t0 = time.perf_counter()
             batch = batches.get(phase.offset + state.step)
             example_ids = batch.pop("example_id")
+            if cache is not None:
+                batch[CACHED_TEACHER] = cache.lookup(example_ids)
             batch = to_device(batch, acc.device)
             fb = None
             if phase.stepper.needs_feedback:
@@ -253,6 +258,31 @@ def run_stage(
                 callback(phase.name, step)
     finally:
         bar.close()
+
+
+def _teacher_outputs(ctx: StageContext, phase: Stage) -> Any:
+    """The stage's frozen teacher's outputs on its rows (training, and transfer where the
+    stage takes it), computed once and kept in ``teacher_outputs/`` (``lgtm.teacher_cache``);
+    None when the stage's teacher learns or is read otherwise than through its logits."""
+    if phase.frozen_teacher is None:
+        return None
+    from lgtm.teacher_cache import FOLDER, cached_outputs
+
+    rows = ctx.train_f + (ctx.transfer_f if phase.uses_transfer else [])
+    path = ctx.out / FOLDER / f"{phase.name}.pt"
+    try:
+        return cached_outputs(
+            phase.frozen_teacher,
+            rows,
+            ctx.collate,
+            ctx.acc,
+            path,
+            progress=not ctx.config.quiet and ctx.acc.is_main_process,
+        )
+    except OSError as err:
+        raise LgtmInputError(
+            f"cannot write the teacher's outputs: {err.strerror or err}", file=path
+        ) from None
 
 
 def _diverged(ctx: StageContext, phase: Stage, step: int, what: str, out: Path) -> LgtmInputError:

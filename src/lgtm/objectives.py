@@ -110,9 +110,25 @@ def distill_objective(name: str, temperature: float, regression: bool = False) -
     return lambda target, pred: fn(target, pred, temperature)
 
 
+#: The label of a sample without one (a transfer-set sample): PyTorch's and Hugging Face's
+#: ignore index for classes; NaN for a regression score.
+IGNORE_INDEX = -100
+
+
+def is_labelled(labels: Tensor) -> Tensor:
+    """``[B]`` bool: which samples carry a label (not :data:`IGNORE_INDEX`, not NaN)."""
+    if labels.is_floating_point():
+        return ~torch.isnan(labels)
+    return labels != IGNORE_INDEX
+
+
 def task_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Per-sample ``ce(y, logits)``: cross-entropy, or squared error for one output."""
+    """Per-sample ``ce(y, logits)``: cross-entropy, or squared error for one output;
+    ``[B, C], [B] → [B]``. A sample without a label (:func:`is_labelled`) gives 0 with a zero
+    gradient (never NaN)."""
     logits = promote(logits)
+    known = is_labelled(labels)
     if logits.shape[-1] == 1:
-        return (logits.squeeze(-1) - labels.to(logits.dtype)).pow(2)
-    return F.cross_entropy(logits, labels, reduction="none")
+        target = torch.where(known, labels, torch.zeros_like(labels)).to(logits.dtype)
+        return (logits.squeeze(-1) - target).pow(2) * known
+    return F.cross_entropy(logits, labels, reduction="none", ignore_index=IGNORE_INDEX)

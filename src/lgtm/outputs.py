@@ -148,5 +148,7 @@ def write_outputs(
         shutil.rmtree(out / rundir.ANCHORS)
     if not config.keep_checkpoints and (out / rundir.CHECKPOINTS).exists():
         shutil.rmtree(out / rundir.CHECKPOINTS)
+    if not config.keep_checkpoints and (out / rundir.TEACHER_OUTPUTS).exists():  # for resume
+        shutil.rmtree(out / rundir.TEACHER_OUTPUTS)
     Console().print(R.summary_table(metrics))
     print(f"outputs in {out}/", flush=True)

@@ -59,6 +59,12 @@ class Stage:
     stream: str | None = None  # the batch stream (a STREAMS key); default: the stage's name
     on_start: Callable[[], None] | None = None
     snapshots: dict[int, Path] | None = None
+    # Distillation stages also take the transfer set's samples (a teacher labels them); the
+    # teacher's fine-tuning, which learns from labels alone, does not.
+    uses_transfer: bool = False
+    # A teacher that no longer learns and that the stepper reads only through its logits:
+    # the loop computes its outputs once and hands them over (``lgtm.teacher_cache``).
+    frozen_teacher: Any = None
 
 
 @dataclass
@@ -199,9 +205,18 @@ class Single(Plan):
                 learns_from="teacher" if method.needs_teacher else "labels",
                 label=f"distill ({config.method})",
                 track_every=track if method.computes_influence else 0,
+                uses_transfer=method.needs_teacher,
+                frozen_teacher=cacheable_teacher(method, parts.teacher),
             )
         )
         return out
+
+
+def cacheable_teacher(stepper: Any, teacher: Any) -> Any:
+    """``teacher`` when ``stepper`` learns from it frozen and through its logits alone (its
+    outputs can then be cached), else None."""
+    frozen = stepper.needs_teacher and not stepper.trains_teacher
+    return teacher if frozen and stepper.reads_only_teacher_logits else None
 
 
 def refuse_unless(condition: bool, message: str, field: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from lgtm import distributed, rundir
-from lgtm.batches import Batches
+from lgtm.batches import Batches, MixedBatches
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 from lgtm.loop import Callback, LazyInfluenceLog, LoopState, StageContext, run_stage, say
@@ -35,6 +35,7 @@ from lgtm.rundata import RunData, default_output_dir, load_data
 from lgtm.runmodels import build_models, load_weights, plain_model
 
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
+TRANSFER_STREAM = 100  # a stage's transfer order: its stream's seed + this
 
 
 @dataclass
@@ -111,6 +112,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     max_length, collate, train_f, feedback_f, eval_f = _features(
         config, data, tokenizer, (teacher, student), notices
     )
+    transfer_f = _transfer_features(config, data, tokenizer, max_length)
 
     # ---- accelerate, optimizers and schedules, the teaching method, the plan's stages
     step_cls = lgtm.methods.method_class(plan.step_method or config.method)
@@ -119,9 +121,13 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     streams = {"train": (len(train_f), config.batch_size)}
     if step_cls.needs_feedback:
         streams["feedback"] = (len(feedback_f), config.batch_size)
+    if transfer_f:
+        streams["transfer"] = (len(transfer_f), _transfer_batch(config))
     distributed.check_batches(streams, acc.num_processes)
     distributed.check_objective(config.objective, acc.num_processes)
-    parts = _parts(config, acc, plan, step_cls, teacher, student, len(train_f), out)
+    parts = _parts(
+        config, acc, plan, step_cls, teacher, student, (len(train_f), len(transfer_f)), out
+    )
     state = LoopState(num_processes=acc.num_processes)
     acc.register_for_checkpointing(state)
     method = _make_method(
@@ -171,6 +177,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         wall_before=state.wall_seconds,
         has_teacher=step_cls.needs_teacher,
         selection_f=selection,
+        transfer_f=transfer_f,
         tokenizer=tokenizer,
         out=out,
     )
@@ -207,6 +214,32 @@ def _features(
     return max_length, collate, train_f, feedback_f, eval_f
 
 
+def _transfer_features(
+    config: RunConfig, data: RunData, tokenizer: Any, max_length: int
+) -> list[dict]:
+    """The transfer set encoded, its labels the ignore index (NaN for regression); says
+    what it is. Empty when the run has none."""
+    from lgtm.data.encode import encode
+    from lgtm.objectives import IGNORE_INDEX
+
+    if data.transfer is None:
+        return []
+    missing = float("nan") if data.task.is_regression else IGNORE_INDEX
+    rows = encode(data.transfer.examples, tokenizer, max_length, missing_label=missing)
+    dropped = data.transfer.dropped_in_eval
+    where = "; ".join(data.transfer.sources)
+    message = f"lgtm: transfer set: {len(rows)} rows without labels ({where})"
+    if dropped:
+        message += f"; {dropped} dropped: their text is in a set the run is scored or chosen on"
+    say(config, message)
+    return rows
+
+
+def _transfer_batch(config: RunConfig) -> int:
+    """Transfer samples per step: ``--transfer-batch-size``, by default ``--batch-size``."""
+    return config.transfer_batch_size or config.batch_size
+
+
 def _run_stages(
     ctx: StageContext,
     stages: list,
@@ -224,15 +257,27 @@ def _run_stages(
                 continue
             if state.phase != stage.name:
                 state.phase, state.step, state.window = stage.name, 0, {}
-            batches = Batches(
+            stream = STREAMS[stage.stream or stage.name]
+            batches: Batches | MixedBatches = Batches(
                 train_f,
                 collate,
                 config.batch_size,
                 config.seed,
-                STREAMS[stage.stream or stage.name],
+                stream,
                 rank=acc.process_index,
                 world=acc.num_processes,
             )
+            if stage.uses_transfer and ctx.transfer_f:
+                transfer = Batches(
+                    ctx.transfer_f,
+                    collate,
+                    _transfer_batch(config),
+                    config.seed,
+                    stream + TRANSFER_STREAM,
+                    rank=acc.process_index,
+                    world=acc.num_processes,
+                )
+                batches = MixedBatches(batches, transfer)
             run_stage(ctx, stage, batches, feedback_batches, influence_log, out, callback)
             state.phases_done.append(stage.name)
     finally:
@@ -263,6 +308,9 @@ def _outputs(
     metrics = final_metrics(config, data, stages, state, parts.student, parts.teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
     metrics["notices"] = notices
+    metrics["transfer"] = data.transfer.record() if data.transfer is not None else None
+    if data.transfer is not None:
+        metrics["transfer"]["batch_size"] = _transfer_batch(config)
     metrics["stages"] = stages_summary(stages, state)
     plan.finish(metrics, state, stages)
     metrics["num_processes"] = acc.num_processes
@@ -340,13 +388,17 @@ def _parts(
     step_cls: type,
     teacher: Any,
     student: Any,
-    train_rows: int,
+    rows: tuple[int, int],
     out: Path,
 ) -> RunParts:
     """Both models on the device with their optimizers and schedules; the plan's own after
-    them (the order of Accelerate's checkpoint files)."""
+    them (the order of Accelerate's checkpoint files). ``rows``: training and transfer rows
+    (a distillation epoch is a pass over the longer stream; the teacher's fine-tuning sees
+    the labelled rows alone)."""
+    train_rows, transfer_rows = rows
     per_epoch = math.ceil(train_rows / config.batch_size)
-    distill_total = _total(per_epoch, config.epochs, config.max_steps)
+    distill_per_epoch = max(per_epoch, math.ceil(transfer_rows / _transfer_batch(config)))
+    distill_total = _total(distill_per_epoch, config.epochs, config.max_steps)
     teacher_total = _total(per_epoch, config.teacher_epochs or config.epochs, config.max_steps)
     # Both models whole on every process, not wrapped in DistributedDataParallel: the methods
     # average their own gradients (lgtm.distributed). evaluation_mode=True: device placement

@@ -15,6 +15,7 @@ from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 
 SELECTION_STREAM = 2  # seeds the selection set's carving apart from the feedback set's
+TRANSFER_STREAM = 3  # seeds the transfer set's sample (--max-transfer-samples)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class RunData:
     source: str
     feedback_source: str  # "train" | "validation"
     selection: list = dataclass_field(default_factory=list)  # carved from train, unused by all
+    transfer: Any = None  # data.transfer.TransferSet, or None: no transfer set
 
     @property
     def leaks_into_evaluation(self) -> bool:
@@ -76,6 +78,7 @@ def load_data(config: RunConfig) -> RunData:
     from lgtm import data as D
 
     name = task_name(config)
+    text_columns: list[str] | None = None
     if config.uses_default_data:
         loaded = D.load_default()
     elif config.train_file is not None:
@@ -93,7 +96,7 @@ def load_data(config: RunConfig) -> RunData:
                 label_column=label_column,
                 name=name,
             )
-        text_columns = config.text_columns or list(task.text_columns)
+        text_columns = list(config.text_columns or task.text_columns)
         loaded = D.load_table(
             task,
             config.train_file,
@@ -105,8 +108,9 @@ def load_data(config: RunConfig) -> RunData:
         loaded = D.load_glue_dir(D.get_task(name), config.data_dir)
     else:
         loaded = D.load_hf_glue(D.get_task(name))
+    text_columns = text_columns or list(loaded.task.text_columns)
 
-    train = D.subsample(loaded.train, config.max_train_samples, config.seed)
+    train = sampled = D.subsample(loaded.train, config.max_train_samples, config.seed)
     evals = dict(loaded.evals)
     source = loaded.source
     if not evals:  # the user's own data without --eval-file: hold out 10% of train
@@ -125,5 +129,59 @@ def load_data(config: RunConfig) -> RunData:
         train, feedback = D.split_feedback(train, config.feedback_fraction, config.seed)
     else:
         feedback = list(next(iter(evals.values())))
+    held = [*evals.values(), selection, feedback]  # what the run is scored or chosen on
+    transfer = _transfer(config, loaded, sampled, text_columns, held)
     evals = {k: D.subsample(v, config.max_eval_samples, config.seed) for k, v in evals.items()}
-    return RunData(loaded.task, train, feedback, evals, source, config.feedback_from, selection)
+    return RunData(
+        loaded.task, train, feedback, evals, source, config.feedback_from, selection, transfer
+    )
+
+
+def _transfer(
+    config: RunConfig, loaded: Any, sampled: list, text_columns: list[str], held: list[list]
+) -> Any:
+    """The run's transfer set (``data.transfer``), or None when it has none: the rows of
+    ``--transfer-file`` and, with ``--transfer-from-train``, the training rows not in
+    ``sampled`` (labels dropped); sampled to ``--max-transfer-samples``; rows whose text is in
+    ``held`` dropped."""
+    from lgtm import data as D
+    from lgtm.data import transfer as T
+    from lgtm.data.default import load_default_plots
+
+    if config.transfer_file is None and not config.transfer_from_train:
+        return None
+    out = T.TransferSet([])
+    if config.transfer_from_train:
+        chosen = {e.id for e in sampled}
+        left = T.unlabelled([e for e in loaded.train if e.id not in chosen])
+        words = f"{len(left)} training rows left out of the labelled sample, labels dropped"
+        if config.uses_default_data:
+            plots = load_default_plots()
+            left += plots
+            words += f", and {len(plots)} plot summaries"
+        if not left:
+            raise LgtmInputError(
+                f"--transfer-from-train takes the training rows that --max-train-samples leaves "
+                f"out, and it leaves none of the {len(loaded.train)}: give a smaller "
+                "--max-train-samples, or --transfer-file",
+                field="transfer_from_train",
+            )
+        out.examples += left
+        out.sources.append(words)
+    if config.transfer_file is not None:
+        rows, out.blank_lines = T.read_transfer_file(config.transfer_file, text_columns)
+        out.examples += rows
+        out.sources.append(f"{len(rows)} rows of {config.transfer_file}")
+    out.read = len(out.examples)
+    out.examples, out.dropped_in_eval = T.drop_overlap(out.examples, held)
+    out.examples = D.subsample(
+        out.examples, config.max_transfer_samples, config.seed + TRANSFER_STREAM, stratify=False
+    )
+    if not out.examples:
+        raise LgtmInputError(
+            f"every one of the {out.read} transfer rows also occurs in the evaluation, "
+            "selection or feedback set, and none is left to distil on",
+            file=config.transfer_file,
+            field="transfer_file" if config.transfer_file is not None else "transfer_from_train",
+        )
+    return out

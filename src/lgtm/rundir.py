@@ -37,7 +37,8 @@ RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher",
 # What --overwrite removes (nothing else in the folder is touched).
 SELECTED = "student-selected"  # the best student on the selection set so far (--select-on)
 ANCHORS = "anchors"  # rco's snapshots of the teacher's route
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED, ANCHORS)
+TEACHER_OUTPUTS = "teacher_outputs"  # a frozen teacher's cached outputs (lgtm.teacher_cache)
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED, ANCHORS, TEACHER_OUTPUTS)
 
 
 def holds_run(folder: Path) -> bool:

@@ -149,6 +149,30 @@ class _Settings:
         group="data",
         metavar="N",
     )
+    transfer_file: str | None = config_field(
+        None,
+        optional(text),
+        "a transfer set: unlabelled text the teacher labels for the student (.csv, .tsv, "
+        ".jsonl with the task's text columns, or .txt, one example a line); a label column "
+        "in it is never read",
+        group="data",
+        metavar="FILE",
+    )
+    transfer_from_train: bool = config_field(
+        False,
+        boolean,
+        "a transfer set of the training rows that --max-train-samples leaves out, their "
+        "labels dropped when read (with the offline default data: also its plot summaries)",
+        group="data",
+        flag=True,
+    )
+    max_transfer_samples: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "use at most N transfer rows (seeded sample)",
+        group="data",
+        metavar="N",
+    )
     max_eval_samples: int | None = config_field(
         None,
         optional(positive_integer),
@@ -240,6 +264,13 @@ class _Training:
         32,
         positive_integer,
         "training batch size (feedback batches too)",
+        group="training",
+        metavar="N",
+    )
+    transfer_batch_size: int | None = config_field(
+        None,
+        optional(positive_integer),
+        "transfer samples in each step beside --batch-size labelled ones (default: --batch-size)",
         group="training",
         metavar="N",
     )

@@ -90,8 +90,28 @@ def _check(config: RunConfig) -> None:
         raise LgtmInputError("give --data-dir or --train-file, not both", field="train_file")
     if config.train_file is None and (config.eval_file is not None):
         raise LgtmInputError("--eval-file needs --train-file", field="eval_file")
+    _check_transfer(config)
     if config.overwrite and config.resume:
         raise LgtmInputError("give --overwrite or --resume, not both", field="resume")
+
+
+def _check_transfer(config: RunConfig) -> None:
+    """A transfer set needs a teacher to label it; its own settings need a transfer set."""
+    has_transfer = config.transfer_file is not None or config.transfer_from_train
+    if has_transfer and config.method == "ce":
+        raise LgtmInputError(
+            "--method ce has no teacher to label a transfer set: use kd, lgtm or another "
+            "method with a teacher, or drop the transfer set",
+            field="transfer_file" if config.transfer_file is not None else "transfer_from_train",
+        )
+    if not has_transfer:
+        for name in ("transfer_batch_size", "max_transfer_samples"):
+            if getattr(config, name) is not None:
+                raise LgtmInputError(
+                    f"--{name.replace('_', '-')} needs a transfer set (--transfer-file or "
+                    "--transfer-from-train)",
+                    field=name,
+                )
 
 
 def _check_method_options(config: RunConfig) -> None:

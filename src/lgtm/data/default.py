@@ -43,6 +43,23 @@ def default_data_path() -> Path:
     return path
 
 
+def _default_rows() -> tuple[Path, list[tuple[int, int, list]]]:
+    """The default data file and its rows ``(index, line, [category, text])``."""
+    path = default_data_path()
+    try:
+        raw = bz2.decompress(path.read_bytes())
+    except (OSError, ValueError) as err:
+        raise LgtmInputError(f"cannot decompress the default data: {err}", file=path) from None
+    return path, list(table_rows(decode(raw, path), path, ("category", "text"), "csv"))
+
+
+def load_default_plots() -> list[Example]:
+    """The 1,097 plot summaries of the default data file, without labels (part of the
+    default data's transfer set); ids are their data-row indices, as the reviews'."""
+    _, rows = _default_rows()
+    return [Example(i, (text,), None) for i, _, (category, text) in rows if category == "plot"]
+
+
 def load_default() -> TaskData:
     """The offline default: Rotten Tomatoes review snippets labelled fresh / rotten.
 
@@ -52,15 +69,10 @@ def load_default() -> TaskData:
     a fixed, stratified, seeded (seed 0) split of 1000 reviews is held out for evaluation.
     Ids are the data-row indices in the file (plot rows counted).
     """
-    path = default_data_path()
-    try:
-        raw = bz2.decompress(path.read_bytes())
-    except (OSError, ValueError) as err:
-        raise LgtmInputError(f"cannot decompress the default data: {err}", file=path) from None
-    text = decode(raw, path)
+    path, rows = _default_rows()
     task = get_task("rotten_tomatoes")
     examples: list[Example] = []
-    for index, line, (category, review) in table_rows(text, path, ("category", "text"), "csv"):
+    for index, line, (category, review) in rows:
         if category == "plot":
             continue
         if category not in task.label_names:  # type: ignore[operator]

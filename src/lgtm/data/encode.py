@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lgtm.errors import LgtmInputError
+from lgtm.objectives import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from lgtm.data.examples import Example
@@ -20,11 +21,18 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _CHUNK = 4096
 
 
-def encode(examples: list[Example], tokenizer: Any, max_length: int) -> list[dict]:
+def encode(
+    examples: list[Example],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    missing_label: int | float = IGNORE_INDEX,
+) -> list[dict]:
     """Tokenise (truncating to ``max_length``) into one dict per example.
 
     Keys: ``input_ids``, ``attention_mask``, ``token_type_ids`` when the tokenizer gives them,
-    ``labels`` (int, or float for regression) and ``example_id``. Nothing is padded here.
+    ``labels`` (int, or float for regression; ``missing_label`` for an example without one:
+    -100, or NaN for regression) and ``example_id``. Nothing is padded here.
     """
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise LgtmInputError(
@@ -45,7 +53,7 @@ def encode(examples: list[Example], tokenizer: Any, max_length: int) -> list[dic
         keys = [k for k in MODEL_INPUTS if k in enc]
         for i, example in enumerate(chunk):
             item = {k: list(enc[k][i]) for k in keys}
-            label = example.label
+            label = missing_label if example.label is None else example.label
             item["labels"] = float(label) if isinstance(label, float) else int(label)
             item["example_id"] = int(example.id)
             features.append(item)

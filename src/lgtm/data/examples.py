@@ -9,11 +9,13 @@ from lgtm.data.tasks import Task
 
 @dataclass
 class Example:
-    """One labelled row. ``id`` is the 0-based index of the data row in its source file."""
+    """One row. ``id`` is the 0-based index of the data row in its source file (a transfer
+    file's rows: ``-1 - index``, apart from every training row); ``label`` is None for a row
+    without one (a transfer set's)."""
 
     id: int
     texts: tuple[str, ...]
-    label: int | float
+    label: int | float | None
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from torch.func import functional_call
 
 from .. import distributed
-from ..objectives import distill_objective, task_loss
+from ..objectives import distill_objective, is_labelled, task_loss
 from .options import SHARED, Option
 
 Tensor = torch.Tensor
@@ -53,9 +53,14 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
     return add
 
 
+#: A batch's key for the frozen teacher's logits ``[B, C]`` when the loop has them cached.
+CACHED_TEACHER = "teacher_logits"
+
+
 def model_inputs(batch: Batch) -> dict[str, Tensor]:
-    """The batch without its labels (the models must not compute a loss of their own)."""
-    return {k: v for k, v in batch.items() if k != "labels"}
+    """The batch without its labels (the models must not compute a loss of their own) and
+    without cached teacher outputs."""
+    return {k: v for k, v in batch.items() if k not in ("labels", CACHED_TEACHER)}
 
 
 class Method:
@@ -67,6 +72,9 @@ class Method:
     computes_influence: ClassVar[bool] = False  # step() returns per-sample "influence"
     needs_double_backward: ClassVar[bool] = False  # True: second-order gradients (eager attention)
     needs_teacher: ClassVar[bool] = True  # False: teacher=None is accepted (and ignored)
+    #: True: with a frozen teacher, step() reads the teacher only through
+    #: :meth:`teacher_logits`, so the loop may give its outputs cached (kd and its stages).
+    reads_only_teacher_logits: ClassVar[bool] = False
     #: The run's shape (a registered plan of ``lgtm.plans``): ``"single"`` (one stage), or a
     #: plan of the method's own (takd, rco). A frozen teacher (``trains_teacher = False``) is
     #: fine-tuned first by every plan unless the user says it already is.
@@ -195,23 +203,47 @@ class Method:
         return functional_call(self.student, weights, args=(), kwargs=model_inputs(batch)).logits
 
     def teacher_logits(self, batch: Batch) -> Tensor:
-        """``T(x; θt)``."""
+        """``T(x; θt)``; a frozen teacher's outputs cached by the loop (the batch's
+        ``teacher_logits``, see :data:`CACHED_TEACHER`) are used as they are."""
+        if CACHED_TEACHER in batch:
+            return batch[CACHED_TEACHER]
         return self.teacher(**model_inputs(batch)).logits
 
     def student_loss(self, s: Tensor, t: Tensor, labels: Tensor) -> Tensor:
-        """``Ls = α · mean kd(t, s) + (1 − α) · mean ce(y, s)``."""
+        """``Ls = α · mean kd(t, s) + (1 − α) · mean_labelled ce(y, s)``: the distillation
+        term over every sample, the label term over those with a label."""
         loss = self.alpha * self.kd(t, s).mean()
         if self.alpha < 1:
-            loss = loss + (1 - self.alpha) * task_loss(s, labels).mean()
+            loss = loss + (1 - self.alpha) * self.labelled_mean(task_loss(s, labels), labels)
         return loss
 
     def teacher_aux_loss(self, t: Tensor, s: Tensor, labels: Tensor) -> Tensor:
-        """``L_aux = αt · mean kd'(s, t) + (1 − αt) · mean ce(y, t)``: the teacher moves
-        towards the (detached) student and keeps learning the task."""
+        """``L_aux = αt · mean kd'(s, t) + (1 − αt) · mean_labelled ce(y, t)``: the teacher
+        moves towards the (detached) student and keeps learning the task."""
         loss = self.teacher_alpha * self.kd(s.detach(), t).mean()
         if self.teacher_alpha < 1:
-            loss = loss + (1 - self.teacher_alpha) * task_loss(t, labels).mean()
+            ce = self.labelled_mean(task_loss(t, labels), labels)
+            loss = loss + (1 - self.teacher_alpha) * ce
         return loss
+
+    @staticmethod
+    def labelled_mean(values: Tensor, labels: Tensor) -> Tensor:
+        """``mean_labelled values``: the mean of ``values`` ``[B]`` over the samples of the
+        global batch that carry a label (``objectives.is_labelled``), 0 when none does.
+
+        A term of a loss that the step's gradients average over processes weighted by their
+        sample counts ``n_p`` (:meth:`average`); so this process returns
+        ``Σ_(i∈p, labelled) v_i · N / (n_p · N_lab)``, whose weighted average over processes is
+        the global ``Σ_labelled v_i / N_lab`` (on one process: the mean over its labelled
+        samples). One all-reduce of two counts on several processes.
+        """
+        known = is_labelled(labels)
+        n_local = labels.shape[0]
+        n_global, labelled_global = distributed.global_sums(n_local, int(known.sum()))
+        total = (values * known).sum()
+        if labelled_global == 0 or n_local == 0:
+            return total * 0.0
+        return total * (n_global / (n_local * labelled_global))
 
     def apply(
         self,

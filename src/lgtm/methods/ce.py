@@ -28,6 +28,6 @@ class CE(Method):
         """One student step on ``mean ce(y, S(x))``; ``batch`` tensors are ``[B, L]``, labels
         ``[B]``. Returns ``student_loss`` and the ``[B, C]`` ``student_logits``."""
         s = self.student_logits(batch)
-        loss = task_loss(s, batch["labels"]).mean()
+        loss = self.labelled_mean(task_loss(s, batch["labels"]), batch["labels"])
         self.apply(self.student_optimizer, self.student_params, self.grad_student(loss))
         return {"student_loss": loss.item(), "student_logits": s.detach()}

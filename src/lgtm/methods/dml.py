@@ -52,7 +52,8 @@ class DML(Method):
         }
 
     def mutual_loss(self, own: Tensor, peer: Tensor, labels: Tensor) -> Tensor:
-        """``mean ce(y, own) + mean kd(peer, own)``: a network's task loss plus its distance
-        to its (detached) peer; ``own``, ``peer`` ``[B, C]``, ``labels`` ``[B]``, returns a
+        """``mean_labelled ce(y, own) + mean kd(peer, own)``: a network's task loss plus its
+        distance to its (detached) peer; ``own``, ``peer`` ``[B, C]``, ``labels`` ``[B]``, returns a
         scalar (Zhang et al. 2018: ``L_Θ1 = L_C1 + D_KL(p2 ‖ p1)``, τ-softened here)."""
-        return task_loss(own, labels).mean() + self.kd(peer.detach(), own).mean()
+        ce = self.labelled_mean(task_loss(own, labels), labels)
+        return ce + self.kd(peer.detach(), own).mean()

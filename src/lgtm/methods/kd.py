@@ -17,6 +17,7 @@ class KD(Method):
     """``θs ← θs − ηs ∇θs Ls(θs; T(x))`` with the teacher frozen."""
 
     trains_teacher = False
+    reads_only_teacher_logits = True
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import rundir
 from ..errors import LgtmInputError
-from ..plans import Plan, RunParts, Stage, register_plan
+from ..plans import Plan, RunParts, Stage, cacheable_teacher, register_plan
 from .base import register
 from .kd import KD
 from .options import Option
@@ -100,6 +100,8 @@ class RCOPlan(Plan):
                     offset=sum(sizes[: k - 1]),
                     stream="distill",
                     on_start=lambda folder=folders[k]: parts.load_weights(model, folder),
+                    uses_transfer=True,
+                    frozen_teacher=cacheable_teacher(method, self.anchor),
                 )
             )
         return out

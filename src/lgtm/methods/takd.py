@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from ..errors import LgtmInputError
-from ..plans import Plan, RunParts, Stage, register_plan
+from ..plans import Plan, RunParts, Stage, cacheable_teacher, register_plan
 from .base import register
 from .kd import KD
 from .options import Option
@@ -92,6 +92,8 @@ class TAKDPlan(Plan):
                 label="teacher assistant (kd from the teacher)",
                 teacher_model=parts.teacher,
                 student_model=self.assistant,
+                uses_transfer=True,
+                frozen_teacher=cacheable_teacher(assistant_kd, parts.teacher),
             )
         )
         out.append(
@@ -107,6 +109,8 @@ class TAKDPlan(Plan):
                 learns_from="assistant",
                 label=f"distill ({self.config.method})",
                 teacher_model=self.assistant,
+                uses_transfer=True,
+                frozen_teacher=cacheable_teacher(method, self.assistant),
             )
         )
         return out

@@ -153,6 +153,9 @@ def _caption_lines(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     feedback = _feedback_line(result)
     if feedback is not None:
         lines.append(feedback)
+    transfer = result.get("transfer")
+    if isinstance(transfer, Mapping):
+        lines.append((_transfer_text(transfer), ""))
     floor = flatten_eval(result.get("majority_class"))
     if floor:
         values = ", ".join(f"{k} {v:.4f}" for k, v in floor.items())
@@ -189,6 +192,17 @@ def _feedback_line(result: Mapping[str, Any]) -> tuple[str, str] | None:
         share = f"{fraction:.0%} of train" if isinstance(fraction, (int, float)) else "train"
         return (f"feedback: {share}, held out; dev untouched until evaluation", "")
     return (f"feedback: {source}", "")
+
+
+def _transfer_text(transfer: Mapping) -> str:
+    """The transfer set: rows the teacher labelled, where they came from, what was dropped."""
+    text = (
+        f"transfer set: {transfer.get('rows')} rows without labels, labelled by the teacher, "
+        f"{transfer.get('batch_size')} a step ({transfer.get('source')})"
+    )
+    if transfer.get("dropped_in_eval"):
+        text += f"; {transfer['dropped_in_eval']} dropped: their text is in a scored set"
+    return text
 
 
 def _stages_text(stages: list, main: Any) -> str:
