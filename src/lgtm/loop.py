@@ -53,6 +53,8 @@ class LoopState:
     phases_done: list[str] = field(default_factory=list)
     num_processes: int = 1
     best: dict[str, Any] | None = None  # --select-on selection: {"step", "score"} of the best
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # steps (+ labelling), per stage
+    labelling_seconds: dict[str, float] = field(default_factory=dict)  # the teacher cache's
 
     def state_dict(self) -> dict[str, Any]:
         """For ``accelerator.register_for_checkpointing``."""
@@ -169,7 +171,12 @@ def run_stage(
     history = history_of(state, phase.name)
     if phase.on_start is not None:  # also when resumed in the middle of the stage
         phase.on_start()
+    t_cache = time.perf_counter()
     cache = _teacher_outputs(ctx, phase)
+    if cache is not None and phase.name not in state.labelling_seconds:  # computed, or read back
+        spent = time.perf_counter() - t_cache
+        state.labelling_seconds[phase.name] = spent
+        state.stage_seconds[phase.name] = state.stage_seconds.get(phase.name, 0.0) + spent
     if state.step == 0:
         _check_models(ctx, phase, 0, out)  # the models as loaded (step 0: nothing trained yet)
     if state.step == 0 and not history:
@@ -225,7 +232,9 @@ def run_stage(
                     stats["probe_teacher_logits"].cpu(),
                     stats["probe_student_logits"].cpu(),
                 )
-            state.train_seconds += time.perf_counter() - t0
+            spent = time.perf_counter() - t0
+            state.train_seconds += spent
+            state.stage_seconds[phase.name] = state.stage_seconds.get(phase.name, 0.0) + spent
             is_eval = step % phase.eval_every == 0 or step == phase.total
             if step % config.log_steps == 0 or is_eval:
                 window = distributed.reduce_sums(state.window)  # all processes' samples

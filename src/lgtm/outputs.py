@@ -16,8 +16,9 @@ from lgtm.rundata import RunData
 
 
 def stages_summary(stages: list[Stage], state: LoopState) -> list[dict[str, Any]]:
-    """The stages of the run, in order: what each trained, from what, for how many steps, and
-    the last dev score of the model it trained."""
+    """The stages of the run, in order: what each trained, from what, for how many steps, the
+    last dev score of the model it trained, and its seconds of training (steps, and the
+    frozen teacher's labelling of its rows, also given apart; evaluations not counted)."""
     out = []
     for stage in stages:
         history = history_of(state, stage.name)
@@ -30,6 +31,8 @@ def stages_summary(stages: list[Stage], state: LoopState) -> list[dict[str, Any]
                 "learns_from": stage.learns_from,
                 "steps": stage.total,
                 "dev": last.get(key),
+                "seconds": state.stage_seconds.get(stage.name),
+                "teacher_outputs_seconds": state.labelling_seconds.get(stage.name),
             }
         )
     return out
