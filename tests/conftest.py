@@ -189,8 +189,18 @@ def tiny_bert(
     return model.train()
 
 
-def make_batch(size: int, seed: int, num_labels: int = 3, length: int = 7) -> dict:
-    """A seeded random batch for :func:`tiny_bert` (the first row padded at its end)."""
+#: The label of a sample without one (a transfer-set sample), written here rather than taken
+#: from lgtm: PyTorch's ignore index for classes; NaN for a regression score.
+NO_LABEL = -100
+
+#: Which samples of a :func:`make_batch` batch of 5 go without a label: some, or none labelled.
+UNLABELLED = {"some": (1, 3), "none": (0, 1, 2, 3, 4)}
+
+
+def make_batch(size: int, seed: int, num_labels: int = 3, length: int = 7, unlabelled=()) -> dict:
+    """A seeded random batch for :func:`tiny_bert` (the first row padded at its end); the
+    samples at the indices ``unlabelled`` carry no label (:data:`NO_LABEL`, NaN for one
+    output), the others the same labels as without ``unlabelled``."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(size, length, dtype=torch.long)
     mask[0, length - 2 :] = 0
@@ -199,6 +209,7 @@ def make_batch(size: int, seed: int, num_labels: int = 3, length: int = 7) -> di
         if num_labels == 1
         else torch.randint(0, num_labels, (size,), generator=g)
     )
+    labels[list(unlabelled)] = float("nan") if num_labels == 1 else NO_LABEL
     return {
         "input_ids": torch.randint(1, 60, (size, length), generator=g),
         "attention_mask": mask,
@@ -239,6 +250,18 @@ def ce_ref(z, y):
         if z.shape[-1] == 1
         else F.cross_entropy(z, y, reduction="none")
     )
+
+
+def ce_mean_ref(z, y):
+    """``mean ce(y, z)`` over the batch: the label term when every sample has a label."""
+    return ce_ref(z, y).mean()
+
+
+def labelled_ce_mean_ref(z, y):
+    """``mean_labelled ce(y, z)``: the mean over the samples that have a label (boolean
+    indexing), 0 (with a zero gradient) when none has one."""
+    known = ~torch.isnan(y) if y.is_floating_point() else y != NO_LABEL
+    return ce_ref(z[known], y[known]).mean() if known.any() else 0 * z.sum()
 
 
 def sgd(params, loss, lr, create_graph=False):

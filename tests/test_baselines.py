@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import pytest
 import torch
@@ -22,9 +23,12 @@ from conftest import (
     LR_T,
     TAU,
     TEACHER_ALPHA,
+    UNLABELLED,
+    ce_mean_ref,
     ce_ref,
     detached,
     kl_ref,
+    labelled_ce_mean_ref,
     logits,
     make_batch,
     params_of,
@@ -45,6 +49,7 @@ import lgtm.models as models
 import lgtm.objectives as objectives
 from lgtm.methods import ce as ce_module
 from lgtm.methods import pesf as pesf_module
+from lgtm.methods.base import Method
 from lgtm.methods.dml import DML
 from lgtm.methods.pkd import PKD, parse_layer_pairs, pkd_skip_layers
 from lgtm.objectives import distill_objective, skd, spherical_normalize
@@ -75,14 +80,17 @@ def build(name, teacher, student, **opts):
     )
 
 
+label_ref = ce_mean_ref  # the mixed-batch tests swap in the mean over the labelled samples
+
+
 def student_loss_ref(s, t, y, kd=kl_ref):
     """``Ls = α · mean kd(t, s) + (1 − α) · mean ce(y, s)``."""
-    return ALPHA * kd(t, s).mean() + (1 - ALPHA) * ce_ref(s, y).mean()
+    return ALPHA * kd(t, s).mean() + (1 - ALPHA) * label_ref(s, y)
 
 
 def aux_loss_ref(t, s, y):
     """``L_aux = αt · mean kd(s.detach(), t) + (1 − αt) · mean ce(y, t)``."""
-    return TEACHER_ALPHA * kl_ref(s.detach(), t).mean() + (1 - TEACHER_ALPHA) * ce_ref(t, y).mean()
+    return TEACHER_ALPHA * kl_ref(s.detach(), t).mean() + (1 - TEACHER_ALPHA) * label_ref(t, y)
 
 
 def delta_error(now, ref, before):
@@ -93,11 +101,11 @@ def delta_error(now, ref, before):
 
 
 # ---- ce: the student alone ----------------------------------------------------------------
-def ce_error(with_teacher=False):
+def ce_error(with_teacher=False, unlabelled=()):
     teacher = tiny_bert(2, 0) if with_teacher else None
-    student, batch = tiny_bert(1, 1), make_batch(5, 2)
+    student, batch = tiny_bert(1, 1), make_batch(5, 2, unlabelled=unlabelled)
     ps = params_of(student)
-    ref = sgd(ps, ce_ref(logits(student, ps, batch), batch["labels"]).mean(), LR_S)
+    ref = sgd(ps, label_ref(logits(student, ps, batch), batch["labels"]), LR_S)
     before = snapshot(student)
     t_before = snapshot(teacher) if with_teacher else {}
     out = build("ce", teacher, student).step(batch)
@@ -129,10 +137,11 @@ def hidden_and_logits(model, params, batch):
     return out.hidden_states, out.logits
 
 
-def pkd_error(layers):
+def pkd_error(layers, unlabelled=()):
     """One pkd step (teacher 3 layers, student 2) against the reference: the student's relative
     error, and the logged and reference ``L_PT``."""
-    teacher, student, batch = tiny_bert(3, 0), tiny_bert(2, 1), make_batch(5, 2)
+    teacher, student = tiny_bert(3, 0), tiny_bert(2, 1)
+    batch = make_batch(5, 2, unlabelled=unlabelled)
     pt, ps = params_of(teacher), params_of(student)
     h_t, t = hidden_and_logits(teacher, pt, batch)
     h_s, s = hidden_and_logits(student, ps, batch)
@@ -208,14 +217,15 @@ def test_parse_layer_pairs():
 
 
 # ---- dml ----------------------------------------------------------------------------------
-def dml_errors():
-    teacher, student, batch = tiny_bert(2, 0), tiny_bert(1, 1), make_batch(5, 2)
+def dml_errors(unlabelled=()):
+    teacher, student = tiny_bert(2, 0), tiny_bert(1, 1)
+    batch = make_batch(5, 2, unlabelled=unlabelled)
     pt, ps, y = params_of(teacher), params_of(student), batch["labels"]
     t, s = logits(teacher, pt, batch), logits(student, ps, batch)
     # unweighted sums; the teacher first, the student then sees the updated teacher
-    new_t = detached(sgd(pt, ce_ref(t, y).mean() + kl_ref(s.detach(), t).mean(), LR_T))
+    new_t = detached(sgd(pt, label_ref(t, y) + kl_ref(s.detach(), t).mean(), LR_T))
     t_new = logits(teacher, new_t, batch).detach()
-    new_s = sgd(ps, ce_ref(s, y).mean() + kl_ref(t_new, s).mean(), LR_S)
+    new_s = sgd(ps, label_ref(s, y) + kl_ref(t_new, s).mean(), LR_S)
     before_t, before_s = snapshot(teacher), snapshot(student)
     build("dml", teacher, student).step(batch)  # α = 0.7, αt = 0.4: unused by dml
     return rel_err(teacher, new_t, before_t), rel_err(student, new_s, before_s)
@@ -244,10 +254,11 @@ def zeroed(model):
     return model
 
 
-def prokt_errors():
-    """Two prokt steps against two online reference steps from zeroed heads."""
+def prokt_errors(unlabelled=((), ())):
+    """Two prokt steps against two online reference steps from zeroed heads; ``unlabelled``:
+    the samples without a label of each batch."""
     teacher, student = tiny_bert(2, 0), tiny_bert(1, 1)
-    batches = [make_batch(5, 2), make_batch(5, 4)]
+    batches = [make_batch(5, seed, unlabelled=u) for seed, u in zip((2, 4), unlabelled)]
     ref_teacher, ref_student = zeroed(teacher), zeroed(student)
     pt, ps = params_of(ref_teacher), params_of(ref_student)
     for batch in batches:
@@ -327,9 +338,9 @@ def lora_logits(plain, frozen, trainable, batch):
     return logits(plain, weights, batch)
 
 
-def pesf_errors():
+def pesf_errors(unlabelled=()):
     plain, wrapped = pesf_setup()
-    student, batch = tiny_bert(1, 1), make_batch(5, 2)
+    student, batch = tiny_bert(1, 1), make_batch(5, 2, unlabelled=unlabelled)
     names = lora_reference_names(wrapped)
     adapted = {v.split(":")[0].rsplit(".", 1)[-1] for v in names.values() if ":" in v}
     assert adapted == {"query", "value"} and len(names) == 2 * 2 * 2 + 2  # 2 layers, A and B
@@ -399,6 +410,48 @@ def test_pesf_wrapping_defaults_and_errors():
         pesf_module.wrap_teacher(wrapped)
     with pytest.raises(ValueError, match="merged_teacher needs"):
         pesf_module.merged_teacher(tiny_bert(2, 0))
+
+
+# ---- batches mixing labelled and unlabelled samples (a transfer set) ---------------------
+# Every label term (ce's loss, the student's and the teacher's in Ls and L_aux, dml's) is the
+# mean over the batch's labelled samples, 0 when none is labelled; the distillation terms,
+# pkd's patient term and the teacher's kd' term range over all samples.
+@pytest.fixture
+def masked_label_term(monkeypatch):
+    """The reference's label terms become ``mean_labelled ce`` (boolean indexing)."""
+    monkeypatch.setattr(sys.modules[__name__], "label_ref", labelled_ce_mean_ref)
+
+
+def pkd_mixed_errors(unlabelled):
+    err, pt_logged, pt_ref = pkd_error(PKD_LAYERS, unlabelled)
+    assert pt_logged == pytest.approx(pt_ref, rel=1e-12) and pt_ref > 0.1  # over all samples
+    return err
+
+
+MIXED_CHECKS = {
+    "ce": lambda case: ce_error(unlabelled=UNLABELLED[case]),
+    "ce-with-teacher": lambda case: ce_error(True, UNLABELLED[case]),
+    "pkd": lambda case: pkd_mixed_errors(UNLABELLED[case]),
+    "dml": lambda case: dml_errors(UNLABELLED[case]),
+    # from zeroed heads a batch without labels moves nothing: label the first batch in part
+    "prokt": lambda case: prokt_errors((UNLABELLED["some"], UNLABELLED[case])),
+    "pesf": lambda case: pesf_errors(UNLABELLED[case])[:2],
+}
+
+
+@pytest.mark.parametrize("case", ["some", "none"])
+@pytest.mark.parametrize("name", list(MIXED_CHECKS))
+def test_mixed_batch_matches_reference(name, case, masked_label_term):
+    errors = MIXED_CHECKS[name](case)
+    assert _max(errors) < TOL, errors
+
+
+@pytest.mark.parametrize("name", list(MIXED_CHECKS))
+def test_mixed_batch_reference_detects_an_unmasked_label_term(monkeypatch, masked_label_term, name):
+    """A label term averaged over the whole batch (the unlabelled samples counted as 0)."""
+    monkeypatch.setattr(Method, "labelled_mean", staticmethod(lambda values, labels: values.mean()))
+    errors = MIXED_CHECKS[name]("some")
+    assert _max(errors) > 1e-6, errors  # ≥ 10⁴ times the tolerance
 
 
 # ---- skd ----------------------------------------------------------------------------------

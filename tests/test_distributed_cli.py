@@ -166,6 +166,48 @@ def test_resume_after_a_kill_under_two_processes(glue_dir, teacher_dir, two_proc
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("method", ["lgtm", "kd"])
+def test_two_processes_with_a_transfer_set_save_the_student_of_one(
+    method, glue_dir, teacher_dir, tmp_path
+):
+    """Labelled and transfer samples split across processes; label terms averaged over the
+    labelled samples of the global batch (the labelled stream's last batch holds 2 of 8)."""
+    more = [
+        "--method",
+        method,
+        "--max-train-samples",
+        "56",  # 50 to train on, after the feedback set: batches of 8 end with one of 2
+        "--transfer-from-train",
+        "--max-transfer-samples",
+        "30",
+        "--transfer-batch-size",
+        "5",  # split 3 + 2: the processes' shares of labelled samples differ
+        "--epochs",
+        "1",
+        "--alpha",
+        "0.5",  # the student's label term counts
+        "--teacher-epochs",
+        "1",
+    ]
+    if method == "lgtm":
+        more = more[:-2]  # its teacher learns jointly: no stage one
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli.main([*distill_args(glue_dir, teacher_dir, one), *more]) == 0
+    finish(torchrun([*distill_args(glue_dir, teacher_dir, two), *more]))
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two / "metrics.json").read_text())
+    assert m1["transfer"]["rows"] == m2["transfer"]["rows"] == 30
+    assert m2["num_processes"] == 2
+    for model in ("student", "teacher"):
+        error = relative(weights(two, model), weights(one, model))
+        print(f"{method} {model}: relative difference 2 vs 1 process {error:.1e}")
+        assert error < 1e-6, (model, error)
+    for a, b in zip(m1["history"], m2["history"]):
+        for key in ("student_loss", "teacher_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=2e-8)
+
+
 def test_bf16_autocast_keeps_the_influence_within_a_few_percent():
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState

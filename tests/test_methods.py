@@ -8,6 +8,7 @@ and ``torch.autograd.grad`` (double backward for the meta-gradients).
 from __future__ import annotations
 
 import copy
+import math
 import sys
 
 import pytest
@@ -19,9 +20,12 @@ from conftest import (
     LR_T,
     TAU,
     TEACHER_ALPHA,
+    UNLABELLED,
+    ce_mean_ref,
     ce_ref,
     detached,
     kl_ref,
+    labelled_ce_mean_ref,
     logits,
     make_batch,
     params_of,
@@ -35,25 +39,27 @@ import lgtm
 from lgtm.methods.base import Method
 
 # ---- the reference, independent of lgtm's code (its building blocks: conftest.py) --------
-distill_ref = kl_ref  # the regression test swaps in MSE
+distill_ref = kl_ref  # the regression tests swap in MSE
+label_ref = ce_mean_ref  # the mixed-batch tests swap in the mean over the labelled samples
+
+
+def mse_ref(a, b, tau=TAU):
+    return F.mse_loss(b, a, reduction="none").mean(-1)
 
 
 def student_loss_ref(s, t, y, alpha=ALPHA):
-    return alpha * distill_ref(t, s).mean() + (1 - alpha) * ce_ref(s, y).mean()
+    return alpha * distill_ref(t, s).mean() + (1 - alpha) * label_ref(s, y)
 
 
 def aux_loss_ref(t, s, y):
-    return (
-        TEACHER_ALPHA * distill_ref(s.detach(), t).mean()
-        + (1 - TEACHER_ALPHA) * ce_ref(t, y).mean()
-    )
+    return TEACHER_ALPHA * distill_ref(s.detach(), t).mean() + (1 - TEACHER_ALPHA) * label_ref(t, y)
 
 
 def reference(method, teacher, student, batch, fb):
     """The updated (teacher, student) parameters of one step of ``method``."""
     pt, ps = params_of(teacher), params_of(student)
     y = batch["labels"]
-    if method == "kd":
+    if method in ("kd", "takd", "rco"):  # takd and rco: kd's step (their own run plans)
         t = logits(teacher, pt, batch).detach()
         return pt, sgd(ps, student_loss_ref(logits(student, ps, batch), t, y), LR_S)
     if method == "online":
@@ -91,14 +97,21 @@ def run_method(name, teacher, student, batch, fb, probe=None, **opts):
 
 
 TOLERANCE = {"kd": 1e-9, "online": 1e-9, "meta": 1e-9, "lgtm-exact": 1e-9, "lgtm": 1e-4}
+TOLERANCE |= {"takd": TOLERANCE["kd"], "rco": TOLERANCE["kd"]}
 
 
-def check(name, num_labels=3, **opts):
+def check(name, num_labels=3, unlabelled=(), outputs=None, **opts):
+    """Relative errors of the teacher's and the student's update against the reference, on a
+    batch of 5 whose samples ``unlabelled`` carry no label (the feedback batch: all labelled).
+    ``outputs``: a list that receives the step's outputs."""
     teacher, student = tiny_bert(2, 0, num_labels), tiny_bert(1, 1, num_labels)
-    batch, fb = make_batch(5, 2, num_labels), make_batch(4, 3, num_labels)
+    batch = make_batch(5, 2, num_labels, unlabelled=unlabelled)
+    fb = make_batch(4, 3, num_labels)
     ref_t, ref_s = reference(name, teacher, student, batch, fb)
     before_t, before_s = snapshot(teacher), snapshot(student)
-    run_method(name, teacher, student, batch, fb, **opts)
+    out = run_method(name, teacher, student, batch, fb, **opts)
+    if outputs is not None:
+        outputs.append(out)
     return rel_err(teacher, ref_t, before_t), rel_err(student, ref_s, before_s)
 
 
@@ -113,12 +126,61 @@ def test_updates_match_autograd_reference(name, lookahead):
 
 @pytest.mark.parametrize("name", ["online", "meta", "lgtm", "lgtm-exact"])
 def test_regression_task_uses_mse(name, monkeypatch):
-    def mse_ref(a, b, tau=TAU):
-        return F.mse_loss(b, a, reduction="none").mean(-1)
-
     monkeypatch.setattr(sys.modules[__name__], "distill_ref", mse_ref)
     err_t, err_s = check(name, num_labels=1, fd_radius=1e-3)
     assert err_t < TOLERANCE[name] and err_s < TOLERANCE[name], (err_t, err_s)
+
+
+# ---- batches mixing labelled and unlabelled samples (a transfer set) ---------------------
+# Every label term is the mean over the batch's labelled samples (0 when none is labelled);
+# the distillation terms, the teacher's kd' term and the influence range over all samples.
+@pytest.fixture
+def masked_label_term(monkeypatch):
+    """The reference's label terms become ``mean_labelled ce`` (boolean indexing)."""
+    monkeypatch.setattr(sys.modules[__name__], "label_ref", labelled_ce_mean_ref)
+
+
+MIXED_METHODS = ["kd", "takd", "rco", "online", "meta", "lgtm", "lgtm-exact"]
+
+
+def check_mixed(name, case, num_labels=3):
+    outputs = []
+    errors = check(
+        name,
+        num_labels,
+        unlabelled=UNLABELLED[case],
+        outputs=outputs,
+        fd_radius=1e-3,
+        lookahead="sgd",
+    )
+    losses = {k: v for k, v in outputs[0].items() if k.endswith("_loss")}
+    assert all(math.isfinite(v) for v in losses.values()), losses  # never NaN
+    return errors
+
+
+@pytest.mark.parametrize("case", ["some", "none"])
+@pytest.mark.parametrize("name", MIXED_METHODS)
+def test_mixed_batch_updates_match_reference(name, case, masked_label_term):
+    err_t, err_s = check_mixed(name, case)
+    assert err_t < TOLERANCE[name], f"teacher relative error {err_t:.2e}"
+    assert err_s < TOLERANCE[name], f"student relative error {err_s:.2e}"
+
+
+@pytest.mark.parametrize("case", ["some", "none"])
+@pytest.mark.parametrize("name", ["kd", "online", "meta", "lgtm", "lgtm-exact"])
+def test_mixed_regression_batch_updates_match_reference(name, case, monkeypatch, masked_label_term):
+    """One output: a sample without a label has a NaN score, which must reach nothing."""
+    monkeypatch.setattr(sys.modules[__name__], "distill_ref", mse_ref)
+    err_t, err_s = check_mixed(name, case, num_labels=1)
+    assert err_t < TOLERANCE[name] and err_s < TOLERANCE[name], (err_t, err_s)
+
+
+@pytest.mark.parametrize("name", MIXED_METHODS)
+def test_mixed_batch_reference_detects_an_unmasked_label_term(monkeypatch, masked_label_term, name):
+    """A label term averaged over the whole batch (the unlabelled samples counted as 0)."""
+    monkeypatch.setattr(Method, "labelled_mean", staticmethod(lambda values, labels: values.mean()))
+    err_t, err_s = check_mixed(name, "some")
+    assert max(err_t, err_s) > 100 * TOLERANCE[name], (err_t, err_s)
 
 
 def per_sample_influence_ref(teacher, student, batch, fb, kd=kl_ref, samples=None):
@@ -139,10 +201,11 @@ def per_sample_influence_ref(teacher, student, batch, fb, kd=kl_ref, samples=Non
     return torch.stack(out).detach()
 
 
-def influence_error(name, radius):
-    teacher, student = tiny_bert(2, 0), tiny_bert(1, 1)
-    batch, fb = make_batch(5, 2), make_batch(4, 3)
-    ref = per_sample_influence_ref(teacher, student, batch, fb)
+def influence_error(name, radius, unlabelled=(), num_labels=3):
+    teacher, student = tiny_bert(2, 0, num_labels), tiny_bert(1, 1, num_labels)
+    batch = make_batch(5, 2, num_labels, unlabelled=unlabelled)
+    fb = make_batch(4, 3, num_labels)
+    ref = per_sample_influence_ref(teacher, student, batch, fb, kd=distill_ref)
     w = run_method(name, teacher, student, batch, fb, fd_radius=radius, lookahead="sgd")[
         "influence"
     ]
@@ -154,6 +217,19 @@ def influence_error(name, radius):
 @pytest.mark.parametrize("name,tol", [("lgtm", 1e-4), ("lgtm-exact", 1e-10)])
 def test_per_sample_influence(name, tol):
     assert influence_error(name, 1e-3) < tol
+
+
+@pytest.mark.parametrize("num_labels", [3, 1])
+@pytest.mark.parametrize("case", ["some", "none"])
+@pytest.mark.parametrize("name,tol", [("lgtm", 1e-4), ("lgtm-exact", 1e-10)])
+def test_per_sample_influence_of_a_mixed_batch(
+    name, tol, case, num_labels, monkeypatch, masked_label_term
+):
+    """Every sample, labelled or not, has its influence; the look-ahead's label term is the
+    mean over the labelled samples."""
+    if num_labels == 1:
+        monkeypatch.setattr(sys.modules[__name__], "distill_ref", mse_ref)
+    assert influence_error(name, 1e-3, UNLABELLED[case], num_labels) < tol
 
 
 @pytest.mark.parametrize("name", ["lgtm", "lgtm-exact"])
