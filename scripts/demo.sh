@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (./.venv) and run the offline default distillation (about 4 minutes on 2 CPU cores).
+# Set up (./.venv) and run the offline default distillation (under 5 minutes on 2 CPU cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

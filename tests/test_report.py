@@ -317,6 +317,14 @@ def test_summary_table_flags_leaking_feedback_and_several_splits():
     assert "(leaked)" in text
 
 
+def test_summary_table_quotes_the_default_runs_measured_gain():
+    gain = {"mean": 5.25, "low": 1.04, "high": 9.46, "n": 3, "source": "results/x.md"}
+    text = " ".join(_render(summary_table({**RESULT, "default_run_gain": gain})).split())
+    assert "+5.2 points [+1.0, +9.5] (95%, 3 paired seeds) against the student alone" in text
+    assert "results/x.md" in text
+    assert "measured:" not in _render(summary_table(RESULT))  # only the demonstration's
+
+
 def test_summary_table_tolerates_missing_parts():
     text = _render(summary_table({"student": {"pearson": float("nan")}, "method": "kd"}))
     assert "pearson" in text and "–" in text and "kd" in text

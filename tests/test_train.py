@@ -71,6 +71,16 @@ def test_resolve_layers_defaults_default_run_preset_and_explicit():
     for key, value in cfg.DEFAULT_RUN.items():
         assert getattr(default, key) == value
     assert cfg.resolve({"epochs": 7}).epochs == 7  # a flag beats the default budget
+    # the demonstration distils with kd and the unlabelled text the default data ships
+    assert (default.method, default.transfer_from_train, default.lr) == ("kd", True, 3e-4)
+    assert default.is_default_run and cfg.resolve({"seed": 3}).is_default_run
+    assert not cfg.resolve({"lr": 1e-3}).is_default_run
+    assert not cfg.resolve({"task": "sst2", **cfg.DEFAULT_RUN}).is_default_run
+    # another method named without data takes the earlier budget, without a transfer set
+    for method in ("lgtm", "ce"):
+        other = cfg.resolve({"method": method})
+        assert (other.batch_size, other.lr, other.transfer_from_train) == (16, 1e-3, False)
+        assert other.max_train_samples == 2000 and not other.is_default_run
 
     official = cfg.resolve({"task": "mrpc", "preset": "official-code"})
     assert official.feedback_from == "validation" and official.init_classifier == "zero"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lgtm import rundir
-from lgtm.config import RunConfig
+from lgtm.config import DEFAULT_RUN_GAIN, RunConfig
 from lgtm.evaluation import majority_class
 from lgtm.loop import LoopState, history_of, say
 from lgtm.plans import Stage
@@ -120,6 +120,8 @@ def final_metrics(
         "wall_seconds": None,  # set when the outputs are written
         "teacher_finetune_history": state.teacher_history,
         "history": state.history,
+        # the committed measurement the offline demonstration's summary quotes
+        "default_run_gain": DEFAULT_RUN_GAIN if config.is_default_run else None,
         "versions": R.package_versions(),
         "config": config.to_dict(saved=True) | {"output_dir": str(out)},
     }

@@ -12,7 +12,9 @@ with every run as ``config.yaml`` and ``lgtm distill --config config.yaml`` runs
 """
 
 from lgtm.config.fields import (
+    DEFAULT_BUDGET,
     DEFAULT_RUN,
+    DEFAULT_RUN_GAIN,
     DEFAULT_TEACHER,
     FIELDS,
     METHODS,
@@ -29,7 +31,9 @@ from lgtm.config.values import parse_layers
 from lgtm.objectives import OBJECTIVES
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "DEFAULT_RUN",
+    "DEFAULT_RUN_GAIN",
     "DEFAULT_TEACHER",
     "FIELDS",
     "METHODS",

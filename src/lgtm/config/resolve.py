@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lgtm.config.fields import DEFAULT_RUN, FIELDS, NOT_RESULT_FIELDS, PRESET_DATA, RunConfig
+from lgtm.config.fields import (
+    DEFAULT_BUDGET,
+    DEFAULT_RUN,
+    FIELDS,
+    NOT_RESULT_FIELDS,
+    PRESET_DATA,
+    RunConfig,
+)
 from lgtm.errors import LgtmInputError
 
 
@@ -32,8 +39,9 @@ def resolve(
     if unknown:
         raise LgtmInputError("unknown configuration key", field=unknown[0])
     names_data = any(explicit.get(k) is not None for k in ("task", "data_dir", "train_file"))
-    if not names_data:
-        values.update(DEFAULT_RUN)
+    if not names_data:  # the offline demonstration, or another method's budget on its data
+        chosen = explicit.get("method", DEFAULT_RUN["method"])
+        values.update(DEFAULT_RUN if chosen == DEFAULT_RUN["method"] else DEFAULT_BUDGET)
     preset = explicit.get("preset")
     if preset is not None:
         if method_presets is None:

@@ -156,6 +156,9 @@ def _caption_lines(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     transfer = result.get("transfer")
     if isinstance(transfer, Mapping):
         lines.append((_transfer_text(transfer), ""))
+    gain = result.get("default_run_gain")
+    if isinstance(gain, Mapping):
+        lines.append((_gain_text(gain), ""))
     floor = flatten_eval(result.get("majority_class"))
     if floor:
         values = ", ".join(f"{k} {v:.4f}" for k, v in floor.items())
@@ -203,6 +206,15 @@ def _transfer_text(transfer: Mapping) -> str:
     if transfer.get("dropped_in_eval"):
         text += f"; {transfer['dropped_in_eval']} dropped: their text is in a scored set"
     return text
+
+
+def _gain_text(gain: Mapping) -> str:
+    """The demonstration's measured gain over the student alone (a committed benchmark)."""
+    return (
+        f"measured: with these settings the student scored {gain['mean']:+.1f} points "
+        f"[{gain['low']:+.1f}, {gain['high']:+.1f}] (95%, {gain['n']} paired seeds) against "
+        f"the student alone ({gain['source']})"
+    )
 
 
 def _stages_text(stages: list, main: Any) -> str:
