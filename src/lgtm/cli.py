@@ -54,6 +54,39 @@ def _distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from lgtm.rundata import task_name
+    from lgtm.tune import TuneSettings, tune
+
+    explicit: dict[str, Any] = {}
+    if args.config:
+        explicit.update(cfg.load_yaml(args.config))
+    explicit.update(cfg.explicit_from_args(args))
+    out = explicit.pop("output_dir", None)
+    for key in ("overwrite", "resume"):  # a study continues by itself; it is never overwritten
+        if explicit.pop(key, False):
+            raise LgtmInputError(
+                f"lgtm tune takes no {cfg.flag(key)}: run it again to continue its study, or "
+                "give a new --output-dir",
+                field=key,
+            )
+    if out is None:
+        base = cfg.resolve(explicit)
+        out = str(Path("runs") / f"tune-{task_name(base)}-{base.method}")
+    tune(
+        explicit,
+        TuneSettings(
+            trials=args.trials,
+            output_dir=Path(out),
+            search=args.search,
+            storage=args.storage,
+            study_name=args.study_name,
+            pruning=args.pruning,
+        ),
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- evaluate / predict
 
 
@@ -232,6 +265,19 @@ def _plot(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _checked_int(name: str) -> Any:
+    """An argparse type for a whole number (the range is checked where it is used)."""
+
+    def convert(value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+
+    convert.__name__ = name
+    return convert
+
+
 def _checked(name: str) -> Any:
     """An argparse type that parses and range-checks like the distill option ``name``."""
 
@@ -288,6 +334,54 @@ def build_parser() -> argparse.ArgumentParser:
         "below (flags override it); every run saves its own as config.yaml",
     )
     d.set_defaults(func=_distill)
+
+    t = sub.add_parser(
+        "tune",
+        parents=[cfg.flags_parser()],
+        usage="lgtm tune --trials N --selection-fraction F [--search SPACE] "
+        "[--config FILE.yaml] [--OPTION VALUE ...]",
+        help="find a run's settings on the selection set (an Optuna study; dev is never read)",
+        description="Search the settings of a run (the student lr always; the teacher's lr, "
+        "alpha and temperature where the method uses them) with an Optuna study: TPE seeded "
+        "by --seed, a median pruner on the selection-set evaluations. Each trial is an "
+        "ordinary run whose student is scored on the selection set; the dev split is neither "
+        "read nor scored. The study is kept in a database (default: study.db in "
+        "--output-dir): run the command again to continue it; several processes may share "
+        "it (--storage). Writes trials.csv, best.yaml (lgtm distill --config best.yaml), "
+        "tune.png and tune.json.",
+    )
+    t.add_argument("--config", metavar="FILE.yaml", help="YAML file of the run's settings")
+    t.add_argument(
+        "--trials",
+        type=_checked_int("trials"),
+        required=True,
+        metavar="N",
+        help="trials in the study, finished, pruned or diverged, counting earlier runs of "
+        "this command and other processes sharing the study",
+    )
+    t.add_argument(
+        "--search",
+        metavar="SPACE",
+        help="the settings searched, replacing the default space: NAME=LOW:HIGH[:log][:int] "
+        "or a bare NAME (its default range), comma-separated, e.g. "
+        "lr=1e-5:3e-3:log,alpha=0.2:0.9",
+    )
+    t.add_argument(
+        "--storage",
+        metavar="URL",
+        help="an Optuna storage URL shared by several processes or machines "
+        "(sqlite:///FILE, postgresql://..., mysql://...); default: sqlite in --output-dir",
+    )
+    t.add_argument("--study-name", default="lgtm-tune", metavar="NAME", help="the study's name")
+    t.add_argument(
+        "--pruning",
+        type=lambda v: cfg.parse_value("transfer_from_train", v),
+        default=True,
+        metavar="[true|false]",
+        help="stop a trial whose selection score falls below the median of earlier trials' "
+        "at an evaluation (default: true)",
+    )
+    t.set_defaults(func=_tune)
 
     def inference_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(

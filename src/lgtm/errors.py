@@ -33,3 +33,8 @@ class LgtmInputError(Exception):
             where = f"line {self.line}: "
         what = f"field '{self.field}': " if self.field is not None else ""
         return f"{where}{what}{self.message}"
+
+
+class TrainingDiverged(LgtmInputError):
+    """A loss or a parameter became NaN or infinite during training (a learning rate too high,
+    most often): reported like bad input; ``lgtm tune`` records the trial as diverged."""

@@ -24,13 +24,14 @@ from lgtm import config as cfg
 from lgtm import distributed, rundir
 from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
-from lgtm.errors import LgtmInputError
+from lgtm.errors import LgtmInputError, TrainingDiverged
 from lgtm.evaluation import evaluate
 from lgtm.methods.base import CACHED_TEACHER
 from lgtm.plans import Stage
 
 CHECKPOINTS = rundir.CHECKPOINTS
 Callback = Callable[[str, int], None]
+Report = Callable[[int, float], None]
 
 
 @dataclass
@@ -143,6 +144,7 @@ class StageContext:
     transfer_f: list[dict] = field(default_factory=list)  # the transfer set (labels -100 / NaN)
     tokenizer: Any = None
     out: Path | None = None
+    report: Report | None = None  # (step, selection score) after each selection evaluation
 
     def wall(self) -> float:
         """Wall time of the whole run so far, all processes that worked on it together."""
@@ -316,7 +318,7 @@ def _diverged(ctx: StageContext, phase: Stage, step: int, what: str, out: Path) 
         if last is not None
         else "no checkpoint had been written, and no model was"
     )
-    return LgtmInputError(
+    return TrainingDiverged(
         f"training diverged at step {step} of {phase.name}: {what} not finite; try a lower "
         f"{hint} and run again with --overwrite; {kept}",
         field=rates[0],
@@ -376,12 +378,19 @@ def _evaluate(
         entry["student_eval"] = evaluate(_student(ctx, phase), *args)
         if ctx.selection_f and _distills(phase.name):
             selection = (ctx.task, ctx.selection_f, *args[2:])
-            entry["student_selection"] = evaluate(ctx.student, *selection)
+            entry["student_selection"] = (
+                dict(entry["student_eval"])  # --do-eval false: already scored
+                if ctx.selection_f is ctx.eval_f
+                else evaluate(ctx.student, *selection)
+            )
             if step > 0:
                 _keep_if_best(ctx, entry["step"], entry["student_selection"])
+                if ctx.report is not None:  # lgtm tune's pruner
+                    score = float(entry["student_selection"][ctx.task.main_metric])
+                    ctx.report(entry["step"], score)
     if phase.evaluate_teacher:
         entry["teacher_eval"] = evaluate(_teacher(ctx, phase), *args)
-        if ctx.selection_f:  # scored, never used to choose: a user's clean view of the teacher
+        if ctx.selection_f and ctx.selection_f is not ctx.eval_f:  # scored, never used to choose
             entry["teacher_selection"] = evaluate(
                 _teacher(ctx, phase), ctx.task, ctx.selection_f, *args[2:]
             )

@@ -13,10 +13,17 @@ from lgtm.loop import LoopState, say
 
 
 def start_or_resume(
-    config: RunConfig, acc: Any, state: LoopState, found: list[Path], first: str, out: Path
+    config: RunConfig,
+    acc: Any,
+    state: LoopState,
+    found: list[Path],
+    first: str,
+    out: Path,
+    saved_as: RunConfig | None = None,
 ) -> Path | None:
     """Load the newest good checkpoint (``--resume``) or start at stage ``first``; write
-    config.yaml and start the trackers. Returns the checkpoint resumed from, if any."""
+    config.yaml (``saved_as``, the settings as asked, when they differ: ``--lr auto``) and
+    start the trackers. Returns the checkpoint resumed from, if any."""
     checkpoint = load_checkpoint(acc, found, config) if found else None
     if checkpoint is not None and state.num_processes != acc.num_processes:
         raise LgtmInputError(
@@ -32,7 +39,7 @@ def start_or_resume(
         state.phase = first
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        saved = RunConfig(**{**config.to_dict(), "output_dir": str(out)})
+        saved = RunConfig(**{**(saved_as or config).to_dict(), "output_dir": str(out)})
         cfg.save_yaml(saved, out / "config.yaml")
     if config.report_to == "tensorboard":
         acc.init_trackers("lgtm", config=_flat(config.to_dict(saved=True)))

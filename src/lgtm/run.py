@@ -16,6 +16,7 @@ from step ``k + 1`` on and reaches the same parameters bit for bit on CPU.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +29,15 @@ from lgtm import distributed, rundir
 from lgtm.batches import Batches, MixedBatches
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
-from lgtm.loop import Callback, LazyInfluenceLog, LoopState, StageContext, run_stage, say
+from lgtm.loop import (
+    Callback,
+    LazyInfluenceLog,
+    LoopState,
+    Report,
+    StageContext,
+    run_stage,
+    say,
+)
 from lgtm.plans import STREAMS, Plan, RunParts, make_plan
 from lgtm.resume import check_resume_config, start_or_resume
 from lgtm.rundata import RunData, default_output_dir, load_data
@@ -62,19 +71,24 @@ def prepare_output_dir(config: RunConfig, *, clear: bool = True) -> tuple[Path, 
     )
 
 
-def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult:
+def distill(
+    config: RunConfig, *, callback: Callback | None = None, report: Report | None = None
+) -> RunResult:
     """Run one distillation end to end and write its outputs.
 
     ``callback(stage, step)`` is called after every step, checkpoint included (tests raise in it
-    to simulate a killed run). Raises :class:`LgtmInputError` for bad input, an unusable output
-    folder, or training that diverges (the first non-finite loss or parameter).
+    to simulate a killed run); ``report(step, score)`` after each selection-set evaluation of
+    the student (``lgtm tune`` prunes by it; an exception raised there ends the run). Raises
+    :class:`LgtmInputError` for bad input or an unusable output folder, and its subclass
+    :class:`TrainingDiverged` for training that diverges (the first non-finite loss or
+    parameter).
     """
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
     out = Path(config.output_dir or default_output_dir(config))
     created = not out.exists()
     try:
-        return _distill(config, callback)
+        return _distill(config, callback, report)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             with contextlib.suppress(OSError):  # another process may have removed it
@@ -85,7 +99,7 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
             rundir.release_lock(out)
 
 
-def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
+def _distill(config: RunConfig, callback: Callback | None, report: Report | None) -> RunResult:
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
@@ -109,6 +123,18 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
         rundir.take_lock(out)
+    asked, lr_search = config, None
+    if config.lr == "auto":  # a small lgtm tune study of the student lr on the selection set
+        from lgtm.tune.auto import choose_lr
+
+        lr_search = choose_lr(config, out)
+        config = dataclasses.replace(config, lr=lr_search["lr"])
+        say(
+            config,
+            f"lgtm: --lr auto chose {config.lr:.3g} (selection score "
+            f"{lr_search['selection_score']:.4f}, {len(lr_search['trials'])} trials in "
+            f"{lr_search['study']})",
+        )
     max_length, collate, train_f, feedback_f, eval_f = _features(
         config, data, tokenizer, (teacher, student), notices
     )
@@ -143,7 +169,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     stages = plan.stages(parts, method)
 
     # ---- resume, or start
-    checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out)
+    checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out, saved_as=asked)
     tracked = _tracked(config, [e.id for e in data.train])
     influence_log = _influence_log(config, acc, state, checkpoint, tracked, out)
     feedback_batches = None
@@ -161,7 +187,11 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     tracked_set = set(tracked)
     selection = None
     if config.select_on == "selection":
-        selection = {"selection": encode(data.selection, tokenizer, max_length)}
+        selection = (  # --do-eval false: the evaluation set is the selection set, scored once
+            eval_f
+            if not config.do_eval
+            else {"selection": encode(data.selection, tokenizer, max_length)}
+        )
     ctx = StageContext(
         config=config,
         acc=acc,
@@ -180,11 +210,12 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
         transfer_f=transfer_f,
         tokenizer=tokenizer,
         out=out,
+        report=report,
     )
 
     # ---- the stages, then the outputs
     _run_stages(ctx, stages, train_f, collate, feedback_batches, influence_log, callback)
-    metrics = _outputs(ctx, plan, parts, stages, data, max_length, notices)
+    metrics = _outputs(ctx, plan, parts, stages, data, max_length, notices, lr_search)
     return RunResult(
         metrics,
         out,
@@ -293,6 +324,7 @@ def _outputs(
     data: RunData,
     max_length: int,
     notices: list[str],
+    lr_search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """metrics.json's content; the models, metrics, plots and summary written (main
     process). With ``--select-on selection`` the best student replaces the last first."""
@@ -313,6 +345,7 @@ def _outputs(
         metrics["transfer"]["batch_size"] = _transfer_batch(config)
     metrics["stages"] = stages_summary(stages, state)
     plan.finish(metrics, state, stages)
+    metrics["lr_search"] = lr_search  # --lr auto: the study's trials and the rate chosen
     metrics["num_processes"] = acc.num_processes
     metrics["backend"] = acc.state.backend  # None on one process
     metrics["mixed_precision"] = str(acc.mixed_precision)

@@ -100,20 +100,22 @@ def load_data(config: RunConfig) -> RunData:
         loaded = D.load_table(
             task,
             config.train_file,
-            config.eval_file,
+            config.eval_file if config.do_eval else None,
             text_columns=text_columns,
             label_column=label_column,
         )
     elif config.data_dir is not None:
-        loaded = D.load_glue_dir(D.get_task(name), config.data_dir)
+        loaded = D.load_glue_dir(D.get_task(name), config.data_dir, read_eval=config.do_eval)
     else:
-        loaded = D.load_hf_glue(D.get_task(name))
+        loaded = D.load_hf_glue(D.get_task(name), read_eval=config.do_eval)
     text_columns = text_columns or list(loaded.task.text_columns)
 
     train = sampled = D.subsample(loaded.train, config.max_train_samples, config.seed)
     evals = dict(loaded.evals)
     source = loaded.source
-    if not evals:  # the user's own data without --eval-file: hold out 10% of train
+    if config.train_file is not None and config.eval_file is None:
+        # the user's own data without --eval-file: hold out 10% of train (also with --do-eval
+        # false, so that the training rows are those of the run that evaluates)
         train, held = D.split_feedback(train, 0.1, config.seed + 1)
         evals = {loaded.task.eval_splits[0]: held}
         source += " (10% of train held out for evaluation)"
@@ -129,9 +131,12 @@ def load_data(config: RunConfig) -> RunData:
         train, feedback = D.split_feedback(train, config.feedback_fraction, config.seed)
     else:
         feedback = list(next(iter(evals.values())))
+    if not config.do_eval:  # dev neither read nor scored: every evaluation scores the selection set
+        evals = {"selection": selection}
     held = [*evals.values(), selection, feedback]  # what the run is scored or chosen on
     transfer = _transfer(config, loaded, sampled, text_columns, held)
-    evals = {k: D.subsample(v, config.max_eval_samples, config.seed) for k, v in evals.items()}
+    if config.do_eval:
+        evals = {k: D.subsample(v, config.max_eval_samples, config.seed) for k, v in evals.items()}
     return RunData(
         loaded.task, train, feedback, evals, source, config.feedback_from, selection, transfer
     )

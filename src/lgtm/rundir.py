@@ -39,6 +39,7 @@ SELECTED = "student-selected"  # the best student on the selection set so far (-
 ANCHORS = "anchors"  # rco's snapshots of the teacher's route
 TEACHER_OUTPUTS = "teacher_outputs"  # a frozen teacher's cached outputs (lgtm.teacher_cache)
 RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED, ANCHORS, TEACHER_OUTPUTS)
+RUN_OUTPUTS += ("lr-search",)  # --lr auto: its study (lgtm.tune.auto.LR_SEARCH)
 
 
 def holds_run(folder: Path) -> bool:

@@ -16,6 +16,7 @@ from lgtm.config.values import (
     choice,
     config_field,
     finite_float,
+    float_or_auto,
     integer,
     of_option,
     option_metadata,
@@ -163,6 +164,14 @@ class _Settings:
         group="data",
         metavar="F",
     )
+    do_eval: bool = config_field(
+        True,
+        boolean,
+        "false: the evaluation (dev) split is neither read nor scored; every evaluation scores "
+        "the selection set instead (needs --selection-fraction; lgtm tune's trials run so)",
+        group="data",
+        flag=True,
+    )
     max_train_samples: int | None = config_field(
         None,
         optional(positive_integer),
@@ -298,10 +307,12 @@ class _Training:
     eval_batch_size: int = config_field(
         64, positive_integer, "evaluation batch size", group="training", metavar="N"
     )
-    lr: float = config_field(
+    lr: float | str = config_field(
         5e-5,
-        finite_float,
-        "student learning rate (AdamW, linear decay; warm-up: --warmup-ratio)",
+        float_or_auto,
+        "student learning rate (AdamW, linear decay; warm-up: --warmup-ratio); auto: chosen "
+        "on the selection set by a small lgtm tune study before the run (needs "
+        "--selection-fraction)",
         group="training",
         metavar="LR",
     )

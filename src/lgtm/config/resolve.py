@@ -71,8 +71,14 @@ def _check(config: RunConfig) -> None:
             field="feedback_fraction",
         )
     _check_method_options(config)
+    if config.lr == "auto" and config.selection_fraction is None:
+        raise LgtmInputError(
+            "--lr auto chooses the rate on a selection set, never on dev: give "
+            "--selection-fraction",
+            field="lr",
+        )
     for name in ("lr", "teacher_lr"):
-        if getattr(config, name) <= 0:
+        if getattr(config, name) != "auto" and getattr(config, name) <= 0:
             raise LgtmInputError(f"must be positive, got {getattr(config, name)}", field=name)
     if config.weight_decay < 0:
         raise LgtmInputError("must not be negative", field="weight_decay")
@@ -85,6 +91,17 @@ def _check(config: RunConfig) -> None:
         raise LgtmInputError(
             "--select-on selection needs a selection set: give --selection-fraction",
             field="select_on",
+        )
+    if not config.do_eval and config.selection_fraction is None:
+        raise LgtmInputError(
+            "--do-eval false scores the selection set instead of dev: give --selection-fraction",
+            field="do_eval",
+        )
+    if not config.do_eval and config.feedback_from == "validation":
+        raise LgtmInputError(
+            "--do-eval false reads no evaluation split, and --feedback-from validation takes "
+            "the feedback set from it",
+            field="do_eval",
         )
     if not 0.0 <= config.warmup_ratio < 1.0:
         raise LgtmInputError(f"must lie in [0, 1), got {config.warmup_ratio}", field="warmup_ratio")

@@ -34,6 +34,13 @@ def positive_integer(value: Any) -> int:
     return n
 
 
+def float_or_auto(value: Any) -> float | str:
+    """A finite float, or ``"auto"`` (chosen by a small study before the run)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return finite_float(value)
+
+
 def finite_float(value: Any) -> float:
     """A finite float (a number or a text of one; never a boolean)."""
     if isinstance(value, bool):

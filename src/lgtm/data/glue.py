@@ -50,10 +50,11 @@ def glue_dev_files(task: Task) -> dict[str, str]:
     return _GLUE_DEV_FILES.get(task.name, {task.eval_splits[0]: "dev.tsv"})
 
 
-def load_glue_dir(task: Task, data_dir: str | Path) -> TaskData:
+def load_glue_dir(task: Task, data_dir: str | Path, *, read_eval: bool = True) -> TaskData:
     """Read ``train.tsv`` and the dev file(s) of a GLUE task folder exactly as distributed.
 
     ``data_dir`` is the task folder itself (``glue_data/SST-2``) or its parent (``glue_data``).
+    ``read_eval=False`` leaves the dev files unopened (``evals == {}``).
     """
     layout = GLUE_LAYOUTS.get(task.name)
     if layout is None:
@@ -66,6 +67,7 @@ def load_glue_dir(task: Task, data_dir: str | Path) -> TaskData:
     evals = {
         split: _read_glue_file(task, layout, folder / name)
         for split, name in glue_dev_files(task).items()
+        if read_eval
     }
     return TaskData(task, train, evals, source=str(folder))
 

@@ -15,7 +15,7 @@ from lgtm.errors import LgtmInputError
 HF_GLUE_REPO = "nyu-mll/glue"
 
 
-def load_hf_glue(task: Task, cache_dir: str | None = None) -> TaskData:
+def load_hf_glue(task: Task, cache_dir: str | None = None, *, read_eval: bool = True) -> TaskData:
     """Load a GLUE task with ``datasets.load_dataset`` (needs the package and the hub or its cache).
 
     Any failure (no ``datasets``, no network, ``HF_HUB_OFFLINE=1`` without a cache) becomes an
@@ -45,7 +45,8 @@ def load_hf_glue(task: Task, cache_dir: str | None = None) -> TaskData:
         ) from None
     source = f"huggingface {HF_GLUE_REPO}/{task.name}"
     train = _hf_split(task, dataset, "train", source)
-    evals = {split: _hf_split(task, dataset, split, source) for split in task.eval_splits}
+    splits = task.eval_splits if read_eval else ()  # read_eval=False: evals == {}
+    evals = {split: _hf_split(task, dataset, split, source) for split in splits}
     return TaskData(task, train, evals, source=source)
 
 

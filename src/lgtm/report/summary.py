@@ -156,6 +156,15 @@ def _caption_lines(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     transfer = result.get("transfer")
     if isinstance(transfer, Mapping):
         lines.append((_transfer_text(transfer), ""))
+    lr_search = result.get("lr_search")
+    if isinstance(lr_search, Mapping):
+        lines.append(
+            (
+                f"lr auto: {lr_search['lr']:.3g}, chosen by {len(lr_search['trials'])} trials "
+                f"on the selection set ({lr_search['study']})",
+                "",
+            )
+        )
     gain = result.get("default_run_gain")
     if isinstance(gain, Mapping):
         lines.append((_gain_text(gain), ""))

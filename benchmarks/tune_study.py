@@ -1,0 +1,217 @@
+"""``lgtm tune`` against the comparison's hand-chosen rate (issue #18; PROTOCOL.md amendment
+"lgtm tune against the hand-chosen rate").
+
+    python benchmarks/tune_study.py                  # the studies, then the final runs
+    python benchmarks/tune_study.py --report-only
+
+Per method (kd, lgtm): ``lgtm tune --trials 12 --seed 0`` with and without the median pruner
+on the comparison's SST-2 setting; then seeds 0-2 of the pruned study's ``best.yaml`` and of
+the comparison's settings with its hand-chosen rate (1e-3). Resumable: a study continues, a
+finished run (recorded in ``results/tune_study.json``) is never redone. Writes
+``results/tune_study.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from comparison import COMMON, GLUE, TASKS  # noqa: E402
+
+RESULTS = Path(os.environ.get("LGTM_STUDY_RESULTS", ROOT / "benchmarks/results"))
+RUNS = Path(os.environ.get("LGTM_STUDY_RUNS", ROOT / "runs/tune_study"))
+LGTM = os.environ.get("LGTM_COMMAND", "lgtm").split()
+DEVICE = os.environ.get("LGTM_STUDY_DEVICE", "cpu: 2 cores, one run at a time")
+OUT = RESULTS / "tune_study.json"
+METHODS = ("kd", "lgtm")
+SEEDS = (0, 1, 2)
+TRIALS = 12
+HAND_LR = 1e-3  # the rate the comparison chose for kd and for lgtm on SST-2
+
+
+def base_flags(method: str) -> dict:
+    """The comparison's SST-2 setting for ``method`` (its student rate left out)."""
+    spec = TASKS["sst2"]
+    return {
+        **COMMON,
+        **{k: v for k, v in spec.items() if k != "data_dir"},
+        "task": "sst2",
+        "data_dir": str(GLUE / spec["data_dir"]),
+        "method": method,
+        "teacher_lr": 1e-4,
+    }
+
+
+def as_args(flags: dict) -> list[str]:
+    out: list[str] = []
+    for k, v in flags.items():
+        out += [f"--{k.replace('_', '-')}", str(v)]
+    return out
+
+
+def call(cmd: list[str]) -> float:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    print("started", " ".join(cmd), flush=True)
+    t0 = time.time()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return time.time() - t0
+
+
+def load() -> list[dict]:
+    return json.loads(OUT.read_text()) if OUT.exists() else []
+
+
+def save(rows: list[dict]) -> None:
+    tmp = OUT.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(OUT)
+
+
+def find(rows: list[dict], **key) -> dict | None:
+    return next((r for r in rows if all(r.get(k) == v for k, v in key.items())), None)
+
+
+def study(rows: list[dict], method: str, pruning: bool) -> dict:
+    """One ``lgtm tune`` study (continued if cut off), recorded once finished."""
+    key = {"kind": "study", "method": method, "pruning": pruning}
+    if (row := find(rows, **key)) is not None:
+        return row
+    folder = RUNS / f"{method}-{'pruned' if pruning else 'unpruned'}"
+    flags = {k: v for k, v in base_flags(method).items() if k != "select_on"}
+    cmd = [*LGTM, "tune", "--quiet", *as_args(flags), "--seed", "0", "--trials", str(TRIALS)]
+    cmd += ["--output-dir", str(folder), "--pruning", str(pruning).lower()]
+    wall = call(cmd)
+    result = json.loads((folder / "tune.json").read_text())
+    row = {
+        **key,
+        "best": result["best"],
+        "counts": result["counts"],
+        "trial_steps": result["trial_steps"],
+        "table": result["table"],
+        "best_yaml": str(folder / "best.yaml"),
+        "wall_s": round(wall, 1),
+        "device": DEVICE,
+        "command": " ".join(cmd),
+    }
+    rows.append(row)
+    save(rows)
+    return row
+
+
+def final(rows: list[dict], method: str, cell: str, seed: int, best_yaml: str) -> dict:
+    """A final run: the tuned settings (``best.yaml``) or the hand-chosen rate."""
+    key = {"kind": "final", "method": method, "cell": cell, "seed": seed}
+    if (row := find(rows, **key)) is not None:
+        return row
+    out = RUNS / f"final-{method}-{cell}-s{seed}"
+    if cell == "tuned":
+        flags = ["--config", best_yaml]
+    else:
+        flags = as_args({**base_flags(method), "lr": HAND_LR})
+    cmd = [*LGTM, "distill", "--overwrite", "--quiet", *flags, "--seed", str(seed)]
+    cmd += ["--output-dir", str(out)]
+    wall = call(cmd)
+    m = json.loads((out / "metrics.json").read_text())
+    row = {
+        **key,
+        "student_dev": m["student"]["accuracy"],
+        "teacher_dev": (m.get("teacher") or {}).get("accuracy"),
+        "lr": m["config"]["lr"],
+        "steps": sum(s["steps"] for s in m["stages"]),
+        "wall_s": round(wall, 1),
+        "device": DEVICE,
+        "command": " ".join(cmd),
+    }
+    rows.append(row)
+    save(rows)
+    return row
+
+
+def execute(rows: list[dict]) -> None:
+    for method in METHODS:
+        pruned = study(rows, method, True)
+        for seed in SEEDS:
+            final(rows, method, "hand", seed, "")
+            final(rows, method, "tuned", seed, pruned["best_yaml"])
+    for method in METHODS:
+        study(rows, method, False)
+
+
+def report(rows: list[dict]) -> Path:
+    from comparison_report import _ci, mean_sd, paired
+
+    lines = [
+        "# `lgtm tune` against the hand-chosen rate (issue #18)",
+        "",
+        'Protocol: PROTOCOL.md, amendment "lgtm tune against the hand-chosen rate", committed '
+        "before these runs. Command: `python benchmarks/tune_study.py`. SST-2, the comparison's "
+        "setting (4,000 sentences, one epoch, 2-layer student); dev accuracy (%) of the student "
+        "kept on the selection set, mean ± sd over seeds 0-2; studies of 12 trials at seed 0, "
+        "scored on the selection set only.",
+        "",
+        f"Devices: {', '.join(sorted({r['device'] for r in rows})) or '–'}.",
+        "",
+        "| method | study | best selection score | best settings | complete / pruned / diverged "
+        "| trial-steps |",
+        "| --- | --- | ---: | --- | ---: | ---: |",
+    ]
+    for r in (r for r in rows if r["kind"] == "study"):
+        best = r["best"] or {}
+        params = ", ".join(f"{k} {v:.3g}" for k, v in (best.get("params") or {}).items())
+        c = r["counts"]
+        lines.append(
+            f"| {r['method']} | {'pruned' if r['pruning'] else 'no pruning'} | "
+            f"{100 * best.get('selection_score', float('nan')):.1f} | {params} | "
+            f"{c['complete']} / {c['pruned']} / {c['diverged']} | {r['trial_steps']} |"
+        )
+    lines += [
+        "",
+        "| method | cell | seeds | student | teacher | tuned − hand (points, 95% CI) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for method in METHODS:
+        cells = {
+            c: {
+                r["seed"]: r
+                for r in rows
+                if r["kind"] == "final" and r["method"] == method and r["cell"] == c
+            }
+            for c in ("hand", "tuned")
+        }
+        diff = paired(cells["tuned"], cells["hand"], "student_dev")
+        for c in ("hand", "tuned"):
+            v = list(cells[c].values())
+            if not v:
+                continue
+            teach = [x["teacher_dev"] for x in v if x["teacher_dev"] is not None]
+            extra = _ci(diff) + (f" {diff['verdict']}" if diff else "") if c == "tuned" else ""
+            lines.append(
+                f"| {method} | {c} (lr {v[0]['lr']:.3g}) | {len(v)} | "
+                f"{mean_sd([x['student_dev'] for x in v])} | {mean_sd(teach)} | {extra} |"
+            )
+    path = RESULTS / "tune_study.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args()
+    rows = load()
+    if not args.report_only:
+        execute(rows)
+    print(report(rows))
+
+
+if __name__ == "__main__":
+    main()

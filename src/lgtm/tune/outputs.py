@@ -1,0 +1,158 @@
+"""What ``lgtm tune`` leaves in its folder: ``trials.csv`` (every trial's settings, selection
+score, steps and state), ``best.yaml`` (``lgtm distill --config best.yaml`` runs it as is),
+``tune.png`` (selection score against each setting) and ``tune.json``; and the summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lgtm.config import RunConfig, resolve, save_yaml
+from lgtm.fileio import atomic_write, plain
+from lgtm.tune.space import Range
+
+
+def trial_rows(study: Any, space: list[Range]) -> list[dict[str, Any]]:
+    """One row per trial, in order: number, outcome, selection score, steps, seconds, settings."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        outcome = t.user_attrs.get("outcome") or t.state.name.lower()
+        if t.state.name == "FAIL" and outcome != "diverged":
+            outcome = "failed"  # its process was killed: the trial is run again
+        elif t.state.name == "RUNNING":
+            outcome = "running"
+        rows.append(
+            {
+                "trial": t.number,
+                "state": outcome,
+                "selection_score": t.value,
+                "last_selection_score": (
+                    t.intermediate_values[max(t.intermediate_values)]
+                    if t.intermediate_values
+                    else None
+                ),
+                "steps": t.user_attrs.get("steps"),
+                "seconds": t.user_attrs.get("seconds"),
+                **{r.name: t.params.get(r.name) for r in space},
+            }
+        )
+    return rows
+
+
+def write(
+    study: Any,
+    explicit: dict[str, Any],
+    base: RunConfig,
+    space: list[Range],
+    settings: Any,
+    out: Path,
+) -> dict[str, Any]:
+    """Write the study's outputs and print its summary; returns ``tune.json``'s content."""
+    rows = trial_rows(study, space)
+    _write_csv(out / "trials.csv", rows)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+    best_config = None
+    if best is not None:
+        best_config = best_run(explicit, best.params, out)
+        save_yaml(best_config, out / "best.yaml")
+        _figure(study, out / "tune.png")
+    spent = [r["steps"] or 0 for r in rows]
+    result = {
+        "study_name": settings.study_name,
+        "storage": settings.storage or f"sqlite:///{(out / 'study.db').resolve()}",
+        "trials": settings.trials,
+        "space": [r.text() for r in space],
+        "pruning": settings.pruning,
+        "seed": base.seed,
+        "method": base.method,
+        "scored_on": "selection set (dev neither read nor scored)",
+        "best": None
+        if best is None
+        else {"trial": best.number, "selection_score": best.value, "params": best.params},
+        "best_yaml": str(out / "best.yaml") if best is not None else None,
+        "counts": {
+            k: sum(r["state"] == k for r in rows) for k in ("complete", "pruned", "diverged")
+        },
+        "trial_steps": sum(spent),
+        "table": rows,
+    }
+    atomic_write(out / "tune.json", _json(result))
+    if not base.quiet:
+        _print_summary(result, out)
+    return result
+
+
+def best_run(explicit: dict[str, Any], params: dict[str, Any], out: Path) -> RunConfig:
+    """The run ``best.yaml`` holds: the user's settings with the best trial's, dev read and
+    scored as in any run, in ``<output_dir>/best``."""
+    keep = {k: v for k, v in explicit.items() if k not in ("overwrite", "resume", "output_dir")}
+    return resolve({**keep, **params, "output_dir": str(out / "best")})
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(plain(obj), indent=2) + "\n"
+
+
+def _figure(study: Any, path: Path) -> None:
+    """Selection score against each searched setting (Optuna's slice plot), one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = optuna.visualization.matplotlib.plot_slice(study, target_name="selection score")
+    figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
+    figure.set_size_inches(4 * max(1, len(getattr(axes, "flat", [axes]))), 3.5)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _print_summary(result: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"lgtm tune: {result['method']}, {result['trials']} trials")
+    rows = result["table"]
+    names = [k for k in (rows[0] if rows else {}) if k not in ("last_selection_score",)]
+    for name in names:
+        table.add_column(name, justify="right")
+    best = (result["best"] or {}).get("trial")
+    for r in rows:
+        cells = [_fmt(r[k]) for k in names]
+        table.add_row(*cells, style="bold" if r["trial"] == best else None)
+    console = Console()
+    console.print(table)
+    c = result["counts"]
+    console.print(
+        f"scored on the selection set; dev neither read nor scored. {c['complete']} complete, "
+        f"{c['pruned']} pruned, {c['diverged']} diverged; {result['trial_steps']} trial-steps"
+    )
+    if result["best_yaml"]:
+        console.print(f"next: lgtm distill --config {result['best_yaml']}")
+    console.print(f"outputs in {out}/")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

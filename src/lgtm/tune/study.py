@@ -1,0 +1,371 @@
+"""``lgtm tune``: an Optuna study (TPE sampler, median pruner) whose trials are ordinary
+``lgtm distill`` runs scored on the selection set, the dev split neither read nor scored.
+
+The study lives in a database (``--storage``, default SQLite in the output folder): a killed
+``lgtm tune`` continues where it stopped, and several ``lgtm tune`` processes share one study.
+Each trial may itself run on several processes (``torchrun ... lgtm tune``): the main process
+talks to the database and sends each trial's settings and each pruning decision to the others.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lgtm.config import RunConfig, resolve
+from lgtm.errors import LgtmInputError, TrainingDiverged
+from lgtm.tune.space import Range, default_space, parse_search
+
+STUDY_DB = "study.db"
+TRIALS = "trials"
+HEARTBEAT_SECONDS = 10  # a live trial's mark in the database
+GRACE_SECONDS = int(os.environ.get("LGTM_TUNE_GRACE_SECONDS", "60"))  # then a trial is stale
+
+
+@dataclass
+class TuneSettings:
+    """What ``lgtm tune`` adds to a run's settings."""
+
+    trials: int  # trials in the study, finished or pruned (or diverged), all processes together
+    output_dir: Path
+    search: str | None = None  # --search; None: the default space of the method
+    storage: str | None = None  # an Optuna RDB URL; None: sqlite:///<output_dir>/study.db
+    study_name: str = "lgtm-tune"
+    pruning: bool = True  # the median pruner on the selection-set evaluations
+
+
+class _Pruned(Exception):
+    """Raised inside a trial's run on every process when the main process prunes it."""
+
+
+def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
+    """Run (or continue) the study until it holds ``settings.trials`` trials; write its
+    outputs (``trials.csv``, ``best.yaml``, ``tune.png``, ``tune.json``) and return
+    ``tune.json``'s content.
+
+    ``explicit``: the run's settings as a user gave them (YAML and flags). Raises
+    :class:`LgtmInputError` (one line, exit 2) for ``--trials`` below 1, no selection set, a bad
+    search space, an output folder holding something else, a storage that cannot be opened,
+    or a study made for other settings.
+    """
+    from lgtm import distributed
+    from lgtm.tune import outputs
+
+    base = resolve(explicit)
+    if settings.trials < 1:
+        raise LgtmInputError(f"must be at least 1, got {settings.trials}", field="trials")
+    if base.selection_fraction is None:
+        raise LgtmInputError(
+            "lgtm tune scores each trial on a selection set carved from train, never on dev: "
+            "give --selection-fraction (e.g. 0.1)",
+            field="selection_fraction",
+        )
+    space = parse_search(settings.search, base) if settings.search else default_space(base)
+    state = distributed.process_state()
+    out = Path(settings.output_dir)
+    if not state.is_main_process:
+        _follow(explicit, out, state)
+        return _send(None)  # the main process's result
+    study = _open_study(base, space, settings, out)
+    _optimize(study, explicit, base, space, settings, out, state)
+    result = outputs.write(study, explicit, base, space, settings, out)
+    if state.num_processes > 1:
+        _send(None)  # the others stop following...
+        _send(result)  # ...and return the same result
+    return result
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def _storage_url(settings: TuneSettings, out: Path) -> str:
+    return settings.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+
+
+def _check_output_dir(settings: TuneSettings, out: Path) -> None:
+    """The folder is new, empty, or an earlier ``lgtm tune``'s (continued); else refused."""
+    if out.exists() and not out.is_dir():
+        raise LgtmInputError("is a file, not a folder", file=out, field="output_dir")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    ours = (out / STUDY_DB).exists() or (out / TRIALS).is_dir() or (out / "tune.json").exists()
+    if not ours:
+        raise LgtmInputError(
+            "holds files that lgtm tune did not write; give a new or empty --output-dir",
+            file=out,
+            field="output_dir",
+        )
+
+
+def _open_study(base: RunConfig, space: list[Range], settings: TuneSettings, out: Path) -> Any:
+    """The study, created or loaded; refused when an existing study was made for other
+    settings (its trials would not be comparable). Nothing stored is changed."""
+    import optuna
+
+    _check_output_dir(settings, out)
+    out.mkdir(parents=True, exist_ok=True)
+    url = _storage_url(settings, out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = _storage(url)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=settings.study_name,
+        direction="maximize",
+        pruner=_pruner(settings),
+        load_if_exists=True,
+    )
+    mine = _identity(base, space)
+    stored = study.user_attrs.get("lgtm")
+    if stored is None:
+        study.set_user_attr("lgtm", mine)
+    elif stored != mine:
+        keys = sorted(
+            k for k in {*stored["run"], *mine["run"]} if stored["run"].get(k) != mine["run"].get(k)
+        )
+        what = ", ".join(keys) if keys else "the search space"
+        if keys and stored["space"] != mine["space"]:
+            what += " and the search space"
+        raise LgtmInputError(
+            f"the study {settings.study_name!r} in {url} was made for other settings ({what} "
+            "differ); give another --study-name or --output-dir",
+            field="study_name",
+        )
+    return study
+
+
+def _storage(url: str) -> Any:
+    """Optuna's RDB storage with a heartbeat; a database being created by another process at
+    the same moment is waited for (up to 5 tries)."""
+    import optuna
+
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+            )
+        except Exception as err:  # a bad URL, a missing driver, a refused connection
+            racing = type(err).__name__ in ("OperationalError", "IntegrityError")
+            if racing and attempt < 4:
+                time.sleep(1 + attempt)
+                continue
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise LgtmInputError(
+                f"cannot open the study storage {url!r}: {reason}", field="storage"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _identity(base: RunConfig, space: list[Range]) -> dict[str, Any]:
+    """What makes two tune commands the same study: the run's settings and the space."""
+    run = base.to_dict(saved=True)
+    for k in ("output_dir", "quiet", "report_to", "save_steps", "keep_checkpoints"):
+        run.pop(k, None)
+    return {"run": run, "space": [r.text() for r in space]}
+
+
+def _pruner(settings: TuneSettings) -> Any:
+    import optuna
+
+    if not settings.pruning:
+        return optuna.pruners.NopPruner()
+    # a trial stops when its selection score at an evaluation is below the median of the
+    # earlier trials' scores at that evaluation; the first 3 trials always run to the end
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+
+
+def _sampler(seed: int, number: int, trials: int) -> Any:
+    """TPE seeded by ``--seed`` and the trial's number: the same command gives the same trials,
+    also after a kill. The first third of the trials (3 to 10) are drawn at random."""
+    import optuna
+
+    startup = min(10, max(3, trials // 3))
+    seed = (seed * 100_003 + number) % 2**32
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def _counts(study: Any) -> tuple[int, int, int]:
+    """(finished, running, waiting) trials: finished counts pruned and diverged trials too."""
+    done = running = waiting = 0
+    for t in study.get_trials(deepcopy=False):
+        state = t.state.name
+        if state in FINISHED or (state == "FAIL" and t.user_attrs.get("outcome") == "diverged"):
+            done += 1
+        elif state == "RUNNING":
+            running += 1
+        elif state == "WAITING":
+            waiting += 1
+    return done, running, waiting
+
+
+def _optimize(
+    study: Any,
+    explicit: dict[str, Any],
+    base: RunConfig,
+    space: list[Range],
+    settings: TuneSettings,
+    out: Path,
+    state: Any,
+) -> None:
+    """Trials until the study holds ``settings.trials`` finished ones (other processes' too).
+
+    A trial whose process was killed (failed, or running without a heartbeat for
+    ``GRACE_SECONDS``) is run again with its settings before new ones are drawn; the sampler is
+    seeded by ``--seed`` and the number of trials finished or running, so a continued study
+    draws what the uninterrupted one would have."""
+    import optuna
+
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # killed elsewhere: FAIL
+        _retry_killed(study)
+        done, running, waiting = _counts(study)
+        if done >= settings.trials:
+            return
+        if done + running >= settings.trials and not waiting:
+            time.sleep(HEARTBEAT_SECONDS)  # the rest are running elsewhere (or going stale)
+            continue
+        study.sampler = _sampler(base.seed, done + running, settings.trials)
+        study.optimize(
+            lambda trial: _objective(trial, explicit, space, out, state),
+            n_trials=1,
+            catch=(TrainingDiverged,),
+            gc_after_trial=True,
+        )
+
+
+def _retry_killed(study: Any) -> None:
+    """Queue again, with the same settings, each failed trial that was not a diverged run and
+    has not been queued again yet (Optuna's retry callback, applied once per trial)."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    for t in trials:
+        killed = t.state.name == "FAIL" and t.user_attrs.get("outcome") != "diverged"
+        if killed and t.number not in retried:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.RetryHeartbeatStaleTrialCallback()(study, t)
+
+
+def _objective(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any) -> float:
+    """One trial: a run with the sampled settings, scored by its kept student's selection-set
+    score; pruned by the median pruner at its evaluations."""
+    import optuna
+
+    params = {}
+    for r in space:
+        if r.kind is int:
+            params[r.name] = trial.suggest_int(r.name, int(r.low), int(r.high), log=r.log)
+        else:
+            params[r.name] = trial.suggest_float(r.name, r.low, r.high, log=r.log)
+    if state.num_processes > 1:
+        _send({"number": trial.number, "params": params})
+    trial.set_user_attr("output_dir", str(_trial_dir(out, trial.number)))
+
+    def report(step: int, score: float) -> None:
+        trial.report(score, step)
+        prune = trial.should_prune()
+        if state.num_processes > 1:
+            _send(prune)
+        if prune:
+            raise _Pruned
+
+    steps = [0]
+    t0 = time.perf_counter()
+    words = ", ".join(f"{k} {v:.4g}" for k, v in params.items())
+    try:
+        result = _run(explicit, params, out, trial.number, report, steps)
+    except _Pruned:
+        _record(trial, "pruned", steps[0], t0, words, explicit)
+        raise optuna.TrialPruned from None
+    except TrainingDiverged:
+        _record(trial, "diverged", steps[0], t0, words, explicit)
+        raise
+    score = float(result.metrics["selection"]["score"])
+    _record(trial, "complete", steps[0], t0, f"{words}: selection {score:.4f}", explicit)
+    return score
+
+
+def _record(trial: Any, outcome: str, steps: int, t0: float, words: str, explicit: dict) -> None:
+    trial.set_user_attr("outcome", outcome)
+    trial.set_user_attr("steps", steps)
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 1))
+    if not explicit.get("quiet"):
+        print(f"lgtm tune: trial {trial.number} {outcome} ({words}; {steps} steps)", flush=True)
+
+
+def _trial_dir(out: Path, number: int) -> Path:
+    return out / TRIALS / f"{number:04d}"
+
+
+def trial_config(explicit: dict[str, Any], params: dict[str, Any], out: Path, number: int):
+    """A trial's run: the user's settings, the sampled ones, dev neither read nor scored, the
+    student kept on the selection set, its own folder."""
+    return resolve(
+        {
+            **explicit,
+            **params,
+            "do_eval": False,
+            "select_on": "selection",
+            "output_dir": str(_trial_dir(out, number)),
+            "overwrite": True,
+            "resume": False,
+            "quiet": True,
+        }
+    )
+
+
+def _run(explicit, params, out, number, report, steps) -> Any:
+    """The trial's run, its summary kept out of the way (``trials.csv`` holds its results)."""
+    import contextlib
+    import io
+
+    from lgtm.run import distill
+
+    def count(stage: str, step: int) -> None:
+        steps[0] += 1
+
+    config = trial_config(explicit, params, out, number)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return distill(config, callback=count, report=report)
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def _send(obj: Any) -> Any:
+    """Broadcast ``obj`` from the main process; every process returns it."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _follow(explicit: dict[str, Any], out: Path, state: Any) -> None:
+    """A process other than the main one: run each trial the main process sends, with its
+    pruning decisions, until it sends None."""
+    while (msg := _send(None)) is not None:
+
+        def report(step: int, score: float) -> None:
+            if _send(None):
+                raise _Pruned
+
+        try:
+            _run(explicit, msg["params"], out, msg["number"], report, [0])
+        except (_Pruned, TrainingDiverged):
+            pass

@@ -1,0 +1,306 @@
+"""``lgtm tune``: the search space, runs that never read dev, a seeded study that continues
+after a kill and is shared by two processes, and its outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import one_line_error, run, write_table
+
+from lgtm import config as cfg
+from lgtm import train
+from lgtm.errors import LgtmInputError
+from lgtm.tune import TuneSettings, default_space, parse_search, tune
+from lgtm.tune import study as S
+
+WORDS = "good bad great awful fine dull superb boring lovely weak".split()
+
+
+def rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    pos, neg = WORDS[0::2], WORDS[1::2]
+    return [(" ".join(rng.choice(pos if i % 2 else neg, size=4)), str(i % 2)) for i in range(n)]
+
+
+@pytest.fixture
+def data(tmp_path) -> tuple[Path, Path]:
+    return write_table(tmp_path / "train.tsv", rows(80)), write_table(
+        tmp_path / "dev.tsv", rows(20, 1)
+    )
+
+
+def explicit(tiny_teacher_dir, data, **over) -> dict:
+    """A tiny run's settings as a user gives them (kd: a teacher stage, then the student)."""
+    train_file, eval_file = data
+    return {
+        "train_file": str(train_file),
+        "eval_file": str(eval_file),
+        "text_columns": ["sentence"],
+        "teacher": str(tiny_teacher_dir),
+        "student_layers": 1,
+        "method": "kd",
+        "max_length": 16,
+        "epochs": 2,
+        "teacher_epochs": 1,
+        "batch_size": 8,
+        "selection_fraction": 0.25,
+        "eval_steps": 3,
+        "quiet": True,
+        **over,
+    }
+
+
+# --------------------------------------------------------------------------- the search space
+
+
+def test_default_space_holds_what_the_method_reads():
+    def names(**over) -> list[str]:
+        return [r.name for r in default_space(cfg.resolve({"task": "sst2", **over}))]
+
+    assert names(method="kd") == ["lr", "teacher_lr", "alpha", "temperature"]
+    assert names(method="lgtm") == ["lr", "teacher_lr", "alpha", "temperature"]
+    assert names(method="ce") == ["lr"]
+    assert names(method="kd", objective="mse") == ["lr", "teacher_lr", "alpha"]
+    assert names(method="kd", teacher_finetuned=True) == ["lr", "alpha", "temperature"]
+
+
+def test_search_syntax_gives_ranges_and_default_ranges():
+    base = cfg.resolve({"task": "sst2", "method": "lgtm"})
+    space = parse_search("lr=1e-5:1e-3:log, alpha, epochs=1:3", base)
+    assert [(r.name, r.low, r.high, r.log, r.kind) for r in space] == [
+        ("lr", 1e-5, 1e-3, True, float),
+        ("alpha", 0.1, 0.9, False, float),
+        ("epochs", 1, 3, False, int),
+    ]
+    assert [r.text() for r in space] == ["lr=1e-05:0.001:log", "alpha=0.1:0.9", "epochs=1:3:int"]
+
+
+@pytest.mark.parametrize(
+    "search, method, words",
+    [
+        ("lr=1e-5:3e-3:log,momentum=0.1:0.9", "kd", "unknown setting 'momentum'"),
+        ("lr=1e-5", "kd", "expected NAME=LOW:HIGH"),
+        ("lr=a:b", "kd", "expected NAME=LOW:HIGH"),
+        ("lr=1e-5:1e-3:cubic", "kd", "expected NAME=LOW:HIGH"),
+        ("lr=1e-3:1e-5", "kd", "is empty"),
+        ("lr=1e-3:1e-3", "kd", "is empty"),
+        ("lr=0:1e-3:log", "kd", "positive low end"),
+        ("lr=1e-5:inf", "kd", "must be finite"),
+        ("lr=nan:1", "kd", "must be finite"),
+        ("alpha=0.2:1.5", "kd", "alpha = 1.5 is refused"),
+        ("alpha", "ce", "cannot search alpha: --method ce has no teacher"),
+        ("teacher_alpha", "kd", "no teacher loss towards the student"),
+        ("lr,lr", "kd", "given twice"),
+        ("lr,,alpha", "kd", "empty entry"),
+        ("epochs=1.5:3", "kd", "whole"),
+    ],
+)
+def test_bad_search_spaces_are_refused_in_one_line(search, method, words):
+    with pytest.raises(LgtmInputError) as err:
+        parse_search(search, cfg.resolve({"task": "sst2", "method": method}))
+    assert err.value.field == "search" and words in err.value.message, err.value.message
+
+
+# --------------------------------------------------------------------------- trials never read dev
+
+
+def test_a_run_without_dev_trains_and_selects_exactly_as_one_with_it(
+    tiny_teacher_dir, data, tmp_path
+):
+    """--do-eval false changes nothing but what is scored: the same student, the same
+    selection scores; and it opens no evaluation file (a missing one is fine)."""
+    with_dev = train.distill(
+        cfg.resolve(
+            explicit(tiny_teacher_dir, data, output_dir=str(tmp_path / "a"), select_on="selection")
+        )
+    )
+    no_dev = explicit(tiny_teacher_dir, data, output_dir=str(tmp_path / "b"), select_on="selection")
+    no_dev.update(do_eval=False, eval_file=str(tmp_path / "no-such-dev.tsv"))
+    without = train.distill(cfg.resolve(no_dev))
+    a = [h.get("student_selection") for h in with_dev.metrics["history"]]
+    b = [h.get("student_selection") for h in without.metrics["history"]]
+    assert a == b and any(x is not None for x in a)
+    assert without.metrics["eval_split"] == "selection"
+    for k, v in with_dev.student.state_dict().items():
+        assert torch.equal(v, without.student.state_dict()[k]), k
+
+
+def test_do_eval_false_needs_a_selection_set(capsys):
+    from conftest import one_line_error as err
+
+    message = err(capsys, "distill", "--task", "sst2", "--do-eval", "false")
+    assert "--selection-fraction" in message
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def run_tune(tiny_teacher_dir, data, out: Path, trials: int = 3, **over) -> dict:
+    """A study over the student lr of ``ce`` (the cheapest runs) unless ``over`` says else."""
+    over = {"method": "ce", "teacher_epochs": None, **over}
+    search = over.pop("search", "lr=1e-4:1e-1:log")
+    return tune(
+        explicit(tiny_teacher_dir, data, **over),
+        TuneSettings(trials=trials, output_dir=out, search=search),
+    )
+
+
+def params_and_scores(result: dict) -> list[tuple]:
+    return [(r["lr"], r["state"], r["selection_score"]) for r in result["table"]]
+
+
+def test_tune_writes_its_outputs_and_best_yaml_runs_as_is(tiny_teacher_dir, data, tmp_path):
+    out = tmp_path / "t"
+    result = run_tune(tiny_teacher_dir, data, out, trials=4, method="kd", search="lr,alpha")
+    assert len(result["table"]) == 4 and result["trial_steps"] > 0
+    complete = [r for r in result["table"] if r["state"] == "complete"]
+    best = max(complete, key=lambda r: r["selection_score"])
+    assert result["best"]["trial"] == best["trial"]
+    # each trial's score is its run's kept student's selection score, and it read no dev
+    m = json.loads((out / "trials" / f"{best['trial']:04d}" / "metrics.json").read_text())
+    assert m["selection"]["score"] == best["selection_score"]
+    assert m["eval_split"] == "selection" and m["config"]["do_eval"] is False
+    saved = yaml.safe_load((out / "best.yaml").read_text())
+    assert math.isclose(saved["lr"], best["lr"]) and math.isclose(saved["alpha"], best["alpha"])
+    assert saved["do_eval"] is True and saved["output_dir"] == str(out / "best")
+    again = cfg.resolve(cfg.load_yaml(out / "best.yaml"))
+    assert again.lr == best["lr"] and again.method == "kd"
+    for name in ("trials.csv", "tune.png", "tune.json", "study.db"):
+        assert (out / name).is_file(), name
+    assert len((out / "trials.csv").read_text().splitlines()) == 5
+
+
+def test_the_same_command_gives_the_same_trials_and_dev_changes_none(
+    tiny_teacher_dir, data, tmp_path
+):
+    a = run_tune(tiny_teacher_dir, data, tmp_path / "a")
+    b = run_tune(tiny_teacher_dir, data, tmp_path / "b")
+    assert params_and_scores(a) == params_and_scores(b)
+    flipped = write_table(tmp_path / "flipped.tsv", [(t, str(1 - int(y))) for t, y in rows(20, 1)])
+    c = run_tune(tiny_teacher_dir, (data[0], flipped), tmp_path / "c")
+    assert params_and_scores(c) == params_and_scores(a)
+    d = run_tune(tiny_teacher_dir, data, tmp_path / "d", trials=1, seed=7)
+    assert d["table"][0]["lr"] != a["table"][0]["lr"]
+
+
+def test_a_killed_tune_continues_with_the_trials_it_would_have_run(
+    tiny_teacher_dir, data, tmp_path, monkeypatch
+):
+    whole = run_tune(tiny_teacher_dir, data, tmp_path / "whole", trials=4)
+
+    real, calls = S._run, [0]
+
+    def killed_in_the_third(*args, **kw):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a trial
+        return real(*args, **kw)
+
+    monkeypatch.setattr(S, "_run", killed_in_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_tune(tiny_teacher_dir, data, tmp_path / "cut", trials=4)
+    monkeypatch.setattr(S, "_run", real)
+    resumed = run_tune(tiny_teacher_dir, data, tmp_path / "cut", trials=4)
+    finished = [r for r in resumed["table"] if r["state"] != "failed"]
+    assert params_and_scores({"table": finished}) == params_and_scores(whole)
+    assert sum(r["state"] == "failed" for r in resumed["table"]) == 1
+
+
+def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
+    tiny_teacher_dir, data, tmp_path, capsys
+):
+    train_file, eval_file = data
+    common = [
+        "tune", "--train-file", str(train_file), "--eval-file", str(eval_file),
+        "--text-columns", "sentence", "--teacher", str(tiny_teacher_dir),
+        "--student-layers", "1", "--method", "ce", "--quiet", "--max-length", "16",
+    ]  # fmt: skip
+    out = tmp_path / "t"
+    sel = ["--selection-fraction", "0.25", "--output-dir", str(out)]
+    assert "at least 1" in one_line_error(capsys, *common, *sel, "--trials", "0")
+    assert "whole number" in one_line_error(capsys, *common, *sel, "--trials", "two")
+    assert "--selection-fraction" in one_line_error(
+        capsys, *common, "--trials", "2", "--output-dir", str(out)
+    )
+    bad = ("--search", "lr=1e-3:1e-5")
+    assert "is empty" in one_line_error(capsys, *common, *sel, "--trials", "2", *bad)
+    storage = ("--storage", "nosuchdb://x/y")
+    assert "cannot open the study storage" in one_line_error(
+        capsys, *common, *sel, "--trials", "2", *storage
+    )
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    assert "did not write" in one_line_error(
+        capsys, *common, "--selection-fraction", "0.25", "--output-dir", str(user), "--trials", "2"
+    )
+    assert (user / "notes.txt").read_text() == "mine"
+    # an existing study made for other settings is refused, and left as it was
+    code, _, err = run(capsys, *common, *sel, "--trials", "1", "--epochs", "1")
+    assert code == 0, err
+    before = (out / "study.db").read_bytes()
+    message = one_line_error(capsys, *common, *sel, "--trials", "3", "--epochs", "1", "--lr", "0.5")
+    assert "made for other settings (lr differ)" in message
+    assert (out / "study.db").read_bytes() == before
+
+
+def test_two_processes_share_one_study(tiny_teacher_dir, data, tmp_path):
+    """Two ``lgtm tune`` processes on one SQLite study: together they run --trials trials,
+    each trial once."""
+    train_file, eval_file = data
+    out = tmp_path / "shared"
+    out.mkdir()
+    storage = f"sqlite:///{out / 'study.db'}"
+    cmd = [
+        sys.executable, "-m", "lgtm.cli", "tune", "--trials", "6", "--storage", storage,
+        "--output-dir", str(out), "--train-file", str(train_file), "--eval-file", str(eval_file),
+        "--text-columns", "sentence", "--teacher", str(tiny_teacher_dir), "--student-layers", "1",
+        "--method", "ce", "--max-length", "16", "--epochs", "2",
+        "--batch-size", "8", "--selection-fraction", "0.25", "--quiet",
+        "--search", "lr=1e-4:1e-1:log",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="lgtm-tune", storage=storage)
+    states = [t.state.name for t in study.trials]
+    # six trials, or one more when both processes start the last one at the same moment
+    assert 6 <= states.count("COMPLETE") + states.count("PRUNED") <= 7, states
+    assert "RUNNING" not in states and "WAITING" not in states
+    folders = sorted(p.name for p in (out / "trials").iterdir())
+    assert len(folders) == len(study.trials)
+
+
+def test_lr_auto_runs_a_small_study_first_and_records_it(tiny_teacher_dir, data, tmp_path):
+    out = tmp_path / "auto"
+    settings = explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None)
+    result = train.distill(cfg.resolve({**settings, "lr": "auto", "output_dir": str(out)}))
+    search = result.metrics["lr_search"]
+    assert len(search["trials"]) == 6 and search["study"] == str(out / "lr-search")
+    finished = [t for t in search["trials"] if t["state"] == "complete"]
+    best = max(finished, key=lambda t: (t["selection_score"], -t["trial"]))
+    assert search["lr"] == best["lr"] and result.metrics["config"]["lr"] == best["lr"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["lr"] == "auto"  # as asked
+    # the run is the one --lr <chosen> gives
+    plain = train.distill(
+        cfg.resolve({**settings, "lr": best["lr"], "output_dir": str(tmp_path / "plain")})
+    )
+    assert plain.metrics["history"] == result.metrics["history"]
+
+
+def test_lr_auto_needs_a_selection_set(capsys):
+    message = one_line_error(capsys, "distill", "--task", "sst2", "--lr", "auto")
+    assert "--selection-fraction" in message and "'lr'" in message
