@@ -258,7 +258,8 @@ def _retry_killed(study: Any) -> None:
         if killed and t.number not in retried:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.RetryHeartbeatStaleTrialCallback()(study, t)
+                retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+                (retry or optuna.storages.RetryFailedTrialCallback)()(study, t)
 
 
 def _objective(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any) -> float:
