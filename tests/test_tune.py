@@ -188,6 +188,8 @@ def test_the_same_command_gives_the_same_trials_and_dev_changes_none(
     flipped = write_table(tmp_path / "flipped.tsv", [(t, str(1 - int(y))) for t, y in rows(20, 1)])
     c = run_tune(tiny_teacher_dir, (data[0], flipped), tmp_path / "c")
     assert params_and_scores(c) == params_and_scores(a)
+    gone = run_tune(tiny_teacher_dir, (data[0], tmp_path / "no-dev.tsv"), tmp_path / "gone")
+    assert params_and_scores(gone) == params_and_scores(a)  # the dev file is never opened
     d = run_tune(tiny_teacher_dir, data, tmp_path / "d", trials=1, seed=7)
     assert d["table"][0]["lr"] != a["table"][0]["lr"]
 

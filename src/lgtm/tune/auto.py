@@ -3,6 +3,8 @@ on the selection set before the run itself (its trials kept in ``<output_dir>/lr
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,21 @@ from lgtm.tune.study import TuneSettings, tune
 
 AUTO_TRIALS = 6  # trials of the study (the first 3 drawn at random, then TPE; median pruning)
 LR_SEARCH = "lr-search"
+
+
+@contextlib.contextmanager
+def _random_states_kept() -> Iterator[None]:
+    """Python's, NumPy's and torch's random states (CPU and GPUs) as they were before."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kept = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        yield
+    random.setstate(kept[0])
+    np.random.set_state(kept[1])
 
 
 def choose_lr(config: RunConfig, out: Path) -> dict[str, Any]:
@@ -27,7 +44,8 @@ def choose_lr(config: RunConfig, out: Path) -> dict[str, Any]:
         explicit.pop(key, None)
     explicit["quiet"] = True
     folder = out / LR_SEARCH
-    result = tune(explicit, TuneSettings(trials=AUTO_TRIALS, output_dir=folder, search="lr"))
+    with _random_states_kept():  # the run goes on exactly as ``--lr <chosen>`` would
+        result = tune(explicit, TuneSettings(trials=AUTO_TRIALS, output_dir=folder, search="lr"))
     best = result["best"]
     if best is None:
         from lgtm.errors import TrainingDiverged
