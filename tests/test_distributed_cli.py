@@ -283,3 +283,31 @@ def test_launches_that_cannot_be_honoured_are_refused(glue_dir, teacher_dir, tmp
         assert done.returncode == 2, (env, more, done.stderr)
         assert message in one_line(done.stderr), (env, more, done.stderr)
         assert not (tmp_path / "o").exists()
+
+
+def test_tune_on_two_processes_runs_the_trials_of_one(glue_dir, teacher_dir, tmp_path):
+    """``torchrun --nproc-per-node 2 lgtm tune``: the main process draws each trial and its
+    pruning decisions, both processes run it; the trials equal the one-process study's."""
+    args = distill_args(glue_dir, teacher_dir, tmp_path / "x", "--method", "ce")
+    args = [a for a in args if a not in ("distill", "--output-dir", str(tmp_path / "x"))]
+    tune = ["tune", *args, "--trials", "3", "--selection-fraction", "0.25", "--eval-steps", "4"]
+    tune += ["--search", "lr=1e-4:1e-1:log"]
+    finish(torchrun([*tune, "--output-dir", str(tmp_path / "two")]))
+    one = subprocess.run(
+        [sys.executable, "-m", "lgtm.cli", *tune, "--output-dir", str(tmp_path / "one")],
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert one.returncode == 0, one.stderr
+
+    def trials(folder: str) -> list[tuple]:
+        table = json.loads((tmp_path / folder / "tune.json").read_text())["table"]
+        return [(r["lr"], r["state"], r["steps"], r["selection_score"]) for r in table]
+
+    a, b = trials("one"), trials("two")
+    assert [r[:3] for r in a] == [r[:3] for r in b] and len(a) == 3
+    for x, y in zip(a, b):
+        assert x[3] is None and y[3] is None or abs(x[3] - y[3]) < 1e-9, (x, y)
+    m = json.loads((tmp_path / "two" / "trials" / "0000" / "metrics.json").read_text())
+    assert m["num_processes"] == 2
