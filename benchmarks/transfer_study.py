@@ -104,8 +104,29 @@ def teacher_run(rows: list[dict], size: int, seed: int) -> dict | None:
     """The finished ``kd`` run of ``(size, seed)`` whose fine-tuned teacher ``kd+transfer``
     distils from (its teacher does not depend on the student's rate: any of them will do)."""
     runs = [r for r in rows if (r["size"], r["cell"], r["seed"]) == (size, "kd", seed)]
-    runs = [r for r in runs if Path(r["teacher_dir"]).is_dir()]
-    return max(runs, key=lambda r: r["lr"]) if runs else None
+    kept = [r for r in runs if Path(r["teacher_dir"]).is_dir()]
+    if kept:
+        return max(kept, key=lambda r: r["lr"])
+    if runs:  # its folder went with an earlier session's machine: the teacher is made again
+        return remake_teacher(max(runs, key=lambda r: r["lr"]))
+    return None
+
+
+def remake_teacher(run: dict) -> dict:
+    """Run a recorded ``kd`` run's command again for its fine-tuned teacher (the run is
+    seeded and deterministic on one device: its teacher's dev score must equal the recorded
+    one, else the study stops)."""
+    print(f"re-making the teacher of {run['command'].split('--output-dir ')[-1]}", flush=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
+    done = subprocess.run(run["command"].split(), env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"re-making a teacher failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    metrics = Path(run["teacher_dir"]).parent / "metrics.json"
+    dev = (json.loads(metrics.read_text()).get("teacher") or {}).get("accuracy")
+    if dev != run["teacher_dev"]:
+        raise SystemExit(f"the re-made teacher scores {dev} on dev, not {run['teacher_dev']}")
+    return run
 
 
 def command(run: dict, settings: dict) -> list[str]:
