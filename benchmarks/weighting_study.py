@@ -1,0 +1,233 @@
+"""The influence-weighting study (issue #22; PROTOCOL.md amendment "the influence-weighting
+study"), on the transfer-set study's data and runs.
+
+    python benchmarks/weighting_study.py                 # resumable, cheapest runs first
+    python benchmarks/weighting_study.py --report-only
+
+Cells: ``kd+w``, ``kd+transfer+w``, ``lgtm`` (no transfer set; its own rate grid at seed 0),
+``lgtm+w``, ``lgtm+transfer+w`` (``+w``: ``--student-weighting influence``); the unweighted
+``kd``, ``kd+transfer``, ``lgtm+transfer`` are the transfer study's runs
+(``results/transfer_study.json``), never re-run. Each weighted cell takes its unweighted
+counterpart's rate. A run waits until what it needs (a rate, a ``kd`` teacher) is known.
+Results: ``results/weighting_study.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import transfer_study as T  # noqa: E402
+
+STUDY = T.RESULTS / "weighting_study.json"
+RUNS = Path(os.environ.get("LGTM_STUDY_RUNS_W", T.ROOT / "runs/weighting_study"))
+CELLS = ("kd+w", "kd+transfer+w", "lgtm", "lgtm+w", "lgtm+transfer+w")
+UNWEIGHTED = {"kd+w": "kd", "kd+transfer+w": "kd+transfer", "lgtm+w": "lgtm"}
+UNWEIGHTED["lgtm+transfer+w"] = "lgtm+transfer"
+CLAIMS = (
+    ("W1", "kd+transfer+w", "kd+transfer"),
+    ("W2", "lgtm+transfer+w", "lgtm+transfer"),
+    ("W3", "kd+w", "kd"),
+    ("W4", "lgtm+w", "lgtm"),
+)
+
+
+def load() -> list[dict]:
+    return json.loads(STUDY.read_text()) if STUDY.exists() else []
+
+
+def save(rows: list[dict]) -> None:
+    tmp = STUDY.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(STUDY)
+
+
+def chosen_lr(t_rows: list[dict], w_rows: list[dict], size: int, cell: str) -> float | None:
+    """A weighted cell's rate is its unweighted counterpart's; ``lgtm`` chooses its own."""
+    if cell in ("lgtm", "lgtm+w"):
+        return T.chosen_lr(w_rows, size, "lgtm")
+    return T.chosen_lr(t_rows, size, UNWEIGHTED[cell])
+
+
+def flags(run: dict, t_rows: list[dict]) -> dict | None:
+    """The run's ``lgtm distill`` settings (None while its ``kd`` teacher is not known)."""
+    size, cell = run["size"], run["cell"]
+    if cell in ("lgtm", "lgtm+w"):
+        out = {
+            **T.COMMON,
+            **T.WITH_TEACHER,
+            "max_train_samples": size,
+            "seed": run["seed"],
+            "lr": run["lr"],
+            "method": "lgtm",
+            "epochs": T.LABELLED_EPOCHS[size],
+            "max_steps": T.STEPS,
+        }
+    else:
+        out = T.flags({**run, "cell": UNWEIGHTED[cell]}, t_rows)
+        if out is None:
+            return None
+    out["output_dir"] = str(RUNS / T.run_name(run))
+    if cell.endswith("+w"):
+        out["student_weighting"] = "influence"
+    return out
+
+
+def planned(sizes: list[int]) -> list[dict]:
+    """Cheapest first (the amendment's "Execution"): per size the kd cells, the lgtm grid and
+    seeds, then the weighted lgtm cells."""
+    out = []
+    for size in sizes:
+        for cell in ("kd+w", "kd+transfer+w"):
+            out += [dict(size=size, cell=cell, seed=s, lr=None) for s in T.SEEDS]
+        out += [dict(size=size, cell="lgtm", seed=T.GRID_SEED, lr=lr) for lr in T.GRID]
+        out += [dict(size=size, cell="lgtm", seed=s, lr=None) for s in T.SEEDS[1:]]
+        out += [dict(size=size, cell="lgtm+w", seed=s, lr=None) for s in T.SEEDS]
+    for size in sizes:
+        out += [dict(size=size, cell="lgtm+transfer+w", seed=s, lr=None) for s in T.SEEDS]
+    return out
+
+
+def record(run: dict, cmd: list[str], wall: float) -> dict:
+    out = RUNS / T.run_name(run)
+    m = json.loads((out / "metrics.json").read_text())
+    stages = {s["name"]: s for s in m["stages"]}
+    return {
+        **run,
+        "student_dev": m["student"]["accuracy"],
+        "student_dev_last": m.get("student_last", m["student"])["accuracy"],
+        "student_selection": m["selection"]["score"],
+        "selected_step": m["selection"]["step"],
+        "teacher_dev": (m.get("teacher") or {}).get("accuracy"),
+        "distill_seconds": stages["distill"]["seconds"],
+        "steps": stages["distill"]["steps"],
+        "weighting": m.get("student_weighting"),
+        "wall_s": round(wall, 1),
+        "device": T.DEVICE,
+        "commit": T.commit(),
+        "command": " ".join(cmd),
+    }
+
+
+def execute(sizes: list[int], max_runs: int | None) -> None:
+    rows, pending, started = load(), planned(sizes), 0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.update(OMP_NUM_THREADS=T.THREADS, MKL_NUM_THREADS=T.THREADS)
+    while max_runs is None or started < max_runs:
+        t_rows = T.load()
+        done = {T.key(r) for r in rows}
+        found = None
+        for run in list(pending):
+            lr = run["lr"] if run["lr"] is not None else chosen_lr(t_rows, rows, **_sc(run))
+            if lr is None:
+                continue
+            ready = {**run, "lr": lr}
+            if T.key(ready) in done:
+                pending.remove(run)
+                continue
+            settings = flags(ready, t_rows)
+            if settings is not None:
+                pending.remove(run)
+                found = ready, settings
+                break
+        if found is None:
+            break
+        run, settings = found
+        cmd = T.command(run, settings)
+        RUNS.mkdir(parents=True, exist_ok=True)
+        print(f"started {T.run_name(run)}", flush=True)
+        t0 = time.time()
+        with open(RUNS / f"{T.run_name(run)}.log", "w") as log:
+            status = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        if status != 0:
+            tail = (RUNS / f"{T.run_name(run)}.log").read_text()[-3000:]
+            raise SystemExit(f"run {T.run_name(run)} failed:\n{tail}")
+        rows.append(record(run, cmd, time.time() - t0))
+        save(rows)
+        started += 1
+    print("pending:", len(pending), flush=True)
+
+
+def _sc(run: dict) -> dict:
+    return {"size": run["size"], "cell": run["cell"]}
+
+
+def report(t_rows: list[dict], rows: list[dict]) -> Path:
+    """``results/weighting_study.md``: each cell beside its unweighted counterpart, W1–W4."""
+    from comparison_report import _ci, mean_sd, paired
+
+    def runs(size: int, cell: str) -> dict[int, dict]:
+        source = t_rows if cell in ("kd", "kd+transfer", "lgtm+transfer") else rows
+        if cell in ("kd", "kd+transfer", "lgtm+transfer"):
+            return T.final_runs(t_rows, size, cell)
+        lr = chosen_lr(t_rows, rows, size, cell)
+        return {
+            r["seed"]: r
+            for r in source
+            if lr is not None and (r["size"], r["cell"], r["lr"]) == (size, cell, lr)
+        }
+
+    lines = [
+        "# The influence-weighting study (issue #22)",
+        "",
+        "Protocol: the influence-weighting amendment of [PROTOCOL.md](../PROTOCOL.md), "
+        "committed before any of these runs. Command: `python benchmarks/weighting_study.py`. "
+        "SST-2 dev accuracy (%) of the student kept on the selection set, mean ± sd over "
+        "seeds; `+w`: `--student-weighting influence`; the unweighted cells are the transfer "
+        "study's runs.",
+    ]
+    for size in T.SIZES:
+        table = {c: runs(size, c) for c in (*CELLS, "kd", "kd+transfer", "lgtm+transfer")}
+        if not any(table[c] for c in CELLS):
+            continue
+        lines += ["", f"## {size:,} labelled sentences", ""]
+        lines += ["| cell | lr | seeds | student | teacher | distill s |"]
+        lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for cell in ("kd", "kd+w", "kd+transfer", "kd+transfer+w", "lgtm", "lgtm+w"):
+            lines.append(_row(cell, table[cell], mean_sd))
+        for cell in ("lgtm+transfer", "lgtm+transfer+w"):
+            lines.append(_row(cell, table[cell], mean_sd))
+        lines += ["", "| claim | compared | difference (points, 95% CI) | verdict |"]
+        lines += ["| --- | --- | ---: | --- |"]
+        for name, a, b in CLAIMS:
+            p = paired(table[a], table[b], "student_dev")
+            verdict = p["verdict"] if p else "–"
+            lines.append(f"| {name} | {a} − {b} | {_ci(p)} | {verdict} |")
+    path = T.RESULTS / "weighting_study.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _row(cell: str, runs: dict[int, dict], mean_sd) -> str:
+    if not runs:
+        return f"| {cell} | – | 0 | – | – | – |"
+    v = list(runs.values())
+    teach = [x["teacher_dev"] for x in v if x.get("teacher_dev")]
+    secs = [x["distill_seconds"] for x in v if x.get("distill_seconds") is not None]
+    median = f"{statistics.median(secs):.0f}" if secs else "–"
+    return (
+        f"| {cell} | {v[0]['lr']:g} | {len(v)} | {mean_sd([x['student_dev'] for x in v])} | "
+        f"{mean_sd(teach)} | {median} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--sizes", default="1000,4000")
+    parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        execute([int(s) for s in args.sizes.split(",")], args.max_runs)
+    print(report(T.load(), load()))
+
+
+if __name__ == "__main__":
+    main()
