@@ -318,3 +318,21 @@ def test_plain_text_for_a_task_of_pairs_is_refused(capsys, tmp_path, tiny_teache
         str(tmp_path / "out"),
     )
     assert "pairs" in line and "extra.txt" in line
+
+
+def test_the_default_run_distils_on_the_unlabelled_text_its_data_ships():
+    """``lgtm distill`` without data: the snippets its 2,000 labelled ones leave out (of
+    12,808, 1,000 held out for evaluation) and the 1,097 plot summaries, without labels."""
+    from lgtm import config as cfg
+    from lgtm.rundata import load_data
+
+    config = cfg.resolve({})
+    data = load_data(config)
+    record = data.transfer.record()
+    assert record["read"] == (12_808 - 1_000 - 2_000) + 1_097
+    assert "1097 plot summaries" in record["source"]
+    assert record["rows"] == config.max_transfer_samples == len(data.transfer.examples)
+    assert all(e.label is None for e in data.transfer.examples)
+    scored = {e.texts for split in data.evals.values() for e in split}
+    scored |= {e.texts for e in data.feedback}
+    assert not scored & {e.texts for e in data.transfer.examples}
