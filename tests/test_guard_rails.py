@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -473,25 +475,109 @@ def test_run_with_a_checkpoint_is_refused_with_the_resume_hint(
         train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, save_steps=1))
 
 
-@pytest.mark.parametrize("overwrite", [False, True])
-def test_a_live_run_is_never_replaced(tiny_teacher_dir, tiny_files, tmp_path, overwrite):
-    import socket
-    import subprocess
-    import sys
+# A run started in another process that waits, as soon as it would load its data, until
+# the file `go` exists (it first writes `started`): the folder must be its from that moment.
+HELD_RUN = """
+import sys, time
+from pathlib import Path
+import lgtm.run
+from lgtm import cli
+
+def wait(config):
+    Path(sys.argv[1], "started").write_text("")
+    while not Path(sys.argv[1], "go").exists():
+        time.sleep(0.05)
+    return load(config)
+
+load, lgtm.run.load_data = lgtm.run.load_data, wait
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def subprocess_env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return env
+
+
+def start_held_run(signals: Path, args: list) -> subprocess.Popen:
+    """``lgtm ARGS`` in another process, stopped before its data loads (see ``HELD_RUN``)."""
+    import time
+
+    signals.mkdir(exist_ok=True)
+    command = [sys.executable, "-c", HELD_RUN, str(signals), *map(str, args)]
+    held = subprocess.Popen(command, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (signals / "started").exists():
+        assert held.poll() is None, held.communicate()[1]
+        assert time.monotonic() < deadline, "the held run did not start"
+        time.sleep(0.1)
+    return held
+
+
+def tiny_args(teacher: Path, files, out: Path) -> list:
+    return [
+        "distill", "--train-file", files[0], "--eval-file", files[1], "--text-columns",
+        "sentence", "--teacher", teacher, "--student-layers", "1", "--method", "online",
+        "--max-length", "16", "--epochs", "1", "--batch-size", "8", "--quiet",
+        "--output-dir", out,
+    ]  # fmt: skip
+
+
+def test_a_second_run_into_a_folder_a_live_run_took_is_refused_from_its_first_moment(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    from lgtm.cli import _prediction_file
 
     out = tmp_path / "o"
-    with pytest.raises(Killed):
-        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out), callback=kill_at(1))
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    args = tiny_args(tiny_teacher_dir, tiny_files, out)
+    held = start_held_run(tmp_path / "signals", args)  # has written nothing but its lock
     try:
-        (out / rundir.LOCK).write_text(f"{sleeper.pid}\n{socket.gethostname()}\n")
-        with pytest.raises(LgtmInputError, match=f"a run is in progress .*process {sleeper.pid}"):
-            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=overwrite))
-        assert (out / "config.yaml").exists()
+        assert not (out / "config.yaml").exists()
+        for more in ([], ["--overwrite"]):  # another process, from the command line
+            second = subprocess.run(
+                [sys.executable, "-m", "lgtm.cli", *map(str, args), *more],
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert second.returncode == 2, second.stderr
+            assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+            assert f"{out}: field 'output_dir': a live run holds this folder (process " in (
+                second.stderr
+            )
+            assert f"process {held.pid})" in second.stderr
+        with pytest.raises(LgtmInputError, match="a live run holds this folder"):  # in-process
+            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=True))
+        line = one_line_error(capsys, "plot", out)  # no command writes into a held folder
+        assert f"{out}: field 'run_dir': a live run holds this folder (process {held.pid})" in line
+        with pytest.raises(LgtmInputError, match="field 'output': a live run holds this folder"):
+            _prediction_file(out / "predictions.tsv", overwrite=False)
+        (tmp_path / "signals" / "go").write_text("")
+        assert held.wait(timeout=600) == 0, held.communicate()[1]
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    train.distill(tiny_config(tiny_teacher_dir, tiny_files, out))  # a dead holder: replaced
+        held.kill()
+        held.wait()
+    metrics = json.loads((out / "metrics.json").read_text())  # the first run's, complete
+    assert metrics["method"] == "online" and (out / "student" / "config.json").is_file()
+    assert not (out / rundir.LOCK).exists()  # released at its end
+
+
+def test_a_killed_run_leaves_no_lock_that_holds_its_folder(tiny_teacher_dir, tiny_files, tmp_path):
+    import signal
+
+    out = tmp_path / "o"
+    held = start_held_run(tmp_path / "signals", tiny_args(tiny_teacher_dir, tiny_files, out))
+    held.send_signal(signal.SIGKILL)
+    held.wait()
+    assert (out / rundir.LOCK).exists()  # its file stays, with a dead process's number in it
+    assert rundir.live_holder(out) is None
+    train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, max_steps=1))  # taken over
+    assert (out / "metrics.json").exists() and not (out / rundir.LOCK).exists()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garble"])

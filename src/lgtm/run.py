@@ -74,15 +74,33 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     out = Path(config.output_dir or default_output_dir(config))
     created = not out.exists()
     try:
+        _hold(out, processes.is_main_process)  # from the first moment: before anything loads
         return _distill(config, callback)
     except BaseException:
+        rundir.release_lock(out)
         if created and out.is_dir() and not any(out.iterdir()):
             with contextlib.suppress(OSError):  # another process may have removed it
                 out.rmdir()  # made for this run, which left nothing in it
         raise
     finally:
-        if processes.is_main_process:
-            rundir.release_lock(out)
+        rundir.release_lock(out)
+
+
+def _hold(out: Path, main: bool) -> None:
+    """The main process takes the folder (``rundir.take_lock``) for all the processes of the
+    launch; each raises the same one-line error when it cannot."""
+    refused = None
+    if main:
+        try:
+            rundir.take_lock(out)
+        except LgtmInputError as err:
+            refused = err
+    message = distributed.from_main(None if refused is None else str(refused))
+    if refused is not None:
+        raise refused
+    if message is not None:
+        raise LgtmInputError(str(message))
+    rundir.take_lock(out, main_holds=not main)
 
 
 def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
@@ -108,7 +126,6 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     PartialState().wait_for_everyone()  # every process has checked the folder as it was
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
-        rundir.take_lock(out)
     max_length, collate, train_f, feedback_f, eval_f = _features(
         config, data, tokenizer, (teacher, student), notices
     )

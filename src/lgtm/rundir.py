@@ -16,12 +16,14 @@ missing or corrupted file) makes ``--resume`` fall back to the one before.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,16 @@ CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
 LOCK = ".lgtm-running"
 KEEP_CHECKPOINTS = 2
+# folder (resolved) -> descriptor of the lock this process holds (None: its launch's main
+# process holds it for all the launch's processes)
+_HELD: dict[Path, int | None] = {}
 # What marks a folder as holding a run (refused unless --overwrite or --resume).
 RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
 # What --overwrite removes (nothing else in the folder is touched).
 SELECTED = "student-selected"  # the best student on the selection set so far (--select-on)
 ANCHORS = "anchors"  # rco's snapshots of the teacher's route
 TEACHER_OUTPUTS = "teacher_outputs"  # a frozen teacher's cached outputs (lgtm.teacher_cache)
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED, ANCHORS, TEACHER_OUTPUTS)
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", SELECTED, ANCHORS, TEACHER_OUTPUTS)
 
 
 def holds_run(folder: Path) -> bool:
@@ -113,38 +118,96 @@ def prune_checkpoints(folder: Path) -> None:
             shutil.rmtree(path)
 
 
-def _lock_holder(folder: Path) -> str | None:
-    """A description of the live process that runs in ``folder``, if there is one."""
+def _holder(path: Path) -> str:
+    """Who holds the lock file ``path``, as its holder wrote it (pid, and host if not this)."""
     try:
-        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split("\n")[:2]
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if host != socket.gethostname():
-        return f"process {pid} on {host} (delete {folder / LOCK} if it no longer runs)"
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return f"process {pid}"
+        pid, host = (path.read_text(encoding="utf-8").split("\n") + ["", ""])[:2]
+    except OSError:
+        return "another process"
+    if not pid.strip():
+        return "another process"
+    return f"process {pid}" + ("" if host in ("", socket.gethostname()) else f" on {host}")
 
 
-def take_lock(folder: Path) -> None:
-    """Mark ``folder`` as in use by this process (``release_lock`` at the end of the run)."""
-    atomic_write(folder / LOCK, f"{os.getpid()}\n{socket.gethostname()}\n")
+def take_lock(folder: Path, *, field: str = "output_dir", main_holds: bool = False) -> None:
+    """Hold ``folder`` for this process until :func:`release_lock` or the process's end.
+
+    An exclusive ``flock`` on ``folder/.lgtm-running`` (which records the holder's pid and
+    host): the operating system drops it when the process ends, killed or not, so a lock is
+    never stale. Taken again by the same process, it is held once. The folder is created and
+    checked writable first. ``main_holds``: the main process of this launch holds it for this
+    one (nothing is locked here). Raises :class:`LgtmInputError` (``field`` names the option
+    that gave the folder) when another live process holds it, or the folder cannot be written.
+    """
+    folder = Path(folder)
+    if folder.resolve() in _HELD:
+        return
+    if main_holds:
+        _HELD[folder.resolve()] = None
+        return
+    ensure_writable(folder)
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LgtmInputError(
+                f"a live run holds this folder ({_holder(path)}): wait for it to end or stop "
+                "it, or choose another --output-dir",
+                file=folder,
+                field=field,
+            ) from None
+        try:  # the holder before may have removed the file between our open and our lock
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n{socket.gethostname()}\n".encode())
+    _HELD[folder.resolve()] = fd
+
+
+def live_holder(folder: Path) -> str | None:
+    """Who holds ``folder`` (see :func:`take_lock`), if another live process does."""
+    path = Path(folder) / LOCK
+    if Path(folder).resolve() in _HELD or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(path)
+    finally:
+        os.close(fd)  # drops the shared lock, if taken
+    return None
 
 
 def release_lock(folder: Path) -> None:
-    """Remove this process's mark from ``folder``."""
+    """Give ``folder`` up (nothing happens when this process does not hold it)."""
+    fd = _HELD.pop(Path(folder).resolve(), None)
+    if fd is None:  # not held, or held by the main process of this launch
+        return
+    with contextlib.suppress(OSError):
+        (Path(folder) / LOCK).unlink()  # still held: no one else can have replaced it
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def holding(folder: Path, *, field: str = "output_dir") -> Iterator[None]:
+    """:func:`take_lock` for the ``with`` block (released on the way out, however it ends)."""
+    held = Path(folder).resolve() in _HELD
+    take_lock(folder, field=field)
     try:
-        if (folder / LOCK).read_text(encoding="utf-8").split("\n")[0] == str(os.getpid()):
-            (folder / LOCK).unlink()
-    except (OSError, ValueError):
-        pass
+        yield
+    finally:
+        if not held:
+            release_lock(folder)
 
 
 def ensure_writable(out: Path) -> None:
@@ -182,11 +245,11 @@ def prepare_output_dir(
     the folder cannot be used.
     """
     ensure_writable(out)
-    holder = _lock_holder(out) if holds_run(out) else None
+    holder = live_holder(out)
     if holder is not None:  # even with --overwrite: two runs must never share a folder
         raise LgtmInputError(
-            f"a run is in progress in this folder ({holder}): stop it first, or choose "
-            "another --output-dir",
+            f"a live run holds this folder ({holder}): wait for it to end or stop it, or "
+            "choose another --output-dir",
             file=out,
             field="output_dir",
         )
