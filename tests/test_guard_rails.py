@@ -580,6 +580,216 @@ def test_a_killed_run_leaves_no_lock_that_holds_its_folder(tiny_teacher_dir, tin
     assert (out / "metrics.json").exists() and not (out / rundir.LOCK).exists()
 
 
+# ---- a full or read-only disk: one line naming what could not be written and what is kept
+
+
+def full_disk(*names: str, after: int = 0):
+    """``os.replace`` (the last step of every atomic write) that fails with ENOSPC onto a file
+    called one of ``names``, after ``after`` such writes have succeeded."""
+    import errno
+    import os
+
+    replace, done = os.replace, []
+
+    def fake(src, dst, *args, **kwargs):
+        if Path(dst).name in names:
+            if len(done) >= after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done.append(dst)
+        return replace(src, dst, *args, **kwargs)
+
+    return fake
+
+
+def failing_save_state(at: int):
+    """``Accelerator.save_state`` that writes part of the checkpoint, then finds the disk full
+    (as safetensors reports it) at its ``at``-th call."""
+    from accelerate import Accelerator
+
+    save, calls = Accelerator.save_state, []
+
+    def fake(self, output_dir=None, *args, **kwargs):
+        calls.append(output_dir)
+        if len(calls) == at:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "model.safetensors").write_bytes(b"half")
+            raise RuntimeError("Error while serializing: I/O error: No space left on device")
+        return save(self, output_dir, *args, **kwargs)
+
+    return fake
+
+
+def raise_enospc(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def enospc_at(call: int, method):
+    """``method`` that finds the disk full at its ``call``-th call."""
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise_enospc()
+        return method(*args, **kwargs)
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    "point, method, target, kept",
+    [
+        ("config.yaml", "online", "config.yaml", None),
+        ("first checkpoint", "online", "checkpoints/ckpt-00000001", None),
+        ("third checkpoint", "online", "checkpoints/ckpt-00000003", "ckpt-00000002"),
+        ("influence log", "lgtm", "influence.jsonl", "ckpt-00000002"),
+        ("teacher outputs", "kd", "teacher_outputs/distill.pt", "ckpt-00000004"),
+        ("student", "online", "student", "ckpt-00000004"),
+        ("metrics.json", "online", "metrics.json", "ckpt-00000004"),
+        ("plots", "online", "plots/losses.png", "ckpt-00000004"),
+    ],
+)
+def test_a_full_disk_stops_the_run_with_one_line_keeping_what_is_good(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys, monkeypatch, point, method, target, kept
+):
+    import os
+
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel
+
+    out = tmp_path / "o"
+    args = tiny_args(tiny_teacher_dir, tiny_files, out)
+    args += ["--method", method, "--save-steps", "1", "--max-steps", "4", "--eval-steps", "2"]
+    with monkeypatch.context() as patch:
+        if point == "first checkpoint":
+            patch.setattr(Accelerator, "save_state", failing_save_state(1))
+        elif point == "third checkpoint":
+            patch.setattr(Accelerator, "save_state", failing_save_state(3))
+        elif point == "influence log":  # logged at every step: the third's fails
+            log = enospc_at(3, lgtm.report.records.InfluenceLog.log)
+            patch.setattr("lgtm.report.records.InfluenceLog.log", log)
+        elif point == "student":
+            patch.setattr(PreTrainedModel, "save_pretrained", raise_enospc)
+        else:
+            patch.setattr(os, "replace", full_disk(Path(target).name))
+        line = one_line_error(capsys, *args)
+    what = {"student": "the model", "influence log": "the influence log"}.get(point, "it")
+    what = "the checkpoint" if "checkpoint" in point else what
+    assert f"lgtm: error: {out / target}: cannot write {what}: " in line
+    assert "No space left on device; " in line
+    if kept is None:
+        assert line.endswith("no checkpoint had been written yet: make room and run again")
+        assert not rundir.checkpoints(out)
+    else:
+        assert f"the last complete checkpoint is kept ({out / 'checkpoints' / kept}): " in line
+        assert rundir.checkpoints(out)[0].name == kept
+        assert line.endswith("make room and continue with --resume")
+    # nothing half-written is left where a good file would be
+    left = [p.name for p in out.rglob("*") if p.name.startswith(".") and p.name != rundir.LOCK]
+    assert left == [] and (point == "influence log" or not (out / target).exists())
+    assert (out / "metrics.json").exists() == (point == "plots")  # written before its plots
+    assert not (out / rundir.LOCK).exists()
+    if kept is not None:  # room made: the run goes on to what an unbroken run gives
+        assert run(capsys, *args, "--resume")[0] == 0
+        whole = tmp_path / "whole"
+        assert run(capsys, *tiny_args(tiny_teacher_dir, tiny_files, whole), *args[-8:])[0] == 0
+        metrics = [json.loads((d / "metrics.json").read_text()) for d in (out, whole)]
+        assert metrics[0]["history"] == metrics[1]["history"]
+        if point == "influence log":
+            assert (out / target).read_text() == (whole / target).read_text()
+
+
+def test_a_read_only_checkpoint_folder_stops_the_run_with_one_line(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    import os
+    import stat
+
+    out = tmp_path / "o"
+    with pytest.raises(Killed):
+        config = tiny_config(tiny_teacher_dir, tiny_files, out, save_steps=1)
+        train.distill(config, callback=kill_at(2))
+    root = out / rundir.CHECKPOINTS
+    root.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(root, os.W_OK):  # root: permissions do not stop writes
+            pytest.skip("permissions do not stop this user's writes")
+        args = ["distill", "--config", out / "config.yaml", "--resume"]
+        line = one_line_error(capsys, *args)
+    finally:
+        root.chmod(stat.S_IRWXU)
+    assert f"{root / 'ckpt-00000003'}: cannot write the checkpoint: Permission denied" in line
+    assert f"the last complete checkpoint is kept ({root / 'ckpt-00000002'})" in line
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: a folder on a tmpfs of ``size`` (root only; skipped where it cannot be
+    mounted), unmounted at the end."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk-{len(mounted)}"
+        folder.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+        if subprocess.run(command, capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_really_full_disk_stops_the_run_with_one_line(
+    tiny_teacher_dir, tiny_files, tmpfs, capsys
+):
+    small_disk = tmpfs("3m")
+    # room for config.yaml, not for a checkpoint of two models and their optimizers
+    args = tiny_args(tiny_teacher_dir, tiny_files, small_disk / "o")
+    line = one_line_error(capsys, *args, "--save-steps", "1")
+    assert "ckpt-00000001: cannot write the checkpoint: No space left on device; " in line
+    assert not any((small_disk / "o" / rundir.CHECKPOINTS).iterdir())  # its half removed
+
+
+def test_a_folder_turned_read_only_mid_run_stops_it_with_one_line(
+    tiny_teacher_dir, tiny_files, tmp_path
+):
+    import subprocess
+
+    out = tmp_path / "o"
+    root = out / rundir.CHECKPOINTS
+    mounted = []
+
+    def read_only_after(phase: str, step: int) -> None:
+        if step == 2:  # checkpoints/ becomes a read-only file system of its own
+            bind = subprocess.run(["mount", "--bind", root, root], capture_output=True)
+            if bind.returncode != 0:
+                pytest.skip("cannot bind-mount here (needs root)")
+            mounted.append(root)
+            subprocess.run(["mount", "-o", "remount,bind,ro", root], check=True)
+
+    over = dict(save_steps=1, max_steps=4)
+    config = tiny_config(tiny_teacher_dir, tiny_files, out, **over)
+    try:
+        with pytest.raises(LgtmInputError) as err:
+            train.distill(config, callback=read_only_after)
+    finally:
+        for folder in mounted:
+            subprocess.run(["umount", folder], check=True)
+    text = str(err.value)
+    assert text.startswith(f"{root / 'ckpt-00000003'}: cannot write the checkpoint: Read-only")
+    assert f"the last complete checkpoint is kept ({root / 'ckpt-00000002'})" in text
+    resumed = train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, resume=True, **over))
+    whole = train.distill(tiny_config(tiny_teacher_dir, tiny_files, tmp_path / "w", **over))
+    assert resumed.metrics["history"] == whole.metrics["history"]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garble"])
 def test_resume_falls_back_from_a_damaged_last_checkpoint(
     tiny_teacher_dir, tiny_files, tmp_path, damage, capsys

@@ -26,6 +26,7 @@ from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 from lgtm.evaluation import evaluate
+from lgtm.fileio import writing
 from lgtm.methods.base import CACHED_TEACHER
 from lgtm.plans import Stage
 
@@ -103,12 +104,13 @@ class LazyInfluenceLog:
 
     def log(self, *args: Any) -> None:
         """Append the tracked samples among this batch (see ``InfluenceLog.log``)."""
-        if self.log_file is None:
-            from lgtm.report import InfluenceLog
+        with writing(self.path, "the influence log"):
+            if self.log_file is None:
+                from lgtm.report import InfluenceLog
 
-            resume = self.resume_step if self.path.exists() else None
-            self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
-        self.log_file.log(*args)
+                resume = self.resume_step if self.path.exists() else None
+                self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
+            self.log_file.log(*args)
 
     def close(self) -> None:
         """Close the file if it was opened."""
@@ -455,11 +457,17 @@ def _checkpoint(ctx: StageContext, out: Path, influence_log: Any) -> None:
             shutil.rmtree(tmp)
     acc.wait_for_everyone()
     state.wall_seconds = ctx.wall()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        rundir.write_manifest(tmp)
-        if final.exists():  # left by an attempt resumed from an earlier checkpoint
-            shutil.rmtree(final)
-        tmp.rename(final)
-        rundir.prune_checkpoints(out)
+    try:
+        with writing(final, "the checkpoint"), rundir.no_progress_bars():
+            acc.save_state(str(tmp))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                rundir.write_manifest(tmp)
+                if final.exists():  # left by an attempt resumed from an earlier checkpoint
+                    shutil.rmtree(final)
+                tmp.rename(final)
+                rundir.prune_checkpoints(out)
+    except BaseException:
+        if acc.is_main_process:  # a half-written checkpoint is never left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

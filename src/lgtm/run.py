@@ -67,7 +67,9 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
 
     ``callback(stage, step)`` is called after every step, checkpoint included (tests raise in it
     to simulate a killed run). Raises :class:`LgtmInputError` for bad input, an unusable output
-    folder, or training that diverges (the first non-finite loss or parameter).
+    folder, or training that diverges (the first non-finite loss or parameter);
+    :class:`~lgtm.errors.LgtmWriteError` (one) when the disk refuses a write, naming the file
+    and what of the run is kept.
     """
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
@@ -75,7 +77,13 @@ def distill(config: RunConfig, *, callback: Callback | None = None) -> RunResult
     created = not out.exists()
     try:
         _hold(out, processes.is_main_process)  # from the first moment: before anything loads
-        return _distill(config, callback)
+        try:
+            return _distill(config, callback)
+        except Exception as err:  # a full or read-only disk: one line, and what is kept
+            failed = rundir.failed_write(err, out)
+            if failed is None:
+                raise
+            raise failed from None
     except BaseException:
         rundir.release_lock(out)
         if created and out.is_dir() and not any(out.iterdir()):

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lgtm.errors import LgtmInputError
-from lgtm.fileio import atomic_write
+from lgtm.errors import LgtmInputError, LgtmWriteError
+from lgtm.fileio import atomic_write, write_failure, writing
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -306,18 +306,54 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
-    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed."""
+    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed.
+
+    Raises :class:`LgtmWriteError` naming ``folder`` when the disk refuses the write; the
+    temporary folder is removed and a model already at ``folder`` is left as it was."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    try:
+        with writing(folder, "the model"), no_progress_bars():
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars ("Writing model shards") off for the ``with`` block."""
     from transformers.utils import logging as hf_logging
 
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        yield
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    replace_dir(tmp, folder)
+
+
+def kept(out: Path) -> str:
+    """What of the run in ``out`` is still good after a failed write, and how to go on."""
+    last = latest_checkpoint(out)
+    if last is None:
+        return "no checkpoint had been written yet: make room and run again"
+    return f"the last complete checkpoint is kept ({last}): make room and continue with --resume"
+
+
+def failed_write(err: BaseException, out: Path) -> LgtmWriteError | None:
+    """``err`` as the one-line :class:`LgtmWriteError` of a run in ``out`` (naming what could
+    not be written and what is kept) when it is a write the file system refused; else None."""
+    if isinstance(err, LgtmWriteError):
+        return err if err.kept is not None else err.keeping(kept(out))
+    if not isinstance(err, OSError) or write_failure(err) is None:
+        return None
+    target = Path(err.filename) if err.filename else out
+    if out.absolute() not in (target.absolute(), *target.absolute().parents):
+        return None  # not a write of this run (an input it could not read)
+    failure = LgtmWriteError(f"cannot write it: {write_failure(err)}", file=target)
+    return failure.keeping(kept(out))
