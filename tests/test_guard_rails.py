@@ -790,6 +790,68 @@ def test_a_folder_turned_read_only_mid_run_stops_it_with_one_line(
     assert resumed.metrics["history"] == whole.metrics["history"]
 
 
+# ---- --resume with other data or models than the run started from
+
+
+def flip_labels(path: Path) -> None:
+    """Edit a table in place: every label of ``sentence<TAB>label`` rows flipped."""
+    head, *rows = path.read_text().splitlines()
+    flipped = [f"{text}\t{1 - int(label)}" for text, label in (r.split("\t") for r in rows)]
+    path.write_text("\n".join([head, *flipped]) + "\n")
+
+
+@pytest.mark.parametrize("change", ["labels", "teacher"])
+def test_resume_refuses_data_or_models_changed_since_the_run_started(
+    tiny_teacher_dir, tmp_path, capsys, change
+):
+    import shutil
+
+    words = "good bad great awful fine dull superb boring lovely weak".split()
+    rows = [(f"{words[i % 10]} {words[(3 * i) % 10]}", str(i % 2)) for i in range(48)]
+    train_file = write_table(tmp_path / "train.tsv", rows)
+    eval_file = write_table(tmp_path / "dev.tsv", rows[:16])
+    teacher = shutil.copytree(tiny_teacher_dir, tmp_path / "teacher")
+    out = tmp_path / "o"
+    config = tiny_config(teacher, (train_file, eval_file), out, save_steps=1)
+    with pytest.raises(Killed):
+        train.distill(config, callback=kill_at(3))
+    if change == "labels":
+        flip_labels(train_file)
+        named = "the feedback rows, the training rows differ from those the run started from"
+    else:
+        weights = BertForSequenceClassification.from_pretrained(teacher)
+        with torch.no_grad():
+            weights.bert.embeddings.word_embeddings.weight[5, 0] += 1.0
+        weights.save_pretrained(teacher)
+        named = "the student's weights, the teacher's weights differ from those the run started"
+    line = one_line_error(capsys, "distill", "--config", out / "config.yaml", "--resume")
+    assert f"field 'resume': {named}" in line and "--overwrite" in line
+    assert [c.name for c in rundir.checkpoints(out)] == ["ckpt-00000003", "ckpt-00000002"]
+
+
+def test_resume_from_a_checkpoint_without_digests_says_the_data_was_not_checked(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    out = tmp_path / "o"
+    over = dict(save_steps=1, max_steps=4)
+    with pytest.raises(Killed):
+        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, **over), callback=kill_at(3))
+    for checkpoint in rundir.checkpoints(out):  # as lgtm wrote them before it kept digests
+        state_file = checkpoint / "custom_checkpoint_0.pkl"
+        state = torch.load(state_file, weights_only=False)
+        del state["inputs"]
+        torch.save(state, state_file)
+        rundir.write_manifest(checkpoint)
+    capsys.readouterr()
+    config = tiny_config(tiny_teacher_dir, tiny_files, out, resume=True, quiet=False, **over)
+    resumed = train.distill(config)
+    err = capsys.readouterr().err
+    assert "records no digests of the run's data and models" in err
+    assert "the data could not be checked" in err
+    whole = train.distill(tiny_config(tiny_teacher_dir, tiny_files, tmp_path / "w", **over))
+    assert resumed.metrics["history"] == whole.metrics["history"]
+
+
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garble"])
 def test_resume_falls_back_from_a_damaged_last_checkpoint(
     tiny_teacher_dir, tiny_files, tmp_path, damage, capsys

@@ -56,6 +56,9 @@ class LoopState:
     best: dict[str, Any] | None = None  # --select-on selection: {"step", "score"} of the best
     stage_seconds: dict[str, float] = field(default_factory=dict)  # steps (+ labelling), per stage
     labelling_seconds: dict[str, float] = field(default_factory=dict)  # the teacher cache's
+    # SHA-256 of the data and models the run started from (None: a checkpoint of lgtm <= 0.x
+    # that recorded none); --resume refuses other ones
+    inputs: dict[str, str] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """For ``accelerator.register_for_checkpointing``."""

@@ -33,6 +33,7 @@ from lgtm.plans import STREAMS, Plan, RunParts, make_plan
 from lgtm.resume import check_resume_config, start_or_resume
 from lgtm.rundata import RunData, default_output_dir, load_data
 from lgtm.runmodels import build_models, load_weights, plain_model
+from lgtm.teacher_cache import model_digest
 
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
 TRANSFER_STREAM = 100  # a stage's transfer order: its stream's seed + this
@@ -130,6 +131,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     data = load_data(config)
     notices: list[str] = []  # what was adjusted to fit the models to the task
     teacher, student, tokenizer = build_models(config, data.task, notices)
+    inputs = {**data.digests(), "teacher": model_digest(teacher), "student": model_digest(student)}
     plan.build_models(teacher, student)  # takd's assistant, from the pre-trained teacher
     PartialState().wait_for_everyone()  # every process has checked the folder as it was
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
@@ -168,7 +170,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     stages = plan.stages(parts, method)
 
     # ---- resume, or start
-    checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out)
+    checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out, inputs)
     tracked = _tracked(config, [e.id for e in data.train])
     influence_log = _influence_log(config, acc, state, checkpoint, tracked, out)
     feedback_batches = None

@@ -9,6 +9,10 @@ A folder is in one of four states, and ``prepare_output_dir`` treats each its ow
 - **unfinished without a checkpoint** (the run died before saving anything it could continue
   from): the same command replaces it, with a notice, unless a live process still runs in it.
 
+A run holds its folder from its first moment (:func:`take_lock`: an OS lock on
+``.lgtm-running``, dropped by the system when the process ends, so it is never stale); no other
+process clears or writes a held folder.
+
 Checkpoints are written to a temporary folder with a manifest of their files' sizes and
 digests, then renamed; the last two are kept, so that a damaged newest one (a truncated,
 missing or corrupted file) makes ``--resume`` fall back to the one before.
