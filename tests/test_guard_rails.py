@@ -580,6 +580,24 @@ def test_a_killed_run_leaves_no_lock_that_holds_its_folder(tiny_teacher_dir, tin
     assert (out / "metrics.json").exists() and not (out / rundir.LOCK).exists()
 
 
+def test_a_file_system_without_locks_is_said_not_hidden(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    try:
+        rundir.take_lock(tmp_path / "o")
+        err = capsys.readouterr().err
+        assert f"lgtm: warning: {tmp_path / 'o'}: this file system cannot lock files" in err
+        assert "a second run into this folder would not be refused" in err
+    finally:
+        rundir.release_lock(tmp_path / "o")
+    assert not (tmp_path / "o" / rundir.LOCK).exists()
+
+
 # ---- a full or read-only disk: one line naming what could not be written and what is kept
 
 

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,12 +158,20 @@ def take_lock(folder: Path, *, field: str = "output_dir", main_holds: bool = Fal
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            other = ", or choose another --output-dir" if field == "output_dir" else ""
             raise LgtmInputError(
                 f"a live run holds this folder ({_holder(path)}): wait for it to end or stop "
-                "it, or choose another --output-dir",
+                f"it{other}",
                 file=folder,
                 field=field,
             ) from None
+        except OSError as err:  # a file system without locks (some network ones): said, not hidden
+            print(
+                f"lgtm: warning: {folder}: this file system cannot lock files "
+                f"({err.strerror}): a second run into this folder would not be refused",
+                file=sys.stderr,
+            )
+            break
         try:  # the holder before may have removed the file between our open and our lock
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
                 break
