@@ -56,7 +56,7 @@ class LoopState:
     best: dict[str, Any] | None = None  # --select-on selection: {"step", "score"} of the best
     stage_seconds: dict[str, float] = field(default_factory=dict)  # steps (+ labelling), per stage
     labelling_seconds: dict[str, float] = field(default_factory=dict)  # the teacher cache's
-    # SHA-256 of the data and models the run started from (None: a checkpoint of lgtm <= 0.x
+    # SHA-256 of the data and models the run started from (None: a checkpoint of an older lgtm
     # that recorded none); --resume refuses other ones
     inputs: dict[str, str] | None = None
 
