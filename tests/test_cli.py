@@ -426,6 +426,30 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
     assert not (tmp_path / "o").exists() or not (tmp_path / "o" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize(
+    "text, line, field, message",
+    [
+        ("lr: 0.001\nepochs: 2\nlr: 0.5\n", 3, "lr", "given twice (first on line 1)"),
+        (
+            "epochs: 2\nmax-length: 16\nmax_length: 32\n",
+            3,
+            "max_length",
+            "the same option as 'max-length' (line 2)",
+        ),
+        ("lr: 0.1\ntext_columns: {a: 1,\n  a: 2}\n", 3, "a", "given twice (first on line 2)"),
+        ("text_columns:\n- {x: 1}\n- {y: 1, y: 2}\n", 3, "y", "given twice (first on line 3)"),
+    ],
+)
+def test_a_key_given_twice_in_a_config_file_names_the_repeat(
+    tmp_path, capsys, text, line, field, message
+):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    # a teacher that is not there: were the file taken, the run would stop there at once
+    got = one_line_error(capsys, "distill", "--config", config, "--teacher", tmp_path / "no")
+    assert got.startswith(f"lgtm: error: {config}:{line}: field '{field}': {message}"), got
+
+
 def test_resume_from_the_command_line_needs_only_the_folder(
     glue_dir, tiny_teacher_dir, tmp_path, capsys
 ):

@@ -411,6 +411,18 @@ def test_jsonl_labels_as_names_indices_and_errors(tmp_path):
     wrong = write(tmp_path / "wrong.jsonl", '{"text": 5, "y": 1}\n')
     with pytest.raises(LgtmInputError, match="not a string"):
         load_table(task, wrong, None, text_columns=["text"], label_column="y")
+    twice = write(
+        tmp_path / "twice.jsonl", '{"text": "a", "y": 1}\n{"text": "b", "y": 1, "y": 0}\n'
+    )
+    with pytest.raises(LgtmInputError, match="key given twice in one row") as info:
+        load_table(task, twice, None, text_columns=["text"], label_column="y")
+    assert (info.value.line, info.value.field) == (2, "y")
+    array = write(
+        tmp_path / "twice.json", '[{"text": "a", "y": 1},\n {"text": "a", "text": "b", "y": 0}]'
+    )
+    with pytest.raises(LgtmInputError, match="key given twice in one row") as info:
+        load_table(task, array, None, text_columns=["text"], label_column="y")
+    assert (info.value.line, info.value.field) == (2, "text")
     label = write(tmp_path / "label.jsonl", '{"text": "a", "y": 1}\n{"text": "a", "y": 7}\n')
     with pytest.raises(LgtmInputError) as info:
         load_table(task, label, None, text_columns=["text"], label_column="y")

@@ -22,7 +22,7 @@ from conftest import ROOT, bundled_tokenizer, make_batch, save_tiny_bert, tiny_b
 from safetensors.torch import load_file
 
 import lgtm
-from lgtm import cli
+from lgtm import cli, rundir
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on Linux")
 
@@ -311,3 +311,25 @@ def test_tune_on_two_processes_runs_the_trials_of_one(glue_dir, teacher_dir, tmp
         assert x[3] is None and y[3] is None or abs(x[3] - y[3]) < 1e-9, (x, y)
     m = json.loads((tmp_path / "two" / "trials" / "0000" / "metrics.json").read_text())
     assert m["num_processes"] == 2
+
+
+def test_two_processes_are_refused_a_folder_a_live_run_holds(glue_dir, teacher_dir, tmp_path):
+    out = tmp_path / "o"
+    hold = "import sys, time; from lgtm import rundir; rundir.take_lock(sys.argv[1]); "
+    hold += "print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out)], env=environment(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        output, _ = torchrun(distill_args(glue_dir, teacher_dir, out, "--overwrite")).communicate(
+            timeout=300
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    # both processes refuse with the same line (the main one holds the folder for the launch)
+    message = f"{out}: field 'output_dir': a live run holds this folder (process {holder.pid})"
+    assert output.count(f"lgtm: error: {message}") == 2, output
+    assert "lgtm/" not in output  # no traceback of lgtm's (torchrun reports the exit its way)
+    assert sorted(p.name for p in out.iterdir()) == [rundir.LOCK]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -473,25 +475,399 @@ def test_run_with_a_checkpoint_is_refused_with_the_resume_hint(
         train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, save_steps=1))
 
 
-@pytest.mark.parametrize("overwrite", [False, True])
-def test_a_live_run_is_never_replaced(tiny_teacher_dir, tiny_files, tmp_path, overwrite):
-    import socket
-    import subprocess
-    import sys
+# A run started in another process that waits, as soon as it would load its data, until
+# the file `go` exists (it first writes `started`): the folder must be its from that moment.
+HELD_RUN = """
+import sys, time
+from pathlib import Path
+import lgtm.run
+from lgtm import cli
+
+def wait(config):
+    Path(sys.argv[1], "started").write_text("")
+    while not Path(sys.argv[1], "go").exists():
+        time.sleep(0.05)
+    return load(config)
+
+load, lgtm.run.load_data = lgtm.run.load_data, wait
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def subprocess_env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return env
+
+
+def start_held_run(signals: Path, args: list) -> subprocess.Popen:
+    """``lgtm ARGS`` in another process, stopped before its data loads (see ``HELD_RUN``)."""
+    import time
+
+    signals.mkdir(exist_ok=True)
+    command = [sys.executable, "-c", HELD_RUN, str(signals), *map(str, args)]
+    held = subprocess.Popen(command, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (signals / "started").exists():
+        assert held.poll() is None, held.communicate()[1]
+        assert time.monotonic() < deadline, "the held run did not start"
+        time.sleep(0.1)
+    return held
+
+
+def tiny_args(teacher: Path, files, out: Path) -> list:
+    return [
+        "distill", "--train-file", files[0], "--eval-file", files[1], "--text-columns",
+        "sentence", "--teacher", teacher, "--student-layers", "1", "--method", "online",
+        "--max-length", "16", "--epochs", "1", "--batch-size", "8", "--quiet",
+        "--output-dir", out,
+    ]  # fmt: skip
+
+
+def test_a_second_run_into_a_folder_a_live_run_took_is_refused_from_its_first_moment(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    from lgtm.cli import _prediction_file
+
+    out = tmp_path / "o"
+    args = tiny_args(tiny_teacher_dir, tiny_files, out)
+    held = start_held_run(tmp_path / "signals", args)  # has written nothing but its lock
+    try:
+        assert not (out / "config.yaml").exists()
+        for more in ([], ["--overwrite"]):  # another process, from the command line
+            second = subprocess.run(
+                [sys.executable, "-m", "lgtm.cli", *map(str, args), *more],
+                env=subprocess_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert second.returncode == 2, second.stderr
+            assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+            assert f"{out}: field 'output_dir': a live run holds this folder (process " in (
+                second.stderr
+            )
+            assert f"process {held.pid})" in second.stderr
+        with pytest.raises(LgtmInputError, match="a live run holds this folder"):  # in-process
+            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=True))
+        line = one_line_error(capsys, "plot", out)  # no command writes into a held folder
+        assert f"{out}: field 'run_dir': a live run holds this folder (process {held.pid})" in line
+        with pytest.raises(LgtmInputError, match="field 'output': a live run holds this folder"):
+            _prediction_file(out / "predictions.tsv", overwrite=False)
+        (tmp_path / "signals" / "go").write_text("")
+        assert held.wait(timeout=600) == 0, held.communicate()[1]
+    finally:
+        held.kill()
+        held.wait()
+    metrics = json.loads((out / "metrics.json").read_text())  # the first run's, complete
+    assert metrics["method"] == "online" and (out / "student" / "config.json").is_file()
+    assert not (out / rundir.LOCK).exists()  # released at its end
+
+
+def test_a_killed_run_leaves_no_lock_that_holds_its_folder(tiny_teacher_dir, tiny_files, tmp_path):
+    import signal
+
+    out = tmp_path / "o"
+    held = start_held_run(tmp_path / "signals", tiny_args(tiny_teacher_dir, tiny_files, out))
+    held.send_signal(signal.SIGKILL)
+    held.wait()
+    assert (out / rundir.LOCK).exists()  # its file stays, with a dead process's number in it
+    assert rundir.live_holder(out) is None
+    train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, max_steps=1))  # taken over
+    assert (out / "metrics.json").exists() and not (out / rundir.LOCK).exists()
+
+
+def test_a_file_system_without_locks_is_said_not_hidden(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    try:
+        rundir.take_lock(tmp_path / "o")
+        err = capsys.readouterr().err
+        assert f"lgtm: warning: {tmp_path / 'o'}: this file system cannot lock files" in err
+        assert "a second run into this folder would not be refused" in err
+    finally:
+        rundir.release_lock(tmp_path / "o")
+    assert not (tmp_path / "o" / rundir.LOCK).exists()
+
+
+# ---- a full or read-only disk: one line naming what could not be written and what is kept
+
+
+def full_disk(*names: str, after: int = 0):
+    """``os.replace`` (the last step of every atomic write) that fails with ENOSPC onto a file
+    called one of ``names``, after ``after`` such writes have succeeded."""
+    import errno
+    import os
+
+    replace, done = os.replace, []
+
+    def fake(src, dst, *args, **kwargs):
+        if Path(dst).name in names:
+            if len(done) >= after:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done.append(dst)
+        return replace(src, dst, *args, **kwargs)
+
+    return fake
+
+
+def failing_save_state(at: int):
+    """``Accelerator.save_state`` that writes part of the checkpoint, then finds the disk full
+    (as safetensors reports it) at its ``at``-th call."""
+    from accelerate import Accelerator
+
+    save, calls = Accelerator.save_state, []
+
+    def fake(self, output_dir=None, *args, **kwargs):
+        calls.append(output_dir)
+        if len(calls) == at:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "model.safetensors").write_bytes(b"half")
+            raise RuntimeError("Error while serializing: I/O error: No space left on device")
+        return save(self, output_dir, *args, **kwargs)
+
+    return fake
+
+
+def raise_enospc(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def enospc_at(call: int, method):
+    """``method`` that finds the disk full at its ``call``-th call."""
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise_enospc()
+        return method(*args, **kwargs)
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    "point, method, target, kept",
+    [
+        ("config.yaml", "online", "config.yaml", None),
+        ("first checkpoint", "online", "checkpoints/ckpt-00000001", None),
+        ("third checkpoint", "online", "checkpoints/ckpt-00000003", "ckpt-00000002"),
+        ("influence log", "lgtm", "influence.jsonl", "ckpt-00000002"),
+        ("teacher outputs", "kd", "teacher_outputs/distill.pt", "ckpt-00000004"),
+        ("student", "online", "student", "ckpt-00000004"),
+        ("metrics.json", "online", "metrics.json", "ckpt-00000004"),
+        ("plots", "online", "plots/losses.png", "ckpt-00000004"),
+    ],
+)
+def test_a_full_disk_stops_the_run_with_one_line_keeping_what_is_good(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys, monkeypatch, point, method, target, kept
+):
+    import os
+
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel
+
+    out = tmp_path / "o"
+    args = tiny_args(tiny_teacher_dir, tiny_files, out)
+    args += ["--method", method, "--save-steps", "1", "--max-steps", "4", "--eval-steps", "2"]
+    with monkeypatch.context() as patch:
+        if point == "first checkpoint":
+            patch.setattr(Accelerator, "save_state", failing_save_state(1))
+        elif point == "third checkpoint":
+            patch.setattr(Accelerator, "save_state", failing_save_state(3))
+        elif point == "influence log":  # logged at every step: the third's fails
+            log = enospc_at(3, lgtm.report.records.InfluenceLog.log)
+            patch.setattr("lgtm.report.records.InfluenceLog.log", log)
+        elif point == "student":
+            patch.setattr(PreTrainedModel, "save_pretrained", raise_enospc)
+        else:
+            patch.setattr(os, "replace", full_disk(Path(target).name))
+        line = one_line_error(capsys, *args)
+    what = {"student": "the model", "influence log": "the influence log"}.get(point, "it")
+    what = "the checkpoint" if "checkpoint" in point else what
+    assert f"lgtm: error: {out / target}: cannot write {what}: " in line
+    assert "No space left on device; " in line
+    if kept is None:
+        assert line.endswith("no checkpoint had been written yet: make room and run again")
+        assert not rundir.checkpoints(out)
+    else:
+        assert f"the last complete checkpoint is kept ({out / 'checkpoints' / kept}): " in line
+        assert rundir.checkpoints(out)[0].name == kept
+        assert line.endswith("make room and continue with --resume")
+    # nothing half-written is left where a good file would be
+    left = [p.name for p in out.rglob("*") if p.name.startswith(".") and p.name != rundir.LOCK]
+    assert left == [] and (point == "influence log" or not (out / target).exists())
+    assert (out / "metrics.json").exists() == (point == "plots")  # written before its plots
+    assert not (out / rundir.LOCK).exists()
+    if kept is not None:  # room made: the run goes on to what an unbroken run gives
+        assert run(capsys, *args, "--resume")[0] == 0
+        whole = tmp_path / "whole"
+        assert run(capsys, *tiny_args(tiny_teacher_dir, tiny_files, whole), *args[-8:])[0] == 0
+        metrics = [json.loads((d / "metrics.json").read_text()) for d in (out, whole)]
+        assert metrics[0]["history"] == metrics[1]["history"]
+        if point == "influence log":
+            assert (out / target).read_text() == (whole / target).read_text()
+
+
+def test_a_read_only_checkpoint_folder_stops_the_run_with_one_line(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    import os
+    import stat
 
     out = tmp_path / "o"
     with pytest.raises(Killed):
-        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out), callback=kill_at(1))
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        config = tiny_config(tiny_teacher_dir, tiny_files, out, save_steps=1)
+        train.distill(config, callback=kill_at(2))
+    root = out / rundir.CHECKPOINTS
+    root.chmod(stat.S_IRUSR | stat.S_IXUSR)
     try:
-        (out / rundir.LOCK).write_text(f"{sleeper.pid}\n{socket.gethostname()}\n")
-        with pytest.raises(LgtmInputError, match=f"a run is in progress .*process {sleeper.pid}"):
-            train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=overwrite))
-        assert (out / "config.yaml").exists()
+        if os.access(root, os.W_OK):  # root: permissions do not stop writes
+            pytest.skip("permissions do not stop this user's writes")
+        args = ["distill", "--config", out / "config.yaml", "--resume"]
+        line = one_line_error(capsys, *args)
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    train.distill(tiny_config(tiny_teacher_dir, tiny_files, out))  # a dead holder: replaced
+        root.chmod(stat.S_IRWXU)
+    assert f"{root / 'ckpt-00000003'}: cannot write the checkpoint: Permission denied" in line
+    assert f"the last complete checkpoint is kept ({root / 'ckpt-00000002'})" in line
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: a folder on a tmpfs of ``size`` (root only; skipped where it cannot be
+    mounted), unmounted at the end."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk-{len(mounted)}"
+        folder.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+        if subprocess.run(command, capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_really_full_disk_stops_the_run_with_one_line(
+    tiny_teacher_dir, tiny_files, tmpfs, capsys
+):
+    small_disk = tmpfs("3m")
+    # room for config.yaml, not for a checkpoint of two models and their optimizers
+    args = tiny_args(tiny_teacher_dir, tiny_files, small_disk / "o")
+    line = one_line_error(capsys, *args, "--save-steps", "1")
+    assert "ckpt-00000001: cannot write the checkpoint: No space left on device; " in line
+    assert not any((small_disk / "o" / rundir.CHECKPOINTS).iterdir())  # its half removed
+
+
+def test_a_folder_turned_read_only_mid_run_stops_it_with_one_line(
+    tiny_teacher_dir, tiny_files, tmp_path
+):
+    import subprocess
+
+    out = tmp_path / "o"
+    root = out / rundir.CHECKPOINTS
+    mounted = []
+
+    def read_only_after(phase: str, step: int) -> None:
+        if step == 2:  # checkpoints/ becomes a read-only file system of its own
+            bind = subprocess.run(["mount", "--bind", root, root], capture_output=True)
+            if bind.returncode != 0:
+                pytest.skip("cannot bind-mount here (needs root)")
+            mounted.append(root)
+            subprocess.run(["mount", "-o", "remount,bind,ro", root], check=True)
+
+    over = dict(save_steps=1, max_steps=4)
+    config = tiny_config(tiny_teacher_dir, tiny_files, out, **over)
+    try:
+        with pytest.raises(LgtmInputError) as err:
+            train.distill(config, callback=read_only_after)
+    finally:
+        for folder in mounted:
+            subprocess.run(["umount", folder], check=True)
+    text = str(err.value)
+    assert text.startswith(f"{root / 'ckpt-00000003'}: cannot write the checkpoint: Read-only")
+    assert f"the last complete checkpoint is kept ({root / 'ckpt-00000002'})" in text
+    resumed = train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, resume=True, **over))
+    whole = train.distill(tiny_config(tiny_teacher_dir, tiny_files, tmp_path / "w", **over))
+    assert resumed.metrics["history"] == whole.metrics["history"]
+
+
+# ---- --resume with other data or models than the run started from
+
+
+def flip_labels(path: Path) -> None:
+    """Edit a table in place: every label of ``sentence<TAB>label`` rows flipped."""
+    head, *rows = path.read_text().splitlines()
+    flipped = [f"{text}\t{1 - int(label)}" for text, label in (r.split("\t") for r in rows)]
+    path.write_text("\n".join([head, *flipped]) + "\n")
+
+
+@pytest.mark.parametrize("change", ["labels", "teacher"])
+def test_resume_refuses_data_or_models_changed_since_the_run_started(
+    tiny_teacher_dir, tmp_path, capsys, change
+):
+    import shutil
+
+    words = "good bad great awful fine dull superb boring lovely weak".split()
+    rows = [(f"{words[i % 10]} {words[(3 * i) % 10]}", str(i % 2)) for i in range(48)]
+    train_file = write_table(tmp_path / "train.tsv", rows)
+    eval_file = write_table(tmp_path / "dev.tsv", rows[:16])
+    teacher = shutil.copytree(tiny_teacher_dir, tmp_path / "teacher")
+    out = tmp_path / "o"
+    config = tiny_config(teacher, (train_file, eval_file), out, save_steps=1)
+    with pytest.raises(Killed):
+        train.distill(config, callback=kill_at(3))
+    if change == "labels":
+        flip_labels(train_file)
+        named = "the feedback rows, the training rows differ from those the run started from"
+    else:
+        weights = BertForSequenceClassification.from_pretrained(teacher)
+        with torch.no_grad():
+            weights.bert.embeddings.word_embeddings.weight[5, 0] += 1.0
+        weights.save_pretrained(teacher)
+        named = "the student's weights, the teacher's weights differ from those the run started"
+    line = one_line_error(capsys, "distill", "--config", out / "config.yaml", "--resume")
+    assert f"field 'resume': {named}" in line and "--overwrite" in line
+    assert [c.name for c in rundir.checkpoints(out)] == ["ckpt-00000003", "ckpt-00000002"]
+
+
+def test_resume_from_a_checkpoint_without_digests_says_the_data_was_not_checked(
+    tiny_teacher_dir, tiny_files, tmp_path, capsys
+):
+    out = tmp_path / "o"
+    over = dict(save_steps=1, max_steps=4)
+    with pytest.raises(Killed):
+        train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, **over), callback=kill_at(3))
+    for checkpoint in rundir.checkpoints(out):  # as lgtm wrote them before it kept digests
+        state_file = checkpoint / "custom_checkpoint_0.pkl"
+        state = torch.load(state_file, weights_only=False)
+        del state["inputs"]
+        torch.save(state, state_file)
+        rundir.write_manifest(checkpoint)
+    capsys.readouterr()
+    config = tiny_config(tiny_teacher_dir, tiny_files, out, resume=True, quiet=False, **over)
+    resumed = train.distill(config)
+    err = capsys.readouterr().err
+    assert "records no digests of the run's data and models" in err
+    assert "the data could not be checked" in err
+    whole = train.distill(tiny_config(tiny_teacher_dir, tiny_files, tmp_path / "w", **over))
+    assert resumed.metrics["history"] == whole.metrics["history"]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "garble"])

@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
 from lgtm import config as cfg
+from lgtm import rundir
 from lgtm.errors import LgtmInputError
 
 # GLUE tasks whose submission files hold class indices (the others hold label names).
@@ -242,6 +244,14 @@ def _prediction_file(out: Path, overwrite: bool) -> Path:
         raise LgtmInputError("is a folder: give a file name", file=out, field="output")
     if out.exists() and not overwrite:
         raise LgtmInputError("exists: pass --overwrite to replace it", file=out, field="output")
+    holder = rundir.live_holder(out.parent)
+    if holder is not None:
+        raise LgtmInputError(
+            f"a live run holds this folder ({holder}): write the predictions elsewhere, or "
+            "wait for it to end",
+            file=out.parent,
+            field="output",
+        )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = out.with_name(out.name + ".tmp")
@@ -257,7 +267,11 @@ def _prediction_file(out: Path, overwrite: bool) -> Path:
 def _plot(args: argparse.Namespace) -> int:
     from lgtm.report import make_plots
 
-    for path in make_plots(args.run_dir):
+    folder = Path(args.run_dir)
+    # a run's own folder: held while its plots are drawn (refused while a live run holds it)
+    with rundir.holding(folder, field="run_dir") if folder.is_dir() else nullcontext():
+        paths = make_plots(folder)
+    for path in paths:
         print(path)
     return 0
 

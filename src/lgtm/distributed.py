@@ -112,6 +112,15 @@ def global_sums(*counts: float) -> tuple[float, ...]:
     return tuple(flat.tolist())
 
 
+def from_main(value: object) -> object:
+    """The main process's ``value`` on every process (one broadcast; ``value`` on one)."""
+    if not active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def reduce_sums(values: dict[str, float]) -> dict[str, float]:
     """The sum over processes of each number in ``values`` (every process gives the same keys)."""
     if not active() or not values:

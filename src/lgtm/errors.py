@@ -38,3 +38,18 @@ class LgtmInputError(Exception):
 class TrainingDiverged(LgtmInputError):
     """A loss or a parameter became NaN or infinite during training (a learning rate too high,
     most often): reported like bad input; ``lgtm tune`` records the trial as diverged."""
+
+
+class LgtmWriteError(LgtmInputError):
+    """A file of a run could not be written: the disk is full or read-only, or a permission or
+    quota is lacking. Reported like bad input (one line, exit status 2: the fix lies outside
+    lgtm), naming what could not be written and, once :meth:`keeping` has added it, what was
+    kept."""
+
+    kept: str | None = None
+
+    def keeping(self, kept: str) -> LgtmWriteError:
+        """This error with ``kept`` (what of the run is still good) added to its message."""
+        err = LgtmWriteError(f"{self.message}; {kept}", file=self.file, field=self.field)
+        err.kept = kept
+        return err

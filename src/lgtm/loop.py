@@ -26,6 +26,7 @@ from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError, TrainingDiverged
 from lgtm.evaluation import evaluate
+from lgtm.fileio import writing
 from lgtm.methods.base import CACHED_TEACHER
 from lgtm.plans import Stage
 
@@ -56,6 +57,9 @@ class LoopState:
     best: dict[str, Any] | None = None  # --select-on selection: {"step", "score"} of the best
     stage_seconds: dict[str, float] = field(default_factory=dict)  # steps (+ labelling), per stage
     labelling_seconds: dict[str, float] = field(default_factory=dict)  # the teacher cache's
+    # SHA-256 of the data and models the run started from (None: a checkpoint of an older lgtm
+    # that recorded none); --resume refuses other ones
+    inputs: dict[str, str] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """For ``accelerator.register_for_checkpointing``."""
@@ -104,12 +108,13 @@ class LazyInfluenceLog:
 
     def log(self, *args: Any) -> None:
         """Append the tracked samples among this batch (see ``InfluenceLog.log``)."""
-        if self.log_file is None:
-            from lgtm.report import InfluenceLog
+        with writing(self.path, "the influence log"):
+            if self.log_file is None:
+                from lgtm.report import InfluenceLog
 
-            resume = self.resume_step if self.path.exists() else None
-            self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
-        self.log_file.log(*args)
+                resume = self.resume_step if self.path.exists() else None
+                self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
+            self.log_file.log(*args)
 
     def close(self) -> None:
         """Close the file if it was opened."""
@@ -464,11 +469,17 @@ def _checkpoint(ctx: StageContext, out: Path, influence_log: Any) -> None:
             shutil.rmtree(tmp)
     acc.wait_for_everyone()
     state.wall_seconds = ctx.wall()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        rundir.write_manifest(tmp)
-        if final.exists():  # left by an attempt resumed from an earlier checkpoint
-            shutil.rmtree(final)
-        tmp.rename(final)
-        rundir.prune_checkpoints(out)
+    try:
+        with writing(final, "the checkpoint"), rundir.no_progress_bars():
+            acc.save_state(str(tmp))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                rundir.write_manifest(tmp)
+                if final.exists():  # left by an attempt resumed from an earlier checkpoint
+                    shutil.rmtree(final)
+                tmp.rename(final)
+                rundir.prune_checkpoints(out)
+    except BaseException:
+        if acc.is_main_process:  # a half-written checkpoint is never left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -9,6 +9,7 @@ from typing import Any
 
 from lgtm import rundir
 from lgtm.config import DEFAULT_RUN_GAIN, RunConfig
+from lgtm.errors import LgtmWriteError
 from lgtm.evaluation import majority_class
 from lgtm.loop import LoopState, history_of, say
 from lgtm.plans import Stage
@@ -145,6 +146,8 @@ def write_outputs(
     R.write_metrics(out, metrics)
     try:
         R.make_plots(out)
+    except LgtmWriteError:  # a full disk stops the run here too: nothing is lost yet
+        raise
     except Exception as err:  # plots are a convenience: never lose a finished run to them
         say(config, f"lgtm: warning: plots not written: {err}")
     if (out / rundir.SELECTED).exists():  # now in student/

@@ -19,11 +19,14 @@ def start_or_resume(
     found: list[Path],
     first: str,
     out: Path,
+    inputs: dict[str, str],
     saved_as: RunConfig | None = None,
 ) -> Path | None:
     """Load the newest good checkpoint (``--resume``) or start at stage ``first``; write
     config.yaml (``saved_as``, the settings as asked, when they differ: ``--lr auto``) and
-    start the trackers. Returns the checkpoint resumed from, if any."""
+    start the trackers. ``inputs``: the digests of the run's data and models
+    (``RunData.digests``, ``teacher_cache.model_digest``), recorded in every checkpoint and
+    compared on resume (:func:`check_inputs`). Returns the checkpoint resumed from, if any."""
     checkpoint = load_checkpoint(acc, found, config) if found else None
     if checkpoint is not None and state.num_processes != acc.num_processes:
         raise LgtmInputError(
@@ -31,6 +34,9 @@ def start_or_resume(
             f"many (this launch has {acc.num_processes})",
             field="resume",
         )
+    if checkpoint is not None:
+        check_inputs(config, state.inputs, inputs, checkpoint)
+    state.inputs = inputs
     if checkpoint is not None:
         say(config, f"lgtm: resuming from {checkpoint} ({state.phase} step {state.step})")
     else:
@@ -44,6 +50,42 @@ def start_or_resume(
     if config.report_to == "tensorboard":
         acc.init_trackers("lgtm", config=_flat(config.to_dict(saved=True)))
     return checkpoint
+
+
+# How --resume names each input whose digest it compares (others: their own name).
+INPUT_NAMES = {
+    "train": "the training rows",
+    "feedback": "the feedback rows",
+    "selection": "the selection rows",
+    "transfer": "the transfer rows",
+    "teacher": "the teacher's weights",
+    "student": "the student's weights",
+}
+
+
+def check_inputs(
+    config: RunConfig, saved: dict[str, str] | None, now: dict[str, str], checkpoint: Path
+) -> None:
+    """Refuse to resume when the data or models differ from those the run started from
+    (a file edited in place: labels flipped, rows added); a checkpoint that recorded none
+    (older lgtm) is resumed with a notice that they could not be checked."""
+    if saved is None:
+        say(
+            config,
+            f"lgtm: notice: {checkpoint} records no digests of the run's data and models "
+            "(written by an older lgtm): the data could not be checked against the run's start",
+        )
+        return
+    changed = [k for k in sorted(saved.keys() | now.keys()) if saved.get(k) != now.get(k)]
+    if changed:
+        words = ", ".join(
+            INPUT_NAMES.get(k, k.replace("eval ", "the evaluation rows of ")) for k in changed
+        )
+        raise LgtmInputError(
+            f"{words} differ from those the run started from (a file changed since): resume "
+            "with the same data and models, or start again with --overwrite",
+            field="resume",
+        )
 
 
 def load_checkpoint(acc: Any, found: list[Path], config: RunConfig) -> Path:

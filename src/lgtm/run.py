@@ -42,6 +42,7 @@ from lgtm.plans import STREAMS, Plan, RunParts, make_plan
 from lgtm.resume import check_resume_config, start_or_resume
 from lgtm.rundata import RunData, default_output_dir, load_data
 from lgtm.runmodels import build_models, load_weights, plain_model
+from lgtm.teacher_cache import model_digest
 
 FEEDBACK_STREAM = 7  # seeds the feedback order apart from the batch order
 TRANSFER_STREAM = 100  # a stage's transfer order: its stream's seed + this
@@ -79,24 +80,49 @@ def distill(
     ``callback(stage, step)`` is called after every step, checkpoint included (tests raise in it
     to simulate a killed run); ``report(step, score)`` after each selection-set evaluation of
     the student (``lgtm tune`` prunes by it; an exception raised there ends the run). Raises
-    :class:`LgtmInputError` for bad input or an unusable output folder, and its subclass
+    :class:`LgtmInputError` for bad input or an unusable output folder, its subclass
     :class:`TrainingDiverged` for training that diverges (the first non-finite loss or
-    parameter).
+    parameter), and :class:`~lgtm.errors.LgtmWriteError` (one) when the disk refuses a write,
+    naming the file and what of the run is kept.
     """
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
     out = Path(config.output_dir or default_output_dir(config))
     created = not out.exists()
     try:
-        return _distill(config, callback, report)
+        _hold(out, processes.is_main_process)  # from the first moment: before anything loads
+        try:
+            return _distill(config, callback, report)
+        except Exception as err:  # a full or read-only disk: one line, and what is kept
+            failed = rundir.failed_write(err, out)
+            if failed is None:
+                raise
+            raise failed from None
     except BaseException:
+        rundir.release_lock(out)
         if created and out.is_dir() and not any(out.iterdir()):
             with contextlib.suppress(OSError):  # another process may have removed it
                 out.rmdir()  # made for this run, which left nothing in it
         raise
     finally:
-        if processes.is_main_process:
-            rundir.release_lock(out)
+        rundir.release_lock(out)
+
+
+def _hold(out: Path, main: bool) -> None:
+    """The main process takes the folder (``rundir.take_lock``) for all the processes of the
+    launch; each raises the same one-line error when it cannot."""
+    refused = None
+    if main:
+        try:
+            rundir.take_lock(out)
+        except LgtmInputError as err:
+            refused = err
+    message = distributed.from_main(None if refused is None else str(refused))
+    if refused is not None:
+        raise refused
+    if message is not None:
+        raise LgtmInputError(str(message))
+    rundir.take_lock(out, main_holds=not main)
 
 
 def _distill(config: RunConfig, callback: Callback | None, report: Report | None) -> RunResult:
@@ -118,11 +144,11 @@ def _distill(config: RunConfig, callback: Callback | None, report: Report | None
     data = load_data(config)
     notices: list[str] = []  # what was adjusted to fit the models to the task
     teacher, student, tokenizer = build_models(config, data.task, notices)
+    inputs = {**data.digests(), "teacher": model_digest(teacher), "student": model_digest(student)}
     plan.build_models(teacher, student)  # takd's assistant, from the pre-trained teacher
     PartialState().wait_for_everyone()  # every process has checked the folder as it was
     if PartialState().is_main_process:  # ...and replace an old run once the input is good
         prepare_output_dir(config)
-        rundir.take_lock(out)
     asked, lr_search = config, None
     if config.lr == "auto":  # a small lgtm tune study of the student lr on the selection set
         from lgtm.tune.auto import choose_lr
@@ -169,7 +195,9 @@ def _distill(config: RunConfig, callback: Callback | None, report: Report | None
     stages = plan.stages(parts, method)
 
     # ---- resume, or start
-    checkpoint = start_or_resume(config, acc, state, found, stages[0].name, out, saved_as=asked)
+    checkpoint = start_or_resume(
+        config, acc, state, found, stages[0].name, out, inputs, saved_as=asked
+    )
     tracked = _tracked(config, [e.id for e in data.train])
     influence_log = _influence_log(config, acc, state, checkpoint, tracked, out)
     feedback_batches = None

@@ -6,6 +6,7 @@ carved from it, for every method alike, so all methods see the same labelled dat
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
@@ -35,6 +36,22 @@ class RunData:
     def leaks_into_evaluation(self) -> bool:
         """True when the feedback set is (part of) what the run is scored on."""
         return self.feedback_source == "validation"
+
+    def digests(self) -> dict[str, str]:
+        """SHA-256 of each set of rows as read (ids, texts, labels, in order) by the set's name
+        (``train``, ``feedback``, ``selection``, ``eval SPLIT``, ``transfer``): ``--resume``
+        compares them with the run's start."""
+        sets = {"train": self.train, "feedback": self.feedback, "selection": self.selection}
+        sets |= {f"eval {split}": rows for split, rows in self.evals.items()}
+        if self.transfer is not None:
+            sets["transfer"] = self.transfer.examples
+        out = {}
+        for name, rows in sets.items():
+            digest = hashlib.sha256()
+            for e in rows:
+                digest.update(repr((e.id, tuple(e.texts), e.label)).encode())
+            out[name] = digest.hexdigest()
+        return out
 
 
 def task_name(config: RunConfig) -> str:

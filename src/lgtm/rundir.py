@@ -9,6 +9,10 @@ A folder is in one of four states, and ``prepare_output_dir`` treats each its ow
 - **unfinished without a checkpoint** (the run died before saving anything it could continue
   from): the same command replaces it, with a notice, unless a live process still runs in it.
 
+A run holds its folder from its first moment (:func:`take_lock`: an OS lock on
+``.lgtm-running``, dropped by the system when the process ends, so it is never stale); no other
+process clears or writes a held folder.
+
 Checkpoints are written to a temporary folder with a manifest of their files' sizes and
 digests, then renamed; the last two are kept, so that a damaged newest one (a truncated,
 missing or corrupted file) makes ``--resume`` fall back to the one before.
@@ -16,29 +20,35 @@ missing or corrupted file) makes ``--resume`` fall back to the one before.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import socket
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lgtm.errors import LgtmInputError
-from lgtm.fileio import atomic_write
+from lgtm.errors import LgtmInputError, LgtmWriteError
+from lgtm.fileio import atomic_write, write_failure, writing
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
 LOCK = ".lgtm-running"
 KEEP_CHECKPOINTS = 2
+# folder (resolved) -> descriptor of the lock this process holds (None: its launch's main
+# process holds it for all the launch's processes)
+_HELD: dict[Path, int | None] = {}
 # What marks a folder as holding a run (refused unless --overwrite or --resume).
 RUN_MARKERS = ("config.yaml", "metrics.json", CHECKPOINTS, "student", "teacher", "influence.jsonl")
 # What --overwrite removes (nothing else in the folder is touched).
 SELECTED = "student-selected"  # the best student on the selection set so far (--select-on)
 ANCHORS = "anchors"  # rco's snapshots of the teacher's route
 TEACHER_OUTPUTS = "teacher_outputs"  # a frozen teacher's cached outputs (lgtm.teacher_cache)
-RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", LOCK, SELECTED, ANCHORS, TEACHER_OUTPUTS)
+RUN_OUTPUTS = (*RUN_MARKERS, "plots", "tensorboard", SELECTED, ANCHORS, TEACHER_OUTPUTS)
 RUN_OUTPUTS += ("lr-search",)  # --lr auto: its study (lgtm.tune.auto.LR_SEARCH)
 
 
@@ -114,38 +124,104 @@ def prune_checkpoints(folder: Path) -> None:
             shutil.rmtree(path)
 
 
-def _lock_holder(folder: Path) -> str | None:
-    """A description of the live process that runs in ``folder``, if there is one."""
+def _holder(path: Path) -> str:
+    """Who holds the lock file ``path``, as its holder wrote it (pid, and host if not this)."""
     try:
-        pid_text, host = (folder / LOCK).read_text(encoding="utf-8").split("\n")[:2]
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if host != socket.gethostname():
-        return f"process {pid} on {host} (delete {folder / LOCK} if it no longer runs)"
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return f"process {pid}"
+        pid, host = (path.read_text(encoding="utf-8").split("\n") + ["", ""])[:2]
+    except OSError:
+        return "another process"
+    if not pid.strip():
+        return "another process"
+    return f"process {pid}" + ("" if host in ("", socket.gethostname()) else f" on {host}")
 
 
-def take_lock(folder: Path) -> None:
-    """Mark ``folder`` as in use by this process (``release_lock`` at the end of the run)."""
-    atomic_write(folder / LOCK, f"{os.getpid()}\n{socket.gethostname()}\n")
+def take_lock(folder: Path, *, field: str = "output_dir", main_holds: bool = False) -> None:
+    """Hold ``folder`` for this process until :func:`release_lock` or the process's end.
+
+    An exclusive ``flock`` on ``folder/.lgtm-running`` (which records the holder's pid and
+    host): the operating system drops it when the process ends, killed or not, so a lock is
+    never stale. Taken again by the same process, it is held once. The folder is created and
+    checked writable first. ``main_holds``: the main process of this launch holds it for this
+    one (nothing is locked here). Raises :class:`LgtmInputError` (``field`` names the option
+    that gave the folder) when another live process holds it, or the folder cannot be written.
+    """
+    folder = Path(folder)
+    if folder.resolve() in _HELD:
+        return
+    if main_holds:
+        _HELD[folder.resolve()] = None
+        return
+    ensure_writable(folder)
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = ", or choose another --output-dir" if field == "output_dir" else ""
+            raise LgtmInputError(
+                f"a live run holds this folder ({_holder(path)}): wait for it to end or stop "
+                f"it{other}",
+                file=folder,
+                field=field,
+            ) from None
+        except OSError as err:  # a file system without locks (some network ones): said, not hidden
+            print(
+                f"lgtm: warning: {folder}: this file system cannot lock files "
+                f"({err.strerror}): a second run into this folder would not be refused",
+                file=sys.stderr,
+            )
+            break
+        try:  # the holder before may have removed the file between our open and our lock
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n{socket.gethostname()}\n".encode())
+    _HELD[folder.resolve()] = fd
+
+
+def live_holder(folder: Path) -> str | None:
+    """Who holds ``folder`` (see :func:`take_lock`), if another live process does."""
+    path = Path(folder) / LOCK
+    if Path(folder).resolve() in _HELD or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(path)
+    finally:
+        os.close(fd)  # drops the shared lock, if taken
+    return None
 
 
 def release_lock(folder: Path) -> None:
-    """Remove this process's mark from ``folder``."""
+    """Give ``folder`` up (nothing happens when this process does not hold it)."""
+    fd = _HELD.pop(Path(folder).resolve(), None)
+    if fd is None:  # not held, or held by the main process of this launch
+        return
+    with contextlib.suppress(OSError):
+        (Path(folder) / LOCK).unlink()  # still held: no one else can have replaced it
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def holding(folder: Path, *, field: str = "output_dir") -> Iterator[None]:
+    """:func:`take_lock` for the ``with`` block (released on the way out, however it ends)."""
+    held = Path(folder).resolve() in _HELD
+    take_lock(folder, field=field)
     try:
-        if (folder / LOCK).read_text(encoding="utf-8").split("\n")[0] == str(os.getpid()):
-            (folder / LOCK).unlink()
-    except (OSError, ValueError):
-        pass
+        yield
+    finally:
+        if not held:
+            release_lock(folder)
 
 
 def ensure_writable(out: Path) -> None:
@@ -183,11 +259,11 @@ def prepare_output_dir(
     the folder cannot be used.
     """
     ensure_writable(out)
-    holder = _lock_holder(out) if holds_run(out) else None
+    holder = live_holder(out)
     if holder is not None:  # even with --overwrite: two runs must never share a folder
         raise LgtmInputError(
-            f"a run is in progress in this folder ({holder}): stop it first, or choose "
-            "another --output-dir",
+            f"a live run holds this folder ({holder}): wait for it to end or stop it, or "
+            "choose another --output-dir",
             file=out,
             field="output_dir",
         )
@@ -244,18 +320,54 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 
 def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
-    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed."""
+    """``save_pretrained`` model + tokenizer, written to a temporary folder then renamed.
+
+    Raises :class:`LgtmWriteError` naming ``folder`` when the disk refuses the write; the
+    temporary folder is removed and a model already at ``folder`` is left as it was."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    try:
+        with writing(folder, "the model"), no_progress_bars():
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """transformers' progress bars ("Writing model shards") off for the ``with`` block."""
     from transformers.utils import logging as hf_logging
 
-    tmp = folder.with_name(f".tmp-{folder.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        yield
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    replace_dir(tmp, folder)
+
+
+def kept(out: Path) -> str:
+    """What of the run in ``out`` is still good after a failed write, and how to go on."""
+    last = latest_checkpoint(out)
+    if last is None:
+        return "no checkpoint had been written yet: make room and run again"
+    return f"the last complete checkpoint is kept ({last}): make room and continue with --resume"
+
+
+def failed_write(err: BaseException, out: Path) -> LgtmWriteError | None:
+    """``err`` as the one-line :class:`LgtmWriteError` of a run in ``out`` (naming what could
+    not be written and what is kept) when it is a write the file system refused; else None."""
+    if isinstance(err, LgtmWriteError):
+        return err if err.kept is not None else err.keeping(kept(out))
+    if not isinstance(err, OSError) or write_failure(err) is None:
+        return None
+    target = Path(err.filename) if err.filename else out
+    if out.absolute() not in (target.absolute(), *target.absolute().parents):
+        return None  # not a write of this run (an input it could not read)
+    failure = LgtmWriteError(f"cannot write it: {write_failure(err)}", file=target)
+    return failure.keeping(kept(out))

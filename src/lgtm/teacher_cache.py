@@ -31,13 +31,25 @@ FIRST_BATCH = {"cuda": 1024, "cpu": 256}  # rows per labelling batch, halved on 
 def fingerprint(model: torch.nn.Module, features: Sequence[dict]) -> str:
     """SHA-256 of ``model``'s state (names, dtypes, values) and of the rows' ids and inputs."""
     digest = hashlib.sha256()
+    _add_model(digest, model)
+    for row in features:
+        digest.update(repr((row["example_id"], *(row.get(k) for k in MODEL_INPUTS))).encode())
+    return digest.hexdigest()
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of ``model``'s state: names, dtypes and values of every tensor (``--resume``
+    compares those of the models a run started from)."""
+    digest = hashlib.sha256()
+    _add_model(digest, model)
+    return digest.hexdigest()
+
+
+def _add_model(digest: Any, model: torch.nn.Module) -> None:
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    for row in features:
-        digest.update(repr((row["example_id"], *(row.get(k) for k in MODEL_INPUTS))).encode())
-    return digest.hexdigest()
 
 
 @torch.no_grad()

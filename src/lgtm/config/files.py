@@ -32,8 +32,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         raise LgtmInputError("expected a mapping of option: value", file=path, line=1)
+    _refuse_repeated_keys(node, path)
     lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
     out: dict[str, Any] = {}
+    first: dict[str, str] = {}  # option -> the key that gave it
     for raw_key, value in data.items():
         line = lines.get(str(raw_key))
         key = str(raw_key).strip().replace("-", "_")
@@ -41,8 +43,38 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             raise LgtmInputError(
                 "unknown configuration key", file=path, line=line, field=str(raw_key)
             )
+        if key in out:  # max-length and max_length: one option
+            raise LgtmInputError(
+                f"the same option as {first[key]!r} (line {lines.get(first[key])}); keep one",
+                file=path,
+                line=line,
+                field=str(raw_key),
+            )
+        first[key] = str(raw_key)
         out[key] = parse_value(key, value, file=str(path), line=line)
     return out
+
+
+def _refuse_repeated_keys(node: yaml.Node, path: Path) -> None:
+    """A key given twice in one mapping, at any depth, names the line of its repeat (PyYAML
+    would keep the last value without a word)."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else repr(key.value)
+            line = key.start_mark.line + 1
+            if name in first:
+                raise LgtmInputError(
+                    f"given twice (first on line {first[name]}); keep one",
+                    file=path,
+                    line=line,
+                    field=str(name),
+                )
+            first[name] = line
+            _refuse_repeated_keys(value, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_repeated_keys(item, path)
 
 
 def save_yaml(config: RunConfig, path: str | Path) -> None:

@@ -159,15 +159,36 @@ def _json_objects(text: str, path: Path) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise LgtmInputError(
                 f"invalid JSON Lines row: {err.msg} (column {err.colno})", file=path, line=number
             ) from None
+        except _RepeatedKey as err:
+            raise _repeated(err, path, number) from None
+
+
+class _RepeatedKey(Exception):
+    """A JSON object that gives one key twice (``json`` would keep the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses an object giving a key twice."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _RepeatedKey(key)
+        obj[key] = value
+    return obj
+
+
+def _repeated(err: _RepeatedKey, path: Path, line: int) -> LgtmInputError:
+    key = str(err.args[0])
+    return LgtmInputError("key given twice in one row; keep one", file=path, line=line, field=key)
 
 
 def _json_array(text: str, path: Path) -> Iterator[tuple[int, Any]]:
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
     space = re.compile(r"\s*")
     pos = space.match(text, text.index("[") + 1).end()
     line, counted = 1, 0
@@ -185,6 +206,8 @@ def _json_array(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
             raise LgtmInputError(f"invalid JSON: {err.msg}", file=path, line=err.lineno) from None
+        except _RepeatedKey as err:
+            raise _repeated(err, path, line_at(pos)) from None
         yield line_at(pos), obj
         pos = space.match(text, end).end()
         if text.startswith(",", pos):

@@ -5,6 +5,7 @@ caption each method gives), the influence of single samples and the mean influen
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections import defaultdict
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lgtm.fileio import atomic_write
 from lgtm.report.records import (
     INFLUENCE_FILE,
     feedback_leaks,
@@ -97,7 +99,9 @@ def _finish(fig: Any, path: Path, metrics: Mapping[str, Any], *, dev: bool = Fal
             color=WRONG_COLOR,
             fontsize=9,
         )
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120)
+    atomic_write(path, image.getvalue())  # a failed write never leaves half a figure
     import matplotlib.pyplot as plt
 
     plt.close(fig)
