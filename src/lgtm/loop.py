@@ -74,7 +74,7 @@ def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -
             window[key + "_n"] = window.get(key + "_n", 0.0) + samples
     influence = stats.get("influence")
     if influence is not None:
-        w = influence.detach().double().cpu()
+        w = influence.detach().double().cpu()[:samples]  # a stand-in's (0 samples) left out
         window["inf_sum"] = window.get("inf_sum", 0.0) + float(w.sum())
         window["inf_sq"] = window.get("inf_sq", 0.0) + float((w * w).sum())
         window["inf_n"] = window.get("inf_n", 0.0) + w.numel()
@@ -221,7 +221,7 @@ def run_stage(
             state.samples_seen += batches.global_size(state.step - 1)
             step = state.step
             epoch = (phase.offset + step) / batches.per_epoch
-            _accumulate(state.window, stats, len(example_ids))
+            _accumulate(state.window, stats, distributed.samples_in(batch))
             if influence_log is not None and probe is not None:
                 influence_log.log(
                     step,

@@ -26,7 +26,7 @@ import torch
 
 from lgtm import distributed, rundir
 from lgtm.batches import Batches, MixedBatches
-from lgtm.config import RunConfig
+from lgtm.config import RunConfig, refuse_ignored
 from lgtm.errors import LgtmInputError
 from lgtm.loop import Callback, LazyInfluenceLog, LoopState, StageContext, run_stage, say
 from lgtm.plans import STREAMS, Plan, RunParts, make_plan
@@ -102,6 +102,8 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
 
     # ---- data and models
     data = load_data(config)
+    if data.task.is_regression:  # objective and temperature: known to act only now
+        refuse_ignored(config, regression=True, names=("objective", "temperature"))
     notices: list[str] = []  # what was adjusted to fit the models to the task
     teacher, student, tokenizer = build_models(config, data.task, notices)
     plan.build_models(teacher, student)  # takd's assistant, from the pre-trained teacher
@@ -118,13 +120,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     step_cls = lgtm.methods.method_class(plan.step_method or config.method)
     teacher = step_cls.prepare_teacher(teacher, config.to_dict())  # pesf: its LoRA adapter
     acc = _accelerator(config, out)
-    streams = {"train": (len(train_f), config.batch_size)}
-    if step_cls.needs_feedback:
-        streams["feedback"] = (len(feedback_f), config.batch_size)
-    if transfer_f:
-        streams["transfer"] = (len(transfer_f), _transfer_batch(config))
-    distributed.check_batches(streams, acc.num_processes)
-    distributed.check_objective(config.objective, acc.num_processes)
+    distributed.check_objective(config.objective, acc.num_processes, step_cls.needs_double_backward)
     parts = _parts(
         config, acc, plan, step_cls, teacher, student, (len(train_f), len(transfer_f)), out
     )
