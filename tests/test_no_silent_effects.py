@@ -168,3 +168,114 @@ def test_every_method_is_audited():
         ignored = method_class(name).ignored_settings({**defaults, "method": name})
         assert ignored and all(k in defaults and why for k, why in ignored.items()), name
     assert copy.copy(method_class("lgtm").unread) == {}
+
+
+# --------------------------------------------------------------------------- 2. undefined
+
+
+def sentence_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:
+    words = "good bad film plot actor scene long dull fine great".split()
+    rng = __import__("random").Random(seed)
+    return [
+        (" ".join(rng.choices(words, k=4)), " ".join(rng.choices(words, k=4)), f"{i % 5}.5")
+        for i in range(n)
+    ]
+
+
+def write_rows(path, header, rows) -> str:
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_a_one_row_sts_b_evaluation_reports_undefined_not_zero(capsys, tmp_path, tiny_teacher_dir):
+    import json
+
+    from lgtm.report import summary_table
+
+    header = ("sentence1", "sentence2", "label")
+    train = write_rows(tmp_path / "train.tsv", header, sentence_pairs(20, 0))
+    dev = write_rows(tmp_path / "dev.tsv", header, sentence_pairs(1, 1))
+    out = tmp_path / "o"
+    args = ["distill", "--task", "stsb", "--train-file", train, "--eval-file", dev]
+    args += ["--text-columns", "sentence1,sentence2", "--teacher", str(tiny_teacher_dir)]
+    args += ["--method", "kd", "--student-layers", "1", "--epochs", "1", "--batch-size", "8"]
+    args += ["--max-length", "16", "--output-dir", str(out)]
+    from conftest import run
+
+    status, printed, err = run(capsys, *args)
+    assert status == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["student"] == {"pearson": None, "spearmanr": None}
+    assert m["teacher"] == {"pearson": None, "spearmanr": None}
+    notes = [line for line in err.splitlines() if "undefined metrics" in line]
+    assert len(notes) == 1 and "validation pearson: 1 row: a correlation needs 2" in notes[0]
+    assert notes[0] in m["notices"]
+    from rich.console import Console
+
+    console = Console(record=True, width=140)
+    console.print(summary_table(m))
+    text = console.export_text()
+    assert "validation pearson" in text and "undefined" in text and "0.0000" not in text
+
+
+def test_an_undefined_selection_score_is_never_the_best():
+    from types import SimpleNamespace
+
+    from lgtm.data.tasks import TASKS
+    from lgtm.loop import _keep_if_best
+
+    saved = []
+    acc = SimpleNamespace(is_main_process=False, unwrap_model=saved.append)
+    ctx = SimpleNamespace(task=TASKS["stsb"], state=SimpleNamespace(best=None), acc=acc)
+    _keep_if_best(ctx, 5, {"pearson": None, "spearmanr": None})
+    assert ctx.state.best is None  # nothing to keep: the last student is reported
+    _keep_if_best(ctx, 10, {"pearson": -0.2, "spearmanr": 0.1})
+    _keep_if_best(ctx, 15, {"pearson": None, "spearmanr": None})
+    assert ctx.state.best == {"step": 10, "score": -0.2}
+
+
+# --------------------------------------------------------------------------- 3. labels 0.0
+
+
+def test_labels_written_with_a_decimal_point_are_the_task_labels(tmp_path):
+    from lgtm.data import read_table, table_task
+
+    path = tmp_path / "train.csv"  # what pandas writes for a float column
+    path.write_text("text,label\na fine film,1.0\na dull film,0.0\ngreat,1\nbad,0.00\n")
+    task = table_task(path, text_columns=["text"], label_column="label")
+    assert task.label_names == ("0", "1")
+    rows = read_table(task, path, text_columns=["text"], label_column="label")
+    assert [e.label for e in rows] == [1, 0, 1, 0]
+    halves = tmp_path / "halves.csv"
+    halves.write_text("text,label\na,0.5\nb,1.50\nc,.5\n")
+    task = table_task(halves, text_columns=["text"], label_column="label")
+    assert task.label_names == ("0.5", "1.5")  # one name per value
+    rows = read_table(task, halves, text_columns=["text"], label_column="label")
+    assert [e.label for e in rows] == [0, 1, 0]
+
+
+def test_a_label_between_the_numbers_is_refused_with_its_line(tmp_path):
+    from lgtm.data import read_table
+    from lgtm.data.tasks import custom_task
+
+    path = tmp_path / "eval.csv"
+    path.write_text("text,label\nfine,1.0\nso-so,0.5\n")
+    task = custom_task("c", ["text"], ["0", "1"])
+    with pytest.raises(LgtmInputError) as err:
+        read_table(task, path, text_columns=["text"], label_column="label")
+    line = str(err.value)
+    assert f"{path}:3" in line and "label '0.5' is not one of the task's labels: 0, 1" in line
+
+
+def test_a_run_on_labels_written_as_floats(capsys, tmp_path, tiny_teacher_dir):
+    from conftest import run
+
+    rows = [(f"film {w} {i}", f"{i % 2}.0") for i, w in enumerate("good bad fine dull" * 5)]
+    train_csv = tmp_path / "train.csv"
+    train_csv.write_text("text,label\n" + "".join(f"{a},{b}\n" for a, b in rows))
+    args = ["distill", "--train-file", str(train_csv), "--eval-file", str(train_csv)]
+    args += ["--text-columns", "text", "--teacher", str(tiny_teacher_dir), "--method", "ce"]
+    args += ["--student-layers", "1", "--epochs", "1", "--max-length", "16"]
+    args += ["--output-dir", str(tmp_path / "o"), "--quiet"]
+    status, _, err = run(capsys, *args)
+    assert status == 0, err

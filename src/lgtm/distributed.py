@@ -188,6 +188,16 @@ def global_sums(*counts: float) -> tuple[float, ...]:
     return tuple(flat.tolist())
 
 
+def global_mean(value: float, samples: int) -> float:
+    """The mean over the global batch of a quantity whose mean over this process's ``samples``
+    is ``value`` (a logged loss of a batch other than the step's, e.g. the feedback batch's);
+    ``value`` itself on one process."""
+    if not active():
+        return float(value)
+    total, count = global_sums(float(value) * samples, samples)
+    return total / count if count else 0.0
+
+
 def reduce_sums(values: dict[str, float]) -> dict[str, float]:
     """The sum over processes of each number in ``values`` (every process gives the same keys)."""
     if not active() or not values:

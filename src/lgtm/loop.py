@@ -143,6 +143,8 @@ class StageContext:
     transfer_f: list[dict] = field(default_factory=list)  # the transfer set (labels -100 / NaN)
     tokenizer: Any = None
     out: Path | None = None
+    #: "<split> <metric>" -> why, for each metric undefined at some evaluation (a notice)
+    undefined: dict[str, str] = field(default_factory=dict)
 
     def wall(self) -> float:
         """Wall time of the whole run so far, all processes that worked on it together."""
@@ -372,6 +374,7 @@ def _evaluate(
         **entry,
     }
     args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
+    args += (ctx.undefined,)
     if phase.evaluate_student:
         entry["student_eval"] = evaluate(_student(ctx, phase), *args)
         if ctx.selection_f and _distills(phase.name):
@@ -421,7 +424,10 @@ def _distills(stage: str) -> bool:
 
 def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> None:
     """``--select-on selection``: keep the student of ``step`` (saved to ``student-selected/``)
-    when its selection-set score beats every earlier one (ties keep the earlier)."""
+    when its selection-set score beats every earlier one (ties keep the earlier). An undefined
+    score (None) is never kept; when every score is undefined the last student is reported."""
+    if scores[ctx.task.main_metric] is None:
+        return
     score = float(scores[ctx.task.main_metric])
     best = ctx.state.best
     if best is not None and not score > best["score"]:
@@ -435,8 +441,8 @@ def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> Non
 def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in entry.items():
-        if isinstance(value, dict):
-            out.update({f"{phase}/{key}/{k}": v for k, v in value.items()})
+        if isinstance(value, dict):  # an undefined metric (None) has no point
+            out.update({f"{phase}/{key}/{k}": v for k, v in value.items() if v is not None})
         elif key not in ("step",) and isinstance(value, int | float):
             out[f"{phase}/{key}"] = value
     return out

@@ -292,6 +292,7 @@ def _outputs(
 ) -> dict[str, Any]:
     """metrics.json's content; the models, metrics, plots and summary written (main
     process). With ``--select-on selection`` the best student replaces the last first."""
+    from lgtm.evaluation import undefined_notice
     from lgtm.outputs import final_metrics, stages_summary, write_outputs
 
     config, acc, state, out = ctx.config, ctx.acc, ctx.state, ctx.out
@@ -303,6 +304,10 @@ def _outputs(
     probe.pop("example_id", None)
     metrics = final_metrics(config, data, stages, state, parts.student, parts.teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
+    undefined = undefined_notice(ctx.undefined)  # a metric undefined on its rows: said once
+    if undefined is not None:
+        say(config, undefined)
+        notices = [*notices, undefined]
     metrics["notices"] = notices
     metrics["transfer"] = data.transfer.record() if data.transfer is not None else None
     if data.transfer is not None:

@@ -68,7 +68,10 @@ class Meta(Method):
         student_loss = self.real_student_step(batch, s)
         return {
             "student_loss": student_loss,
-            "teacher_loss": feedback_loss.item(),
+            # the feedback batch's global mean: the loop weighs by the step's batch
+            "teacher_loss": distributed.global_mean(
+                feedback_loss.item(), distributed.samples_in(feedback_batch)
+            ),
             "student_logits": s.detach(),
             "teacher_logits": t.detach(),
         }
