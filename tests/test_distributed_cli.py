@@ -290,6 +290,7 @@ def test_launches_that_cannot_be_honoured_are_refused(glue_dir, teacher_dir, tmp
 #: 10 rows: 1 feedback row and 9 to train on, in batches of 8 and 1 — the second process's
 #: share of the last batch (and of every feedback batch) is empty: it steps on a stand-in.
 UNEVEN = ["--max-train-samples", "10", "--max-eval-samples", "8", "--max-length", "16"]
+UNEVEN += ["--epochs", "1"]  # two steps a stage: a batch of 8, then one of 1
 SCRIPT = """
 import json, sys
 from lgtm import cli
@@ -303,7 +304,7 @@ for args in json.loads(sys.argv[1]):
 def uneven_args(glue_dir: Path, teacher: Path, out: Path, method: str) -> list[str]:
     args = distill_args(glue_dir, teacher, out, "--method", method, *UNEVEN)
     if method == "rco":
-        args += ["--rco-anchors", "2"]  # the teacher's fine-tuning has 4 steps
+        args += ["--rco-anchors", "2"]  # the teacher's fine-tuning has 2 steps
     if "alpha" not in lgtm.methods.method_class(method).unread:
         args += ["--alpha", "0.5"]  # the label term counts where there is one
     return args
