@@ -206,6 +206,8 @@ def test_a_one_row_sts_b_evaluation_reports_undefined_not_zero(capsys, tmp_path,
     assert status == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert m["student"] == {"pearson": None, "spearmanr": None}
+    assert {"temperature", "fd_radius", "track_steps"} <= set(m["settings_without_effect"])
+    assert "objective" in m["settings_without_effect"]  # regression: always mse
     assert m["teacher"] == {"pearson": None, "spearmanr": None}
     notes = [line for line in err.splitlines() if "undefined metrics" in line]
     assert len(notes) == 1 and "validation pearson: 1 row: a correlation needs 2" in notes[0]

@@ -292,6 +292,7 @@ def _outputs(
 ) -> dict[str, Any]:
     """metrics.json's content; the models, metrics, plots and summary written (main
     process). With ``--select-on selection`` the best student replaces the last first."""
+    from lgtm import methods as lgtm_methods
     from lgtm.evaluation import undefined_notice
     from lgtm.outputs import final_metrics, stages_summary, write_outputs
 
@@ -309,6 +310,11 @@ def _outputs(
         say(config, undefined)
         notices = [*notices, undefined]
     metrics["notices"] = notices
+    # the settings config.yaml records (at the values they would have anyway) that do not act
+    ignored = lgtm_methods.method_class(config.method).ignored_settings(
+        config.to_dict(), data.task.is_regression
+    )
+    metrics["settings_without_effect"] = sorted(ignored)
     metrics["transfer"] = data.transfer.record() if data.transfer is not None else None
     if data.transfer is not None:
         metrics["transfer"]["batch_size"] = _transfer_batch(config)
