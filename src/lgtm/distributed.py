@@ -62,6 +62,20 @@ def step_on(batch: Mapping[str, Tensor]) -> Iterator[None]:
         _STAND_IN.reset(token)
 
 
+_SHARED_ROWS = contextvars.ContextVar("lgtm_shared_rows", default=False)
+
+
+@contextlib.contextmanager
+def same_rows_everywhere() -> Iterator[None]:
+    """Within: the rows at hand are the same on every process (a probe of tracked samples),
+    so :func:`gather_rows` leaves them as they are."""
+    token = _SHARED_ROWS.set(True)
+    try:
+        yield
+    finally:
+        _SHARED_ROWS.reset(token)
+
+
 def stand_in() -> bool:
     """True inside :func:`step_on` a stand-in batch: this process's rows weigh nothing."""
     return _STAND_IN.get()
@@ -172,9 +186,10 @@ def gather_rows(x: Tensor) -> Tensor:
     Differentiable: every process computes the same function ``f`` of the gathered rows, and
     the gradient reaching this process's rows is its own part of ``∂f`` times ``N / n_p``, so
     that the weighted average over processes is the gradient of ``f`` itself (exact to first
-    order; a second derivative would miss the terms across processes). On one process: ``x``.
+    order; a second derivative would miss the terms across processes). On one process, or
+    within :func:`same_rows_everywhere`: ``x``.
     """
-    if not active():
+    if not active() or _SHARED_ROWS.get():
         return x
     return _GatherRows.apply(x, 0 if stand_in() else x.shape[0])
 

@@ -125,7 +125,7 @@ class LGTM(Method):
         """Influence of other samples (e.g. a fixed set tracked over training), at the same
         θt, θs and ``g_e`` as this step's; not part of the update, and it costs one teacher
         and three student forwards on ``probe``, so the loop asks for it only now and then."""
-        with torch.no_grad():
+        with torch.no_grad(), distributed.same_rows_everywhere():  # DIST: not gathered
             t = self.teacher_logits(probe)
             s = self.student_logits(probe)
             w = self.influence(probe, t, g_e)
