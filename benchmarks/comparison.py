@@ -100,8 +100,10 @@ def command(run: dict) -> list[str]:
         "seed": run["seed"],
         "output_dir": str(RUNS / run_name(run)),
     }
+    from lgtm import config as cfg
+
     cmd = [*LGTM, "distill", "--overwrite", "--quiet"]
-    for k, v in flags.items():
+    for k, v in cfg.drop_ignored(flags).items():  # e.g. no --alpha for ce or dml
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     return cmd
 

@@ -72,24 +72,26 @@ def tiny_config(work: Path, method: str, out: Path, **over: object) -> object:
     from lgtm import config as cfg
 
     return cfg.resolve(
-        {
-            "train_file": str(work / "train.tsv"),
-            "eval_file": str(work / "dev.tsv"),
-            "text_columns": ["sentence"],
-            "label_column": "label",
-            "teacher": str(work / "teacher"),
-            "student_layers": 1,
-            "method": method,
-            "max_length": 16,
-            "epochs": 1,
-            "batch_size": 8,
-            "lr": 1e-3,
-            "teacher_lr": 1e-3,
-            "alpha": 0.5,
-            "output_dir": str(out),
-            "quiet": True,
-            **over,
-        }
+        cfg.drop_ignored(
+            {
+                "train_file": str(work / "train.tsv"),
+                "eval_file": str(work / "dev.tsv"),
+                "text_columns": ["sentence"],
+                "label_column": "label",
+                "teacher": str(work / "teacher"),
+                "student_layers": 1,
+                "method": method,
+                "max_length": 16,
+                "epochs": 1,
+                "batch_size": 8,
+                "lr": 1e-3,
+                "teacher_lr": 1e-3,
+                "alpha": 0.5,
+                "output_dir": str(out),
+                "quiet": True,
+                **over,
+            }
+        )
     )
 
 

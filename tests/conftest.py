@@ -157,7 +157,7 @@ def run_config(tiny_teacher_dir, tiny_data, out: Path, **over) -> RunConfig:
         output_dir=str(out),
         quiet=True,
     )
-    values.update(over)
+    values = {**cfg.drop_ignored({**values, **over}), **over}  # e.g. no teacher_lr for ce
     return cfg.resolve(values)
 
 

@@ -2,8 +2,9 @@
 
 Two processes (gloo, spawned here) each take their share of every global batch (rows
 ``rank::2``, as the training loop's ``Batches`` does; 5 rows split 3 / 2, so the shares are
-unequal); after 3 steps of every method they must hold bit-identical models, equal to one
-process's on the whole batches. Float64 tiny BERTs, dropout off, SGD and AdamW.
+unequal, and a batch of 1 row leaves the second process a stand-in that weighs nothing); after
+3 steps of every method they must hold bit-identical models, equal to one process's on the
+whole batches. Float64 tiny BERTs, dropout off, SGD and AdamW; DIST gathered over processes.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ import torch.multiprocessing as mp
 from conftest import make_batch, tiny_bert
 
 import lgtm
+from lgtm.batches import stand_in
 from lgtm.train import TeacherFinetune
 
 METHODS = ["teacher-finetune", "kd", "online", "meta", "lgtm", "lgtm-exact"]
 METHODS += ["ce", "pkd", "dml", "prokt", "pesf"]
-STEPS, GLOBAL_BATCH, WORLD = 3, 5, 2
+GLOBAL_BATCHES, FEEDBACK_BATCHES, WORLD = (5, 1, 4), (5, 3, 1), 2  # 1 row: one process idle
+STEPS = len(GLOBAL_BATCHES)
+#: DIST's intra-class term gathered across processes: the first-order methods (meta and
+#: lgtm-exact, which differentiate it twice, refuse it on several processes).
+DIST_METHODS = ["kd", "online", "lgtm", "pkd", "dml", "prokt", "pesf"]
 
 
 def shard(batch: dict, rank: int, world: int) -> dict:
-    return {k: v[rank::world] for k, v in batch.items()}
+    """This process's rows ``rank::world``, or the loop's stand-in when there are none."""
+    share = {k: v[rank::world] for k, v in batch.items()}
+    if len(share["labels"]) == 0:
+        return stand_in({k: v[:1] for k, v in batch.items()})
+    return share
 
 
 def named_parameters(teacher, student) -> dict[str, torch.Tensor]:
@@ -34,7 +44,9 @@ def named_parameters(teacher, student) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in named.items()}
 
 
-def train_steps(method_name: str, optimizer: str, rank: int, world: int) -> tuple[dict, dict]:
+def train_steps(
+    method_name: str, optimizer: str, rank: int, world: int, objective: str = "kl"
+) -> tuple[dict, dict]:
     """Both models' parameters before and after STEPS steps on this process's shares."""
     teacher, student = tiny_bert(2, seed=0), tiny_bert(1, seed=1)
     extra = {"pkd": {"pkd_layers": "1:2"}, "pesf": {"pesf_rank": 2}}.get(method_name, {})
@@ -67,11 +79,12 @@ def train_steps(method_name: str, optimizer: str, rank: int, world: int) -> tupl
             teacher_optimizer=None if frozen else opt_t,
             alpha=0.7,
             temperature=2.0,
+            objective=objective,
             **extra,
         )
     for step in range(STEPS):
-        batch = shard(make_batch(GLOBAL_BATCH, seed=10 + step), rank, world)
-        feedback = shard(make_batch(GLOBAL_BATCH, seed=20 + step), rank, world)
+        batch = shard(make_batch(GLOBAL_BATCHES[step], seed=10 + step), rank, world)
+        feedback = shard(make_batch(FEEDBACK_BATCHES[step], seed=20 + step), rank, world)
         method.step(batch, feedback)
     return before, named_parameters(teacher, student)
 
@@ -81,6 +94,8 @@ def _worker(rank: int, store: str, results: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         out = {(m, o): train_steps(m, o, rank, WORLD) for m in METHODS for o in ("sgd", "adamw")}
+        for m in DIST_METHODS:
+            out[(m, "dist")] = train_steps(m, "adamw", rank, WORLD, "dist")
         torch.save(out, os.path.join(results, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -113,20 +128,29 @@ def test_two_processes_equal_one_on_the_global_batch(two_process_results, method
     assert error < tolerance
 
 
+@pytest.mark.parametrize("method", DIST_METHODS)
+def test_dist_on_two_processes_equals_one(two_process_results, method):
+    """DIST's intra-class Pearson distance over the global batch, its rows gathered."""
+    rank0, rank1 = (r[(method, "dist")][1] for r in two_process_results)
+    assert all(torch.equal(rank0[n], rank1[n]) for n in rank0), "the processes disagree"
+    start, single = train_steps(method, "adamw", rank=0, world=1, objective="dist")
+    _, kl = train_steps(method, "adamw", rank=0, world=1)
+    assert relative_error(kl, single, start) > 1e-3  # dist is not kl here
+    tolerance = 1e-8 if method == "lgtm" else 1e-9  # the gathered Pearson's sums: other order
+    error = relative_error(rank0, single, start)
+    print(f"{method} dist: relative difference to one process {error:.2e}")
+    assert error < tolerance
+
+
 def test_launch_and_batch_checks(monkeypatch):
     from lgtm import distributed
     from lgtm.errors import LgtmInputError
 
-    distributed.check_batches({"train": (64, 8), "feedback": (7, 8)}, 2)  # 7 = 4 + 3: fine
-    with pytest.raises(LgtmInputError, match="the train set .* has a batch of 1"):
-        distributed.check_batches({"train": (65, 8)}, 2)  # the last batch holds one row
-    with pytest.raises(LgtmInputError, match="field 'batch_size'"):
-        distributed.check_batches({"feedback": (30, 1)}, 2)
-    distributed.check_batches({"train": (65, 8)}, 1)  # one process: anything goes
-    with pytest.raises(LgtmInputError, match="run dist on one process"):
-        distributed.check_objective("dist", 2)
-    distributed.check_objective("dist", 1)
-    distributed.check_objective("kl", 8)
+    with pytest.raises(LgtmInputError, match="differentiates it twice"):
+        distributed.check_objective("dist", 2, second_order=True)
+    distributed.check_objective("dist", 2, second_order=False)
+    distributed.check_objective("dist", 1, second_order=True)
+    distributed.check_objective("kl", 8, second_order=True)
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     assert distributed.mixed_precision(None) == "bf16"  # the launcher's choice is kept
     with pytest.raises(LgtmInputError, match="give it once"):

@@ -333,3 +333,71 @@ def test_two_processes_are_refused_a_folder_a_live_run_holds(glue_dir, teacher_d
     assert output.count(f"lgtm: error: {message}") == 2, output
     assert "lgtm/" not in output  # no traceback of lgtm's (torchrun reports the exit its way)
     assert sorted(p.name for p in out.iterdir()) == [rundir.LOCK]
+
+
+# ------------------------------------------------- every method, any dataset size (issue #19)
+
+#: 10 rows: 1 feedback row and 9 to train on, in batches of 8 and 1 — the second process's
+#: share of the last batch (and of every feedback batch) is empty: it steps on a stand-in.
+UNEVEN = ["--max-train-samples", "10", "--max-eval-samples", "8", "--max-length", "16"]
+UNEVEN += ["--epochs", "1"]  # two steps a stage: a batch of 8, then one of 1
+SCRIPT = """
+import json, sys
+from lgtm import cli
+for args in json.loads(sys.argv[1]):
+    status = cli.main(args)
+    if status:
+        sys.exit(status)
+"""
+
+
+def uneven_args(glue_dir: Path, teacher: Path, out: Path, method: str) -> list[str]:
+    args = distill_args(glue_dir, teacher, out, "--method", method, *UNEVEN)
+    if method == "rco":
+        args += ["--rco-anchors", "2"]  # the teacher's fine-tuning has 2 steps
+    if "alpha" not in lgtm.methods.method_class(method).unread:
+        args += ["--alpha", "0.5"]  # the label term counts where there is one
+    return args
+
+
+@pytest.fixture(scope="module")
+def uneven_two_process_runs(glue_dir, teacher_dir, tmp_path_factory) -> Path:
+    """Every method on two processes, in one launch (one import of torch and transformers)."""
+    folder = tmp_path_factory.mktemp("uneven")
+    runs = [uneven_args(glue_dir, teacher_dir, folder / m, m) for m in lgtm.METHOD_NAMES]
+    script = folder / "all_methods.py"
+    script.write_text(SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    done = subprocess.run(
+        [*command, str(script), json.dumps(runs)],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return folder
+
+
+@pytest.mark.parametrize("method", list(lgtm.METHOD_NAMES))
+def test_two_processes_equal_one_for_every_method_and_any_dataset_size(
+    method, glue_dir, teacher_dir, uneven_two_process_runs, tmp_path
+):
+    """A last batch of one sample (and feedback batches of one) on two processes: the second
+    process contributes nothing to any mean, and the models are one process's."""
+    one = tmp_path / "one"
+    assert cli.main(uneven_args(glue_dir, teacher_dir, one, method)) == 0
+    two = uneven_two_process_runs / method
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two / "metrics.json").read_text())
+    assert m1["train_samples"] == m2["train_samples"] == 9 and m2["num_processes"] == 2
+    models = ["student", "teacher"] + (["assistant"] if method == "takd" else [])
+    for model in models if method != "ce" else ["student"]:
+        error = relative(weights(two, model), weights(one, model))
+        print(f"{method} {model}: relative difference 2 vs 1 process {error:.1e}")
+        assert error < 1e-6, (model, error)
+    for a, b in zip(m1["history"], m2["history"], strict=True):
+        for key in ("student_loss", "teacher_loss", "influence_mean"):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=2e-8)

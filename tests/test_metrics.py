@@ -43,8 +43,12 @@ def test_matthews_cola():
     labels = np.array([1, 1, 0, 0])
     result = compute_metrics(TASKS["cola"], logits_for([1, 1, 1, 0]), labels)
     assert result["matthews_correlation"] == pytest.approx(2 / math.sqrt(12))
-    constant = compute_metrics(TASKS["cola"], logits_for([1, 1, 1, 1]), labels)
-    assert constant["matthews_correlation"] == 0.0
+    why: dict[str, str] = {}
+    constant = compute_metrics(TASKS["cola"], logits_for([1, 1, 1, 1]), labels, why)
+    assert constant["matthews_correlation"] is None  # 0 / 0: undefined, not 0.0
+    assert why == {"matthews_correlation": "every prediction is the same"}
+    one_class = compute_metrics(TASKS["cola"], logits_for([1, 0, 1, 0]), np.array([1, 1, 1, 1]))
+    assert one_class["matthews_correlation"] is None
 
 
 def test_mnli_three_classes():
@@ -65,13 +69,32 @@ def test_stsb_pearson_spearman():
     assert list(result) == ["pearson", "spearmanr"]
 
 
-def test_regression_accepts_flat_predictions_and_constant_is_zero():
+def test_regression_accepts_flat_predictions_and_constant_is_undefined():
     labels = np.array([1.0, 2.0, 3.0])
     assert compute_metrics(TASKS["stsb"], np.array([1.0, 2.0, 3.0]), labels)["pearson"] == (
         pytest.approx(1.0)
     )
     constant = compute_metrics(TASKS["stsb"], np.array([[2.0], [2.0], [2.0]]), labels)
-    assert constant == {"pearson": 0.0, "spearmanr": 0.0}
+    assert constant == {"pearson": None, "spearmanr": None}
+
+
+@pytest.mark.parametrize(
+    "preds, labels, why",
+    [
+        ([[2.5]], [3.0], "1 row: a correlation needs 2"),  # a one-row evaluation set
+        ([[1.0], [2.0], [3.0]], [4.0, 4.0, 4.0], "every label is the same"),
+    ],
+)
+def test_correlations_undefined_on_their_data_are_none(preds, labels, why):
+    reasons: dict[str, str] = {}
+    result = compute_metrics(TASKS["stsb"], np.array(preds), np.array(labels), reasons)
+    assert result == {"pearson": None, "spearmanr": None}
+    assert reasons == {"pearson": why, "spearmanr": why}
+
+
+def test_f1_without_any_positive_is_undefined():
+    result = compute_metrics(TASKS["mrpc"], logits_for([0, 0]), np.array([0, 0]))
+    assert result == {"f1": None, "accuracy": 1.0}
 
 
 def test_custom_task_metrics_and_predictions():

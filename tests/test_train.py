@@ -269,7 +269,9 @@ def test_training_learns_the_tiny_task(tiny_teacher_dir, tiny_data, tmp_path):
 
 @pytest.mark.parametrize("method", ["lgtm", "kd"])
 def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_data, tmp_path):
-    over = dict(method=method, save_steps=3, eval_steps=4, teacher_epochs=1)
+    over = dict(method=method, save_steps=3, eval_steps=4)
+    if method == "kd":  # lgtm has no stage one: --teacher-epochs is refused there
+        over["teacher_epochs"] = 1
     whole = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "a", **over))
 
     class Killed(Exception):

@@ -1,5 +1,6 @@
 """Batches of encoded examples in seeded orders that can be redrawn after a restart, each process
-taking its share of every global batch."""
+taking its share of every global batch (a process whose share is empty takes a stand-in that
+weighs nothing, ``lgtm.distributed.PADDING``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from lgtm.distributed import PADDING
+from lgtm.objectives import IGNORE_INDEX
 
 
 class Batches:
@@ -59,9 +63,16 @@ class Batches:
         chosen = chosen[self.rank :: self.world] if self.world > 1 else chosen
         return [self.features[int(i)] for i in chosen]
 
+    def first_at(self, index: int) -> dict:
+        """The first example of the ``index``-th global batch (a stand-in's content)."""
+        epoch, position = divmod(index, self.per_epoch)
+        return self.features[int(self.order(epoch)[position * self.batch_size])]
+
     def get(self, index: int) -> dict[str, torch.Tensor]:
-        """The ``index``-th batch of the endless stream (epoch ``index // per_epoch``)."""
-        return self.collate(self.features_at(index))
+        """This process's share of the ``index``-th batch of the endless stream (epoch
+        ``index // per_epoch``), or a stand-in when its share is empty (:func:`stand_in`)."""
+        share = self.features_at(index)
+        return self.collate(share) if share else stand_in(self.collate([self.first_at(index)]))
 
 
 class MixedBatches:
@@ -82,8 +93,22 @@ class MixedBatches:
         return self.labelled.global_size(index) + self.transfer.global_size(index)
 
     def get(self, index: int) -> dict[str, torch.Tensor]:
-        """The ``index``-th step's batch: this process's labelled then transfer samples."""
-        return self.collate(self.labelled.features_at(index) + self.transfer.features_at(index))
+        """The ``index``-th step's batch: this process's labelled then transfer samples (a
+        stand-in when it has neither)."""
+        share = self.labelled.features_at(index) + self.transfer.features_at(index)
+        if share:
+            return self.collate(share)
+        return stand_in(self.collate([self.labelled.first_at(index)]))
+
+
+def stand_in(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A collated one-sample ``batch`` made a stand-in: its label dropped (the ignore index, NaN
+    for a score) and marked :data:`~lgtm.distributed.PADDING`, so that it weighs nothing
+    (``distributed.samples_in`` is 0) while its process takes part in every collective."""
+    labels = batch["labels"]
+    missing = float("nan") if labels.is_floating_point() else IGNORE_INDEX
+    mark = torch.ones(1, dtype=torch.bool)
+    return {**batch, "labels": torch.full_like(labels, missing), PADDING: mark}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -158,7 +158,7 @@ def _task_from_model(mconf: Any, name: str, text_columns: list[str]) -> Any:
 def _evaluate(args: argparse.Namespace) -> int:
     from lgtm import data as D
     from lgtm.data.encode import encode, make_collator
-    from lgtm.evaluation import evaluate
+    from lgtm.evaluation import evaluate, undefined_notice
 
     model, tokenizer, task = _load_for_inference(args)
     if args.eval_file:
@@ -179,7 +179,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         evals = D.load_hf_glue(task).evals
     evals = {k: D.subsample(v, args.max_eval_samples, args.seed) for k, v in evals.items()}
     features = {k: encode(v, tokenizer, args.max_length) for k, v in evals.items()}
-    metrics = evaluate(model, task, features, make_collator(tokenizer), args.batch_size)
+    undefined: dict[str, str] = {}
+    metrics = evaluate(
+        model, task, features, make_collator(tokenizer), args.batch_size, undefined=undefined
+    )
+    notice = undefined_notice(undefined)
+    if notice is not None:
+        print(notice, file=sys.stderr)
     if len(features) == 1:
         metrics = {next(iter(features)): metrics}
     print(

@@ -10,14 +10,21 @@ pass through :func:`average_in_graph`, whose value is the global mean and whose 
 the process's own weighted share, so that a second backward followed by :func:`sum_up` gives the
 exact global meta-gradient.
 
+A process whose share of a global batch is empty (a last batch of one sample on two processes)
+steps on a stand-in: one sample marked :data:`PADDING`, without a label, whose weight is 0
+(:func:`samples_in`), so that every collective still lines up and the result is the
+one-process result for any dataset size.
+
 On one process (or without an initialised process group) every function here returns its input
 unchanged, so single-process runs are bit for bit what they were.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +37,48 @@ if TYPE_CHECKING:
     from accelerate import PartialState
 
 Tensor = torch.Tensor
+
+
+#: A batch's key marking a stand-in: a process whose share of the global batch is empty steps on
+#: one sample so marked (its label dropped); it weighs nothing in any mean.
+PADDING = "padding"
+
+_STAND_IN = contextvars.ContextVar("lgtm_stand_in", default=False)
+
+
+def samples_in(batch: Mapping[str, Tensor]) -> int:
+    """This process's real samples in ``batch`` (0 for a :data:`PADDING` stand-in): the
+    weight of its gradients in :func:`average`."""
+    return 0 if PADDING in batch else int(batch["labels"].shape[0])
+
+
+@contextlib.contextmanager
+def step_on(batch: Mapping[str, Tensor]) -> Iterator[None]:
+    """Within: whether this process's step batch is a stand-in (:func:`stand_in`)."""
+    token = _STAND_IN.set(PADDING in batch)
+    try:
+        yield
+    finally:
+        _STAND_IN.reset(token)
+
+
+_SHARED_ROWS = contextvars.ContextVar("lgtm_shared_rows", default=False)
+
+
+@contextlib.contextmanager
+def same_rows_everywhere() -> Iterator[None]:
+    """Within: the rows at hand are the same on every process (a probe of tracked samples),
+    so :func:`gather_rows` leaves them as they are."""
+    token = _SHARED_ROWS.set(True)
+    try:
+        yield
+    finally:
+        _SHARED_ROWS.reset(token)
+
+
+def stand_in() -> bool:
+    """True inside :func:`step_on` a stand-in batch: this process's rows weigh nothing."""
+    return _STAND_IN.get()
 
 
 def world_size() -> int:
@@ -103,6 +152,48 @@ def sum_up(grads: Sequence[Tensor | None]) -> list[Tensor | None]:
     return [None if g is None else next(it) for g in grads]
 
 
+class _GatherRows(torch.autograd.Function):
+    """All processes' real rows in process order; backward: this process's own rows only,
+    scaled by ``N / n_p`` (0 for a stand-in)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, real: int) -> Tensor:  # noqa: ANN001
+        counts = [x.new_zeros(1, dtype=torch.long) for _ in range(world_size())]
+        dist.all_gather(counts, torch.tensor([real], dtype=torch.long, device=x.device))
+        counts = [int(c) for c in counts]
+        widest = max(counts)
+        local = x.new_zeros((widest, *x.shape[1:]))
+        local[:real] = x[:real]
+        parts = [torch.empty_like(local) for _ in counts]
+        dist.all_gather(parts, local.contiguous())
+        ctx.real, ctx.rows = real, x.shape[0]
+        ctx.offset = sum(counts[: dist.get_rank()])
+        ctx.scale = sum(counts) / real if real else 0.0
+        return torch.cat([part[:c] for part, c in zip(parts, counts, strict=True)])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ANN001
+        own = grad[ctx.offset : ctx.offset + ctx.real] * ctx.scale
+        rest = grad.new_zeros((ctx.rows - ctx.real, *grad.shape[1:]))
+        return torch.cat([own, rest]), None
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """The rows of ``x`` ``[n_p, ...]`` of every process, concatenated in process order
+    ``[N, ...]`` (a stand-in's row left out): for a statistic of the whole global batch inside
+    a loss that :func:`average` combines with weights ``n_p / N`` (DIST's intra-class term).
+
+    Differentiable: every process computes the same function ``f`` of the gathered rows, and
+    the gradient reaching this process's rows is its own part of ``∂f`` times ``N / n_p``, so
+    that the weighted average over processes is the gradient of ``f`` itself (exact to first
+    order; a second derivative would miss the terms across processes). On one process, or
+    within :func:`same_rows_everywhere`: ``x``.
+    """
+    if not active() or _SHARED_ROWS.get():
+        return x
+    return _GatherRows.apply(x, 0 if stand_in() else x.shape[0])
+
+
 def global_sums(*counts: float) -> tuple[float, ...]:
     """Each of ``counts`` summed over processes (one all-reduce; as given on one process)."""
     if not active():
@@ -119,6 +210,16 @@ def from_main(value: object) -> object:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def global_mean(value: float, samples: int) -> float:
+    """The mean over the global batch of a quantity whose mean over this process's ``samples``
+    is ``value`` (a logged loss of a batch other than the step's, e.g. the feedback batch's);
+    ``value`` itself on one process."""
+    if not active():
+        return float(value)
+    total, count = global_sums(float(value) * samples, samples)
+    return total / count if count else 0.0
 
 
 def reduce_sums(values: dict[str, float]) -> dict[str, float]:
@@ -260,31 +361,14 @@ def mixed_precision(asked: str | None) -> str:
     return chosen
 
 
-def check_batches(sizes: dict[str, tuple[int, int]], processes: int) -> None:
-    """Every batch must give each process at least one sample.
-
-    ``sizes`` maps a stream's name (``train``, ``feedback``) to ``(examples, batch_size)``.
-    Raises :class:`LgtmInputError` naming the stream and the fix.
-    """
-    if processes <= 1:
-        return
-    for name, (n, batch) in sizes.items():
-        smallest = min(batch, n % batch or batch, n)
-        if smallest < processes:
-            raise LgtmInputError(
-                f"with {processes} processes every batch needs at least {processes} samples, but "
-                f"the {name} set ({n} examples in batches of {batch}) has a batch of {smallest}: "
-                "change --batch-size or --max-train-samples",
-                field="batch_size",
-            )
-
-
-def check_objective(objective: str, processes: int) -> None:
-    """DIST's intra-class term correlates each class over the whole batch, which no process
-    holds when the batch is split: refused on several processes (:class:`LgtmInputError`)."""
-    if processes > 1 and objective == "dist":
+def check_objective(objective: str, processes: int, second_order: bool) -> None:
+    """DIST's intra-class term is gathered over processes (:func:`gather_rows`), exactly to
+    first order; a method with second-order gradients (meta, lgtm-exact) would miss the terms
+    that cross processes, so that pairing is refused on several processes
+    (:class:`LgtmInputError`)."""
+    if processes > 1 and objective == "dist" and second_order:
         raise LgtmInputError(
-            "DIST's intra-class term correlates each class over the whole batch, which no "
-            "process holds when it is split: run dist on one process",
+            "DIST's intra-class term is gathered over processes to first order only, and this "
+            "method differentiates it twice: run it on one process, or use --objective kl",
             field="objective",
         )

@@ -41,17 +41,32 @@ def evaluate(
     collate: Callable,
     batch_size: int,
     device: torch.device | str = "cpu",
+    undefined: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The task's metrics: ``{metric: value}`` for one evaluation split, or
-    ``{split: {metric: value}}`` for several (MNLI matched and mismatched)."""
+    ``{split: {metric: value}}`` for several (MNLI matched and mismatched). A metric undefined
+    on a split is ``None`` (``lgtm.metrics.undefined_reason``), and ``undefined`` (when given)
+    gets ``"<split> <metric>"`` -> the reason."""
     from lgtm.metrics import compute_metrics
 
     out: dict[str, Any] = {}
     for split, features in evals.items():
         logits = predict_logits(model, features, collate, batch_size, device)
         labels = np.asarray([f["labels"] for f in features])
-        out[split] = compute_metrics(task, logits, labels)
+        why: dict[str, str] = {}
+        out[split] = compute_metrics(task, logits, labels, why)
+        if undefined is not None:
+            undefined.update({f"{split} {name}": reason for name, reason in why.items()})
     return next(iter(out.values())) if len(out) == 1 else out
+
+
+def undefined_notice(undefined: dict[str, str]) -> str | None:
+    """One line naming the metrics that were undefined (``evaluate``'s ``undefined``), or
+    None when none was."""
+    if not undefined:
+        return None
+    items = "; ".join(f"{name}: {why}" for name, why in sorted(undefined.items()))
+    return f"lgtm: note: undefined metrics, recorded as null: {items}"
 
 
 def majority_class(task: Any, train_labels: list, evals: dict[str, list]) -> dict[str, Any] | None:

@@ -25,11 +25,11 @@ class TeacherFinetune:
     ) -> dict[str, Any]:
         """One cross-entropy (regression: squared error) step of the teacher on ``batch``
         (tensors ``[B, L]``, labels ``[B]``); returns ``teacher_loss`` and ``[B, C]`` logits."""
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", distributed.PADDING)}
         logits = self.teacher(**inputs).logits
         loss = task_loss(logits, batch["labels"]).mean()
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        grads = distributed.average(grads, int(batch["labels"].shape[0]))  # the global batch's
+        grads = distributed.average(grads, distributed.samples_in(batch))  # the global batch's
         for p, g in zip(self.params, grads, strict=True):
             p.grad = g
         self.optimizer.step()

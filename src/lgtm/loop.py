@@ -79,7 +79,7 @@ def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -
             window[key + "_n"] = window.get(key + "_n", 0.0) + samples
     influence = stats.get("influence")
     if influence is not None:
-        w = influence.detach().double().cpu()
+        w = influence.detach().double().cpu()[:samples]  # a stand-in's (0 samples) left out
         window["inf_sum"] = window.get("inf_sum", 0.0) + float(w.sum())
         window["inf_sq"] = window.get("inf_sq", 0.0) + float((w * w).sum())
         window["inf_n"] = window.get("inf_n", 0.0) + w.numel()
@@ -150,6 +150,8 @@ class StageContext:
     tokenizer: Any = None
     out: Path | None = None
     report: Report | None = None  # (step, selection score) after each selection evaluation
+    #: "<split> <metric>" -> why, for each metric undefined at some evaluation (a notice)
+    undefined: dict[str, str] = field(default_factory=dict)
 
     def wall(self) -> float:
         """Wall time of the whole run so far, all processes that worked on it together."""
@@ -228,7 +230,7 @@ def run_stage(
             state.samples_seen += batches.global_size(state.step - 1)
             step = state.step
             epoch = (phase.offset + step) / batches.per_epoch
-            _accumulate(state.window, stats, len(example_ids))
+            _accumulate(state.window, stats, distributed.samples_in(batch))
             if influence_log is not None and probe is not None:
                 influence_log.log(
                     step,
@@ -379,6 +381,7 @@ def _evaluate(
         **entry,
     }
     args = (ctx.task, ctx.eval_f, ctx.collate, ctx.config.eval_batch_size, ctx.acc.device)
+    args += (ctx.undefined,)
     if phase.evaluate_student:
         entry["student_eval"] = evaluate(_student(ctx, phase), *args)
         if ctx.selection_f and _distills(phase.name):
@@ -435,7 +438,10 @@ def _distills(stage: str) -> bool:
 
 def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> None:
     """``--select-on selection``: keep the student of ``step`` (saved to ``student-selected/``)
-    when its selection-set score beats every earlier one (ties keep the earlier)."""
+    when its selection-set score beats every earlier one (ties keep the earlier). An undefined
+    score (None) is never kept; when every score is undefined the last student is reported."""
+    if scores[ctx.task.main_metric] is None:
+        return
     score = float(scores[ctx.task.main_metric])
     best = ctx.state.best
     if best is not None and not score > best["score"]:
@@ -449,8 +455,8 @@ def _keep_if_best(ctx: StageContext, step: int, scores: dict[str, float]) -> Non
 def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in entry.items():
-        if isinstance(value, dict):
-            out.update({f"{phase}/{key}/{k}": v for k, v in value.items()})
+        if isinstance(value, dict):  # an undefined metric (None) has no point
+            out.update({f"{phase}/{key}/{k}": v for k, v in value.items() if v is not None})
         elif key not in ("step",) and isinstance(value, int | float):
             out[f"{phase}/{key}"] = value
     return out

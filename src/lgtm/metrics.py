@@ -1,7 +1,10 @@
 """Task metrics as GLUE tooling names them, computed with scikit-learn and scipy.
 
-Values are fractions (0.91, not 91). Correlations of a constant prediction are undefined;
-they are reported as 0.0 so that every value stays a finite number that JSON can hold.
+Values are fractions (0.91, not 91). A metric whose formula divides zero by zero on the rows
+scored (a correlation over fewer than 2 rows or over constant labels or predictions; Matthews'
+over a single class; F1 with no positive label nor prediction) is undefined: ``None`` (null in
+metrics.json, "undefined" in the summary), never a number that looks like a score
+(:func:`undefined_reason` says why).
 """
 
 from __future__ import annotations
@@ -25,17 +28,34 @@ def predictions(task: Task, logits: np.ndarray) -> np.ndarray:
     return logits.argmax(axis=-1)
 
 
+def undefined_reason(name: str, preds: np.ndarray, labels: np.ndarray) -> str | None:
+    """Why metric ``name`` is undefined on these predictions and labels (a phrase), or None
+    when it is defined. Correlations and Matthews' coefficient divide by the spread of both
+    sides; F1 divides by the positives labelled and predicted."""
+    if name in ("pearson", "spearmanr", "matthews_correlation"):
+        if len(labels) < 2:
+            return f"{len(labels)} row: a correlation needs 2"
+        if np.ptp(labels) == 0:
+            return "every label is the same"
+        if np.ptp(preds) == 0:
+            return "every prediction is the same"
+    if name == "f1" and not (np.any(labels == 1) or np.any(preds == 1)):
+        return "no positive label nor prediction"
+    return None
+
+
 def _correlation(fn, preds: np.ndarray, labels: np.ndarray) -> float:
-    if len(preds) < 2 or np.ptp(preds) == 0 or np.ptp(labels) == 0:
-        return 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        value = float(fn(preds, labels)[0])
-    return value if np.isfinite(value) else 0.0
+        return float(fn(preds, labels)[0])
 
 
-def compute_metrics(task: Task, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The task's metrics, in the task's order (the main metric first)."""
+def compute_metrics(
+    task: Task, logits: np.ndarray, labels: np.ndarray, undefined: dict[str, str] | None = None
+) -> dict[str, float | None]:
+    """The task's metrics, in the task's order (the main metric first); ``None`` for one
+    undefined on these rows, its reason then added to ``undefined`` (metric -> reason) when
+    given."""
     preds = predictions(task, logits)
     labels = np.asarray(labels)
     if len(preds) != len(labels):
@@ -44,20 +64,23 @@ def compute_metrics(task: Task, logits: np.ndarray, labels: np.ndarray) -> dict[
         raise ValueError("no predictions to score")
     if not task.is_regression:
         labels = labels.astype(int)
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for name in task.metrics:
-        if name == "accuracy":
+        if name not in ("accuracy", "f1", "matthews_correlation", "pearson", "spearmanr"):
+            raise ValueError(f"unknown metric {name!r}")
+        why = undefined_reason(name, preds, labels)
+        if why is not None:
+            out[name] = None
+            if undefined is not None:
+                undefined[name] = why
+        elif name == "accuracy":
             out[name] = float(accuracy_score(labels, preds))
         elif name == "f1":
-            out[name] = float(
-                f1_score(labels, preds, pos_label=1, average="binary", zero_division=0)
-            )
+            out[name] = float(f1_score(labels, preds, pos_label=1, average="binary"))
         elif name == "matthews_correlation":
             out[name] = float(matthews_corrcoef(labels, preds))
         elif name == "pearson":
             out[name] = _correlation(stats.pearsonr, preds, labels.astype(float))
-        elif name == "spearmanr":
-            out[name] = _correlation(stats.spearmanr, preds, labels.astype(float))
         else:
-            raise ValueError(f"unknown metric {name!r}")
+            out[name] = _correlation(stats.spearmanr, preds, labels.astype(float))
     return out

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from lgtm import distributed
+
 Tensor = torch.Tensor
 Objective = Callable[[Tensor, Tensor], Tensor]
 
@@ -57,12 +59,14 @@ def dist(target: Tensor, pred: Tensor, temperature: float = 1.0) -> Tensor:
     The intra-class term correlates each class's probabilities *across the batch*, so it has
     no per-sample form: every sample carries the batch's intra-class value. The mean of the
     returned values is exactly the DIST loss, so every update is exact; the per-sample
-    influence under ``dist`` contains that shared batch-level component.
+    influence under ``dist`` contains that shared batch-level component. On several
+    processes the batch is the global one, its rows gathered (``distributed.gather_rows``).
     """
     p = F.softmax(promote(target) / temperature, dim=-1)
     q = F.softmax(promote(pred) / temperature, dim=-1)
     inter = _pearson_distance(p, q, dim=1)
-    intra = _pearson_distance(p, q, dim=0).mean() if p.shape[0] > 1 else p.new_zeros(())
+    p_all, q_all = distributed.gather_rows(p), distributed.gather_rows(q)
+    intra = _pearson_distance(p_all, q_all, dim=0).mean() if p_all.shape[0] > 1 else p.new_zeros(())
     return temperature**2 * (inter + intra)
 
 

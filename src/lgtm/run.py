@@ -27,7 +27,7 @@ import torch
 
 from lgtm import distributed, rundir
 from lgtm.batches import Batches, MixedBatches
-from lgtm.config import RunConfig
+from lgtm.config import RunConfig, refuse_ignored
 from lgtm.errors import LgtmInputError
 from lgtm.loop import (
     Callback,
@@ -142,6 +142,8 @@ def _distill(config: RunConfig, callback: Callback | None, report: Report | None
 
     # ---- data and models
     data = load_data(config)
+    if data.task.is_regression:  # objective and temperature: known to act only now
+        refuse_ignored(config, regression=True, names=("objective", "temperature"))
     notices: list[str] = []  # what was adjusted to fit the models to the task
     teacher, student, tokenizer = build_models(config, data.task, notices)
     inputs = {**data.digests(), "teacher": model_digest(teacher), "student": model_digest(student)}
@@ -170,13 +172,7 @@ def _distill(config: RunConfig, callback: Callback | None, report: Report | None
     step_cls = lgtm.methods.method_class(plan.step_method or config.method)
     teacher = step_cls.prepare_teacher(teacher, config.to_dict())  # pesf: its LoRA adapter
     acc = _accelerator(config, out)
-    streams = {"train": (len(train_f), config.batch_size)}
-    if step_cls.needs_feedback:
-        streams["feedback"] = (len(feedback_f), config.batch_size)
-    if transfer_f:
-        streams["transfer"] = (len(transfer_f), _transfer_batch(config))
-    distributed.check_batches(streams, acc.num_processes)
-    distributed.check_objective(config.objective, acc.num_processes)
+    distributed.check_objective(config.objective, acc.num_processes, step_cls.needs_double_backward)
     parts = _parts(
         config, acc, plan, step_cls, teacher, student, (len(train_f), len(transfer_f)), out
     )
@@ -356,6 +352,8 @@ def _outputs(
 ) -> dict[str, Any]:
     """metrics.json's content; the models, metrics, plots and summary written (main
     process). With ``--select-on selection`` the best student replaces the last first."""
+    from lgtm import methods as lgtm_methods
+    from lgtm.evaluation import undefined_notice
     from lgtm.outputs import final_metrics, stages_summary, write_outputs
 
     config, acc, state, out = ctx.config, ctx.acc, ctx.state, ctx.out
@@ -367,7 +365,16 @@ def _outputs(
     probe.pop("example_id", None)
     metrics = final_metrics(config, data, stages, state, parts.student, parts.teacher, probe, out)
     metrics["max_length"] = max_length  # --max-length, lowered to what the models take
+    undefined = undefined_notice(ctx.undefined)  # a metric undefined on its rows: said once
+    if undefined is not None:
+        say(config, undefined)
+        notices = [*notices, undefined]
     metrics["notices"] = notices
+    # the settings config.yaml records (at the values they would have anyway) that do not act
+    ignored = lgtm_methods.method_class(config.method).ignored_settings(
+        config.to_dict(), data.task.is_regression
+    )
+    metrics["settings_without_effect"] = sorted(ignored)
     metrics["transfer"] = data.transfer.record() if data.transfer is not None else None
     if data.transfer is not None:
         metrics["transfer"]["batch_size"] = _transfer_batch(config)

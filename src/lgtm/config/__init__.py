@@ -26,7 +26,13 @@ from lgtm.config.fields import (
 )
 from lgtm.config.files import load_yaml, save_yaml
 from lgtm.config.flags import explicit_from_args, flag, flags_parser
-from lgtm.config.resolve import differences, parse_value, resolve
+from lgtm.config.resolve import (
+    differences,
+    drop_ignored,
+    parse_value,
+    refuse_ignored,
+    resolve,
+)
 from lgtm.config.values import parse_layers
 from lgtm.objectives import OBJECTIVES
 
@@ -44,12 +50,14 @@ __all__ = [
     "PRESET_NAMES",
     "RunConfig",
     "differences",
+    "drop_ignored",
     "explicit_from_args",
     "flag",
     "flags_parser",
     "load_yaml",
     "parse_layers",
     "parse_value",
+    "refuse_ignored",
     "resolve",
     "save_yaml",
 ]

@@ -3,7 +3,7 @@ settings, in that order (later wins), then checked in one pass with one-line err
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lgtm.config.fields import (
@@ -56,12 +56,41 @@ def resolve(
                 )
             values[key] = value
         values.update(PRESET_DATA[preset])
+    if values["init_classifier"] is None:
+        values["init_classifier"] = "random"
+    base = dict(values)  # what the run would be without the user's settings
     values.update(explicit)
     if values["init_classifier"] is None:
         values["init_classifier"] = "random"
     config = RunConfig(**values)
     _check(config)
+    refuse_ignored(config, base)
     return config
+
+
+def refuse_ignored(
+    config: RunConfig,
+    base: Mapping[str, Any] | None = None,
+    regression: bool = False,
+    names: Sequence[str] | None = None,
+) -> None:
+    """Refuse a setting that has no effect on this run (``Method.ignored_settings``: the
+    temperature under ``--objective mse``, ``--alpha`` for dml, the teacher's learning rate of
+    a teacher that is not trained, ...) when it differs from ``base``, the value the run would
+    have without the user's settings (default: the defaults); ``names``: only these. A saved
+    ``config.yaml`` holds those values, so it still runs. Raises :class:`LgtmInputError`
+    (one line, exit status 2).
+    """
+    from lgtm.methods import method_class
+
+    base = RunConfig().to_dict() if base is None else base
+    values = config.to_dict()
+    for name, why in method_class(config.method).ignored_settings(values, regression).items():
+        if values[name] != base[name] and (names is None or name in names):
+            flag = "--" + name.replace("_", "-")
+            raise LgtmInputError(
+                f"{flag} {values[name]} has no effect ({why}): drop it", field=name
+            )
 
 
 def _check(config: RunConfig) -> None:
@@ -158,6 +187,17 @@ def _check_method_options(config: RunConfig) -> None:
                 f"--{option.name.replace('_', '-')} is for --method {' or '.join(owners)}",
                 field=option.name,
             )
+
+
+def drop_ignored(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (settings by field name) without those that have no effect on the run they
+    describe (:func:`refuse_ignored` would refuse them): for scripts that give one budget to
+    every method."""
+    from lgtm.methods import method_class
+
+    full = {**RunConfig().to_dict(), **values}
+    ignored = method_class(full["method"]).ignored_settings(full)
+    return {k: v for k, v in values.items() if k not in ignored}
 
 
 def differences(saved: RunConfig, asked: RunConfig) -> dict[str, tuple[Any, Any]]:

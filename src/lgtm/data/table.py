@@ -273,6 +273,28 @@ def _field_count_error(
 INT_RE = re.compile(r"[+-]?\d+(\.0*)?")
 
 
+#: A number written in decimal ("3", "-1", "2.0", "0.5"): label names that are all such numbers
+#: are compared by value ("0.0", what pandas writes for a float column, is the label 0).
+NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def label_number(raw: Any) -> float | None:
+    """The value of a label written as a decimal number (``"1"``, ``"1.0"``, ``1.0``), else
+    None (names, booleans, non-finite numbers)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return float(raw) if math.isfinite(raw) else None
+    if isinstance(raw, str) and NUMBER_RE.fullmatch(raw.strip()):
+        return float(raw.strip())
+    return None
+
+
+def numeral(value: float) -> str:
+    """A label number's name: ``"1"`` for 1.0, ``"0.5"`` for 0.5."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def label_key(raw: Any) -> str | None:
     """A label value as a string to look up: names stay, numbers become "3"; None if unusable."""
     if isinstance(raw, str):
@@ -307,7 +329,11 @@ def parse_label(task: Task, raw: Any, *, file: Path, line: int, field: str) -> i
         return value
     names = task.label_names
     key = label_key(raw)
-    if key is not None:
+    values = [label_number(n) for n in names]
+    if None not in values and label_number(raw) is not None:  # numbers: compared as numbers
+        if values.count(label_number(raw)) == 1:
+            return values.index(label_number(raw))
+    elif key is not None:
         if key in names:
             return names.index(key)
         lowered = [n.lower() for n in names]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from lgtm.data.examples import Example, TaskData
 from lgtm.data.table import (
-    INT_RE,
     check_texts,
     label_key,
+    label_number,
+    numeral,
     read_text,
     table_format,
     table_rows,
@@ -72,8 +73,9 @@ def table_task(
 ) -> Task:
     """Build a :class:`Task` for the user's own file from the label values in it.
 
-    Label names are the distinct values of ``label_column``, sorted (numerically when they are
-    all integers, so that "0", "1" keep their indices).
+    Label names are the distinct values of ``label_column``, sorted; when they are all
+    numbers, distinct by value and sorted numerically (so that "0", "1" keep their indices, and
+    "0.0", "1.0", as pandas writes a float column, are the labels 0 and 1).
     """
     path = Path(train_path)
     if regression:
@@ -88,8 +90,8 @@ def table_task(
                 f"label {row[-1]!r} is not a class name", file=path, line=line, field=label_column
             )
         values.add(key)
-    if all(INT_RE.fullmatch(v) for v in values):
-        names = tuple(str(v) for v in sorted({int(float(v)) for v in values}))
+    if all(label_number(v) is not None for v in values):
+        names = tuple(numeral(v) for v in sorted({label_number(v) for v in values}))
     else:
         names = tuple(sorted(values))
     if len(names) < 2:

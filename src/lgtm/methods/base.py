@@ -57,10 +57,21 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
 CACHED_TEACHER = "teacher_logits"
 
 
+#: The shared options only LGTM reads (``Method.unread`` of the other methods).
+LGTM_OPTIONS = {
+    "fd_radius": "only lgtm's influence takes a finite difference",
+    "lookahead": "only lgtm, lgtm-exact and meta look ahead",
+    "influence_objective": "only lgtm and lgtm-exact compute an influence",
+    "influence_step": "only lgtm and lgtm-exact compute an influence",
+}
+
+
 def model_inputs(batch: Batch) -> dict[str, Tensor]:
-    """The batch without its labels (the models must not compute a loss of their own) and
-    without cached teacher outputs."""
-    return {k: v for k, v in batch.items() if k not in ("labels", CACHED_TEACHER)}
+    """The batch without its labels (the models must not compute a loss of their own),
+    without cached teacher outputs and without a stand-in's mark (``distributed.PADDING``)."""
+    return {
+        k: v for k, v in batch.items() if k not in ("labels", CACHED_TEACHER, distributed.PADDING)
+    }
 
 
 class Method:
@@ -81,6 +92,13 @@ class Method:
     plan: ClassVar[str] = "single"
     #: This method's own options (those every method shares: ``options.SHARED``).
     options: ClassVar[tuple[Option, ...]] = ()
+    #: The shared options its steps never read, each with the reason in a few words (a run
+    #: that sets one is refused, see :meth:`ignored_settings`). Default: LGTM's own and the
+    #: teacher's auxiliary weight (the teacher does not learn).
+    unread: ClassVar[dict[str, str]] = {
+        **LGTM_OPTIONS,
+        "teacher_alpha": "its teacher has no auxiliary loss",
+    }
     #: The losses it logs, in plain words (the caption of ``losses.png``).
     student_loss_words: ClassVar[str] = (
         "α · distillation term + (1 − α) · cross-entropy on the labels"
@@ -176,6 +194,40 @@ class Method:
         return {name: values[name] for name in names}
 
     @classmethod
+    def ignored_settings(
+        cls, values: Mapping[str, Any], regression: bool = False
+    ) -> dict[str, str]:
+        """The settings that have no effect on a run of this method with ``values`` (a
+        ``RunConfig``'s fields by name), each with the reason: its :attr:`unread` options,
+        the temperature under ``mse``, objective and temperature on a ``regression`` task
+        (always ``mse``), the teacher's learning rate and epochs when no step trains the
+        teacher, the tracked influence's period when nothing computes it."""
+        out = {k: f"--method {cls.name}: {why}" for k, why in cls.unread.items()}
+        if "objective" not in cls.unread:
+            if regression:
+                why = "a regression task (one output) always distils with mse"
+                if values["objective"] != "mse":
+                    out.setdefault("objective", why)
+                out.setdefault("temperature", why)
+            elif values["objective"] == "mse":
+                out.setdefault("temperature", "--objective mse compares logits, unsoftened")
+        frozen = not cls.trains_teacher
+        fine_tuned = values["teacher_finetuned"] and cls.plan != "rco"  # rco refuses it
+        if not cls.needs_teacher:
+            out["teacher_lr"] = out["teacher_epochs"] = f"--method {cls.name} has no teacher"
+        elif not frozen:
+            out["teacher_epochs"] = (
+                f"--method {cls.name} trains its teacher with the student: it has no "
+                "fine-tuning stage"
+            )
+        elif fine_tuned:
+            why = "--teacher-finetuned: the teacher is not trained"
+            out["teacher_lr"] = out["teacher_epochs"] = why
+        if not cls.computes_influence:
+            out["track_steps"] = f"--method {cls.name} computes no influence"
+        return out
+
+    @classmethod
     def prepare_teacher(cls, teacher: torch.nn.Module, values: Mapping[str, Any]) -> Any:
         """The teacher as this method trains it, before its optimizer is built (pesf: a LoRA
         adapter added). Default: unchanged."""
@@ -238,7 +290,7 @@ class Method:
         samples). One all-reduce of two counts on several processes.
         """
         known = is_labelled(labels)
-        n_local = labels.shape[0]
+        n_local = 0 if distributed.stand_in() else labels.shape[0]  # a stand-in weighs nothing
         n_global, labelled_global = distributed.global_sums(n_local, int(known.sum()))
         total = (values * known).sum()
         if labelled_global == 0 or n_local == 0:
@@ -287,7 +339,7 @@ class Method:
         ``in_graph`` keeps it differentiable. On one process: ``grads`` unchanged."""
         weight = samples if samples is not None else self._samples
         combine = distributed.average_in_graph if in_graph else distributed.average
-        return tuple(combine(grads, weight or 1))
+        return tuple(combine(grads, 1 if weight is None else weight))
 
     def real_student_step(self, batch: Batch, s: Tensor, **kw: Any) -> float:
         """The last step of every method: teacher forward with its current θt (no graph),
@@ -330,26 +382,36 @@ class _Snapshot:
 
 def _all_or_nothing(step: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     """Wrap a method's ``step``: note the size of its batch (the weight of this process's
-    gradients, ``Method.average``), and undo a step that raises (``Method.safe_step``)."""
+    gradients, ``Method.average``; 0 for a stand-in, ``distributed.samples_in``), and undo a
+    step that raises (``Method.safe_step``)."""
 
     @functools.wraps(step)
     def safe(self: Method, *args: Any, **kwargs: Any) -> dict[str, Any]:
         batch = args[0] if args else kwargs.get("batch")
-        if batch is not None and "labels" in batch:
-            self._samples = int(batch["labels"].shape[0])
-        if self._journal is not None or not self.safe_step:  # nested, or switched off
-            return step(self, *args, **kwargs)
-        self._journal = []
-        try:
-            return step(self, *args, **kwargs)
-        except BaseException:
-            for snapshot in reversed(self._journal):
-                snapshot.restore()
-            raise
-        finally:
-            self._journal = None
+        if batch is None or "labels" not in batch:
+            return _undoable(self, step, args, kwargs)
+        self._samples = distributed.samples_in(batch)
+        with distributed.step_on(batch):
+            return _undoable(self, step, args, kwargs)
 
     return safe
+
+
+def _undoable(
+    self: Method, step: Callable[..., dict[str, Any]], args: tuple, kwargs: dict
+) -> dict[str, Any]:
+    """``step`` run so that it leaves everything as it was if it raises (``safe_step``)."""
+    if self._journal is not None or not self.safe_step:  # nested, or switched off
+        return step(self, *args, **kwargs)
+    self._journal = []
+    try:
+        return step(self, *args, **kwargs)
+    except BaseException:
+        for snapshot in reversed(self._journal):
+            snapshot.restore()
+        raise
+    finally:
+        self._journal = None
 
 
 def use_eager_attention(model: torch.nn.Module, role: str, method: str) -> None:

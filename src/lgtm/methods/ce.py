@@ -3,7 +3,8 @@
 ``θs ← θs − ηs ∇θs mean ce(y, S(x))``, with the same budget, optimizer and schedule as every
 distillation method, so that a distillation result can be read against it. ``teacher`` and
 ``teacher_optimizer`` may be ``None`` (a teacher given anyway is never run); ``alpha``,
-``teacher_alpha``, ``temperature`` and ``objective`` are accepted and unused.
+``teacher_alpha``, ``temperature`` and ``objective`` are accepted and unused (a run that sets
+them is refused, ``Method.unread``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..objectives import task_loss
-from .base import Batch, Method, register
+from .base import LGTM_OPTIONS, Batch, Method, register
 
 
 @register("ce")
@@ -20,6 +21,12 @@ class CE(Method):
 
     needs_teacher = False
     trains_teacher = False
+    unread = {
+        **LGTM_OPTIONS,
+        **dict.fromkeys(
+            ("alpha", "teacher_alpha", "temperature", "objective"), "it distils nothing"
+        ),
+    }
     student_loss_words = "cross-entropy on the labels"
 
     def step(

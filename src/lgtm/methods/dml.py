@@ -6,7 +6,8 @@ Each step, in this order (BASELINES.md, ``dml``), with unweighted sums as in the
     Ls = mean ce(y, s) + mean kd(t', s)              t' = T(x) after the teacher's update
 
 ``online`` is the weighted form (α, αt); here ``alpha`` and ``teacher_alpha`` are accepted and
-unused, ``temperature`` and ``objective`` define ``kd`` as everywhere.
+unused (a run that sets them is refused), ``temperature`` and ``objective`` define ``kd`` as
+everywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from ..objectives import task_loss
-from .base import Batch, Method, register
+from .base import LGTM_OPTIONS, Batch, Method, register
 
 Tensor = torch.Tensor
 
@@ -25,6 +26,10 @@ Tensor = torch.Tensor
 class DML(Method):
     """Teacher step on ``Lt``, then student step on ``Ls`` with the updated teacher."""
 
+    unread = {
+        **LGTM_OPTIONS,
+        **dict.fromkeys(("alpha", "teacher_alpha"), "its losses are unweighted sums"),
+    }
     student_loss_words = "cross-entropy on the labels + a distillation term"
     teacher_loss_words = (
         "the teacher's loss: cross-entropy on the labels + its distance to the student"

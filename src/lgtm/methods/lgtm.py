@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..lookahead import current_lr, look_ahead
 from ..objectives import task_loss
 from .base import AUX_WORDS, Batch, Method, register
@@ -30,6 +31,7 @@ class LGTM(Method):
 
     needs_feedback = True
     computes_influence = True
+    unread = {}  # every shared option acts
     teacher_loss_words = (
         AUX_WORDS + " (the influence term it also follows, measured on a feedback batch, is not "
         "in this curve)"
@@ -91,7 +93,7 @@ class LGTM(Method):
             self.student_logits(feedback_batch, ahead), feedback_batch["labels"]
         ).mean()
         grads = torch.autograd.grad(loss, ahead, allow_unused=True)
-        grads = self.average(grads, samples=int(feedback_batch["labels"].shape[0]))
+        grads = self.average(grads, samples=distributed.samples_in(feedback_batch))
         return [torch.zeros_like(p) if g is None else g for p, g in zip(ahead, grads, strict=True)]
 
     def influence(self, batch: Batch, t: Tensor, g_e: list[Tensor]) -> Tensor:
@@ -123,7 +125,7 @@ class LGTM(Method):
         """Influence of other samples (e.g. a fixed set tracked over training), at the same
         θt, θs and ``g_e`` as this step's; not part of the update, and it costs one teacher
         and three student forwards on ``probe``, so the loop asks for it only now and then."""
-        with torch.no_grad():
+        with torch.no_grad(), distributed.same_rows_everywhere():  # DIST: not gathered
             t = self.teacher_logits(probe)
             s = self.student_logits(probe)
             w = self.influence(probe, t, g_e)

@@ -18,7 +18,7 @@ import torch
 from .. import distributed
 from ..lookahead import look_ahead
 from ..objectives import task_loss
-from .base import Batch, Method, register
+from .base import LGTM_OPTIONS, Batch, Method, register
 
 
 @register("meta")
@@ -27,6 +27,10 @@ class Meta(Method):
 
     needs_feedback = True
     needs_double_backward = True
+    unread = {
+        **{k: why for k, why in LGTM_OPTIONS.items() if k != "lookahead"},
+        "teacher_alpha": "its teacher learns from the feedback alone",
+    }
     teacher_loss_words = (
         "the teacher's loss: the looked-ahead student's cross-entropy on a feedback batch"
     )
@@ -52,7 +56,7 @@ class Meta(Method):
         feedback_loss = feedback_loss.mean()
         v = self.average(
             torch.autograd.grad(feedback_loss, pilot, retain_graph=True, allow_unused=True),
-            samples=int(feedback_batch["labels"].shape[0]),
+            samples=distributed.samples_in(feedback_batch),
         )
         through_pilot = sum((p * g).sum() for p, g in zip(pilot, v, strict=True) if g is not None)
         self.apply(
@@ -64,7 +68,10 @@ class Meta(Method):
         student_loss = self.real_student_step(batch, s)
         return {
             "student_loss": student_loss,
-            "teacher_loss": feedback_loss.item(),
+            # the feedback batch's global mean: the loop weighs by the step's batch
+            "teacher_loss": distributed.global_mean(
+                feedback_loss.item(), distributed.samples_in(feedback_batch)
+            ),
             "student_logits": s.detach(),
             "teacher_logits": t.detach(),
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import AUX_WORDS, Batch, Method, register
+from .base import AUX_WORDS, LGTM_OPTIONS, Batch, Method, register
 
 
 @register("online")
@@ -12,6 +12,7 @@ class Online(Method):
     """Teacher step on ``L_aux``, then student step on ``Ls`` with the updated teacher."""
 
     teacher_loss_words = AUX_WORDS
+    unread = LGTM_OPTIONS
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -20,6 +20,13 @@ from .online import Online
 class ProKT(Online):
     """``online`` distillation from zero-initialised classification heads."""
 
+    @classmethod
+    def ignored_settings(cls, values: Any, regression: bool = False) -> dict[str, str]:
+        """As :meth:`Method.ignored_settings`, and ``--init-classifier``: both heads are
+        zeroed whatever it says."""
+        heads = "--method prokt zero-initialises both classification heads itself"
+        return {**super().ignored_settings(values, regression), "init_classifier": heads}
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """As :class:`Method`; then the final classification layer of teacher and student is
         zeroed. Raises ``LgtmInputError`` when a model has no recognisable classifier."""

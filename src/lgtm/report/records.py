@@ -95,18 +95,23 @@ def read_metrics(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- metrics.json's values
 
 
-def flatten_eval(values: Any, prefix: str = "") -> dict[str, float]:
+def flatten_eval(
+    values: Any, prefix: str = "", *, undefined: bool = False
+) -> dict[str, float | None]:
     """Scores of metrics.json as one flat dict: ``{metric: v}`` or ``{split: {metric: v}}``
-    -> ``{"metric" | "split metric": v}`` (what is not a number is left out)."""
-    flat: dict[str, float] = {}
+    -> ``{"metric" | "split metric": v}`` (what is not a number is left out; ``undefined``:
+    a metric undefined on its data, null, is kept as None)."""
+    flat: dict[str, float | None] = {}
     if not isinstance(values, Mapping):
         return flat
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten_eval(value, prefix=f"{name} "))
+            flat.update(flatten_eval(value, prefix=f"{name} ", undefined=undefined))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
+        elif value is None and undefined:
+            flat[name] = None
     return flat
 
 

@@ -15,24 +15,41 @@ from lgtm.report.records import feedback_leaks, flatten_eval
 __all__ = ["summary_table"]
 
 
-def _metric_rows(result: Mapping[str, Any]) -> list[tuple[str, float | None, float | None]]:
-    """(row name, student value, teacher value) for each split and metric."""
+def _metric_rows(result: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(row name, student value, teacher value) for each split and metric; a value is a
+    number, :data:`UNDEFINED`, or None (no such model or metric)."""
     default_split = str(result.get("eval_split") or "dev")
 
     def by_split(values: Any) -> dict[str, dict[str, float]]:
         if not isinstance(values, Mapping):
             return {}
         if any(isinstance(v, Mapping) for v in values.values()):
-            return {str(s): flatten_eval(v) for s, v in values.items() if isinstance(v, Mapping)}
-        return {default_split: flatten_eval(values)}
+            return {
+                str(s): flatten_eval(v, undefined=True)
+                for s, v in values.items()
+                if isinstance(v, Mapping)
+            }
+        return {default_split: flatten_eval(values, undefined=True)}
 
     student, teacher = by_split(result.get("student")), by_split(result.get("teacher"))
     rows = []
     for split in list(student) + [s for s in teacher if s not in student]:
         s_vals, t_vals = student.get(split, {}), teacher.get(split, {})
         for metric in list(s_vals) + [m for m in t_vals if m not in s_vals]:
-            rows.append((f"{split} {metric}", s_vals.get(metric), t_vals.get(metric)))
+            s, t = (_defined(vals, metric) for vals in (s_vals, t_vals))
+            rows.append((f"{split} {metric}", s, t))
     return rows
+
+
+#: How a metric undefined on its data (null in metrics.json) reads in the summary.
+UNDEFINED = "undefined"
+
+
+def _defined(values: Mapping[str, float | None], metric: str) -> float | str | None:
+    """The value of ``metric``: a number, :data:`UNDEFINED` (present as null), or None."""
+    if metric in values and values[metric] is None:
+        return UNDEFINED
+    return values.get(metric)
 
 
 def _pair(result: Mapping[str, Any], *keys: str) -> tuple[float | None, float | None]:
@@ -107,7 +124,8 @@ def _add_score_rows(table: Table, result: Mapping[str, Any]) -> None:
     leaks = feedback_leaks(result)
     rows = _metric_rows(result)
     for n, (name, s, t) in enumerate(rows):
-        diff = "–" if s is None or t is None else f"{s - t:+.4f}"
+        numbers = isinstance(s, float) and isinstance(t, float)
+        diff = f"{s - t:+.4f}" if numbers else "–"
         label = Text(name + (" (leaked)" if leaks else ""), style="bold red" if leaks else "")
         table.add_row(label, _fmt(s), _fmt(t), diff, end_section=n == len(rows) - 1)
 
@@ -168,9 +186,11 @@ def _caption_lines(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     gain = result.get("default_run_gain")
     if isinstance(gain, Mapping):
         lines.append((_gain_text(gain), ""))
-    floor = flatten_eval(result.get("majority_class"))
+    floor = flatten_eval(result.get("majority_class"), undefined=True)
     if floor:
-        values = ", ".join(f"{k} {v:.4f}" for k, v in floor.items())
+        values = ", ".join(
+            f"{k} {UNDEFINED if v is None else format(v, '.4f')}" for k, v in floor.items()
+        )
         lines.append((f"majority class: {values}", ""))
     stages = result.get("stages")
     if isinstance(stages, list) and len(stages) > 1:  # a run of several stages
