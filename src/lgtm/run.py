@@ -119,7 +119,7 @@ def _distill(config: RunConfig, callback: Callback | None) -> RunResult:
     teacher = step_cls.prepare_teacher(teacher, config.to_dict())  # pesf: its LoRA adapter
     acc = _accelerator(config, out)
     streams = {"train": (len(train_f), config.batch_size)}
-    if step_cls.needs_feedback:
+    if step_cls.uses_feedback(config.to_dict()):  # its own need, or --student-weighting's
         streams["feedback"] = (len(feedback_f), config.batch_size)
     if transfer_f:
         streams["transfer"] = (len(transfer_f), _transfer_batch(config))
