@@ -379,3 +379,19 @@ def tiny_teacher_without_dropout(folder):
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+@pytest.mark.parametrize("method", ["takd", "rco", "pkd", "pesf", "dml"])
+def test_runs_of_other_methods_weigh_their_students(method, tiny_teacher_dir, tiny_data, tmp_path):
+    """Runs of several stages (takd's assistant, rco's anchors) draw feedback in every
+    distilling stage; every such run reports its weights."""
+    over = dict(method=method, student_weighting="influence", epochs=1, teacher_epochs=1)
+    result = train.distill(run_config(tiny_teacher_dir, tiny_data, tmp_path / "r", **over))
+    assert result.metrics["student_weighting"]["scheme"] == "influence"
+    kept = [h["weights_kept"] for h in result.metrics["history"] if "weights_kept" in h]
+    assert kept and all(0 <= k <= 1 for k in kept)
+    log = tmp_path / "r" / "influence.jsonl"
+    if method == "rco":  # K parts of one pass, each a stage of its own: no tracked samples
+        assert not log.exists()
+    else:
+        assert all("weight" in r for r in read_influence(log)) and log.read_text()
