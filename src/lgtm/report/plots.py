@@ -396,7 +396,8 @@ def _plot_student_weights(
     plt: Any, samples: Mapping[int, list[Mapping]], metrics: Mapping, out: Path
 ) -> Path | None:
     """``--student-weighting influence``: the share of each batch kept (``λ > 0``) and the
-    tracked samples' ``λ`` over training (mean ± std, and the share of them weighted)."""
+    tracked samples' ``λ`` over training, relative to uniform weights (``λ`` times their
+    number: median, 10th–90th percentiles, largest), and the share of them weighted."""
     kept: dict[float, float] = {}
     per_step: dict[float, list[float]] = defaultdict(list)
     for series in samples.values():
@@ -409,9 +410,8 @@ def _plot_student_weights(
     if not per_step:
         return None
     steps = np.asarray(sorted(per_step))
-    weights = [np.asarray(per_step[s]) for s in steps]
-    mean = np.asarray([w.mean() for w in weights])
-    std = np.asarray([w.std() for w in weights])
+    weights = [np.asarray(per_step[s]) * len(per_step[s]) for s in steps]  # 1: uniform
+    low, median, high = (np.asarray([np.percentile(w, q) for w in weights]) for q in (10, 50, 90))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.4), sharex=True)
     share = np.asarray([kept.get(s, np.nan) for s in steps])
     top.plot(steps, share, "-o", color=STUDENT_COLOR, markersize=3.5, label="training batch")
@@ -426,13 +426,14 @@ def _plot_student_weights(
     top.set_ylabel("share kept (λ > 0)")
     top.legend(loc="best", fontsize=9)
     top.grid(alpha=0.3)
-    bottom.fill_between(
-        steps, mean - std, mean + std, color="#6a3d9a", alpha=0.18, label="± 1 standard deviation"
-    )
-    bottom.plot(steps, mean, "-o", color="#6a3d9a", markersize=3.5, linewidth=2, label="mean")
-    bottom.axhline(1 / len(samples), color="0.4", linewidth=0.8, linestyle="--", label="uniform")
+    bottom.fill_between(steps, low, high, color="#6a3d9a", alpha=0.18, label="10th–90th percentile")
+    bottom.plot(steps, median, "-o", color="#6a3d9a", markersize=3.5, linewidth=2, label="median")
+    bottom.plot(steps, [w.max() for w in weights], ":", color="#6a3d9a", label="largest")
+    bottom.axhline(1, color="0.4", linewidth=0.8, linestyle="--", label="uniform")
     bottom.set_xlabel("training step")
-    bottom.set_ylabel("weight λ")
+    bottom.set_yscale("symlog", linthresh=1.0)  # a sample that takes all the weight stays legible
+    bottom.set_ylim(bottom=0)
+    bottom.set_ylabel("weight λ × samples (1: uniform)")
     bottom.legend(loc="best", fontsize=9)
     bottom.grid(alpha=0.3)
     run = _run_label(metrics)
