@@ -555,7 +555,7 @@ def _dml_student_first(self, batch, feedback_batch=None, probe=None):
     return {}
 
 
-def _dml_weighted(self, own, peer, labels):  # online's weighted form
+def _dml_weighted(self, own, peer, labels, weights=None):  # online's weighted form
     return ALPHA * self.kd(peer.detach(), own).mean() + (1 - ALPHA) * ce_ref(own, labels).mean()
 
 

@@ -365,11 +365,11 @@ def test_float64_models_train_in_float64(name):
 
 
 # ---- the reference tests can fail: break the method on purpose --------------------------
-def _drop_alpha(self, s, t, labels):
+def _drop_alpha(self, s, t, labels, weights=None):
     return self.kd(t, s).mean() + (1 - self.alpha) * F.cross_entropy(s, labels)
 
 
-def _stale_teacher(self, batch, s, **kw):
+def _stale_teacher(self, batch, s, weights=None, **kw):
     t = self.teacher_logits(batch).detach() * 1.01
     loss = self.student_loss(s, t, batch["labels"])
     self.apply(self.student_optimizer, self.student_params, self.grad_student(loss, **kw))

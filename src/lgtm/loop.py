@@ -2,7 +2,8 @@
 evaluation, checkpoints.
 
 The loop knows of a stepper only ``needs_feedback`` and ``trains_teacher`` (and, for the
-tracked-sample influence, that it returns ``probe_influence``). Every step's losses and
+tracked-sample influence, that it returns ``probe_influence``; with the student's weighting,
+``probe_weights`` and ``weights_kept``). Every step's losses and
 influence are checked finite; both models' parameters and outputs before every evaluation,
 checkpoint and final save, so that no non-finite model is ever written.
 """
@@ -73,7 +74,7 @@ class LoopState:
 
 def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -> None:
     """Add a step's losses (means over its ``samples``) and influence to the window's sums."""
-    for key in ("student_loss", "teacher_loss"):
+    for key in ("student_loss", "teacher_loss", "weights_kept"):
         if key in stats:
             window[key] = window.get(key, 0.0) + float(stats[key]) * samples
             window[key + "_n"] = window.get(key + "_n", 0.0) + samples
@@ -87,7 +88,7 @@ def _accumulate(window: dict[str, float], stats: dict[str, Any], samples: int) -
 
 def _summarise(window: dict[str, float]) -> dict[str, float]:
     out = {}
-    for key in ("student_loss", "teacher_loss"):
+    for key in ("student_loss", "teacher_loss", "weights_kept"):
         if window.get(key + "_n"):
             out[key] = window[key] / window[key + "_n"]
     n = window.get("inf_n", 0.0)
@@ -106,7 +107,7 @@ class LazyInfluenceLog:
         self.path, self.tracked, self.resume_step = path, tracked, resume_step
         self.log_file: Any = None
 
-    def log(self, *args: Any) -> None:
+    def log(self, *args: Any, **kwargs: Any) -> None:
         """Append the tracked samples among this batch (see ``InfluenceLog.log``)."""
         with writing(self.path, "the influence log"):
             if self.log_file is None:
@@ -114,7 +115,7 @@ class LazyInfluenceLog:
 
                 resume = self.resume_step if self.path.exists() else None
                 self.log_file = InfluenceLog(self.path, self.tracked, resume_step=resume)
-            self.log_file.log(*args)
+            self.log_file.log(*args, **kwargs)
 
     def close(self) -> None:
         """Close the file if it was opened."""
@@ -240,6 +241,8 @@ def run_stage(
                     probe["labels"].cpu(),
                     stats["probe_teacher_logits"].cpu(),
                     stats["probe_student_logits"].cpu(),
+                    weights=stats.get("probe_weights"),
+                    kept=stats.get("weights_kept"),
                 )
             spent = time.perf_counter() - t0
             state.train_seconds += spent

@@ -59,6 +59,20 @@ def selection_metrics(config: RunConfig, data: RunData, state: LoopState) -> dic
     }
 
 
+def weighting_metrics(config: RunConfig, state: LoopState) -> dict[str, Any] | None:
+    """How the student's distillation term was weighted (``--student-weighting``): None for
+    the plain mean; else the scheme and the mean share of a batch kept (``λ > 0``) over the
+    logged windows."""
+    if config.student_weighting == "none":
+        return None
+    kept = [h["weights_kept"] for h in state.history if "weights_kept" in h]
+    return {
+        "scheme": config.student_weighting,
+        "weights": "λ_i = max(w_i, 0) / Σ_j max(w_j, 0) over each batch, w_i the influence",
+        "weights_kept_mean": sum(kept) / len(kept) if kept else None,
+    }
+
+
 def final_metrics(
     config: RunConfig,
     data: RunData,
@@ -83,6 +97,7 @@ def final_metrics(
     return {
         "task": data.task.name,
         "method": config.method,
+        "student_weighting": weighting_metrics(config, state),
         "preset": config.preset,
         "seed": config.seed,
         "student": (

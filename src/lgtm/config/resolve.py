@@ -175,6 +175,12 @@ def _check_method_options(config: RunConfig) -> None:
     from lgtm.methods.base import REGISTRY
 
     chosen = method_class(config.method)
+    if config.student_weighting != "none" and not chosen.distills:
+        raise LgtmInputError(
+            f"--method {config.method} has no distillation term to weight: use "
+            "--student-weighting with kd, lgtm or another method that distils",
+            field="student_weighting",
+        )
     own = {o.name for o in chosen.options}
     for option in REGISTRY_OPTIONS:
         value = getattr(config, option.name)

@@ -49,7 +49,9 @@ def make_method(
     stages' ``kd`` step).
 
     ``options`` are the keyword arguments of :class:`Method` (alpha, teacher_alpha,
-    temperature, objective, fd_radius, lookahead, influence_objective, influence_step), and
+    temperature, objective, fd_radius, lookahead, influence_objective, influence_step,
+    student_weighting: ``"influence"`` weighs the student's distillation term per sample,
+    ``methods/influence.py``; refused by ``ce``), and
     those of the method itself: ``pkd_beta``, ``pkd_layers`` (pkd), ``pesf_rank`` (pesf).
     A ``preset`` fills them in; an explicit option that contradicts it is an error.
     ``teacher`` may be ``None`` only for ``ce``; ``pesf`` needs a teacher wrapped by

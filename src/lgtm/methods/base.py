@@ -7,6 +7,8 @@ both through the optimizers given at construction. The loop around it knows noth
 Notation follows ALGORITHMS.md: ``t = T(x; θt)``, ``s = S(x; θs)``,
 ``Ls = α · mean kd(t, s) + (1 − α) · mean ce(y, s)``,
 ``L_aux = αt · mean kd'(s, t) + (1 − αt) · mean ce(y, t)`` with ``kd'(s, t) = kd(s.detach(), t)``.
+With ``student_weighting="influence"`` the mean of ``Ls``'s distillation term becomes
+``Σ_i λ_i kd(t_i, s_i)`` (``methods/influence.py``).
 
 A method that teaches without a teacher (``ce``, the student alone) sets ``needs_teacher =
 False``; only such a method accepts ``teacher=None``.
@@ -83,6 +85,9 @@ class Method:
     computes_influence: ClassVar[bool] = False  # step() returns per-sample "influence"
     needs_double_backward: ClassVar[bool] = False  # True: second-order gradients (eager attention)
     needs_teacher: ClassVar[bool] = True  # False: teacher=None is accepted (and ignored)
+    #: True: the student's loss has a distillation term (``influence.StudentInfluence``), which
+    #: ``student_weighting="influence"`` weighs per sample; the others refuse that option.
+    distills: ClassVar[bool] = False
     #: True: with a frozen teacher, step() reads the teacher only through
     #: :meth:`teacher_logits`, so the loop may give its outputs cached (kd and its stages).
     reads_only_teacher_logits: ClassVar[bool] = False
@@ -121,6 +126,7 @@ class Method:
         lookahead: str = "adam",
         influence_objective: str = "student",
         influence_step: str = "student_lr",
+        student_weighting: str = "none",
     ) -> None:
         if teacher is None and self.needs_teacher:
             raise ValueError(
@@ -138,11 +144,17 @@ class Method:
             "lookahead": lookahead,
             "influence_objective": influence_objective,
             "influence_step": influence_step,
+            "student_weighting": student_weighting,
         }
         for option in SHARED:
             problem = option.check(given[option.name])
             if problem is not None:
                 raise ValueError(f"{option.name}: {problem}")
+        if student_weighting != "none" and not self.distills:
+            raise ValueError(
+                f"student_weighting: method {self.name!r} has no distillation term to weight; "
+                "use a method that distils (kd, lgtm, ...)"
+            )
         if self.needs_double_backward:
             for role, model in (("teacher", teacher), ("student", student)):
                 if model is not None:
@@ -152,6 +164,9 @@ class Method:
         self.alpha, self.teacher_alpha, self.temperature = alpha, teacher_alpha, temperature
         self.objective, self.fd_radius, self.lookahead = objective, fd_radius, lookahead
         self.influence_objective, self.influence_step = influence_objective, influence_step
+        self.student_weighting = student_weighting
+        if student_weighting == "influence":  # its influence needs feedback, and is tracked
+            self.needs_feedback = self.computes_influence = True
         regression = getattr(getattr(student, "config", None), "num_labels", 2) == 1
         self.kd = distill_objective(objective, temperature, regression)
         self.student_names, self.student_params = _trainable(student)
@@ -227,6 +242,11 @@ class Method:
             out["track_steps"] = f"--method {cls.name} computes no influence"
         return out
 
+    def uses_feedback(cls, values: Mapping[str, Any]) -> bool:
+        """Whether a run of this method with the options ``values`` (a ``RunConfig``'s fields
+        by name) draws feedback batches: its own need, or the student's weighting's."""
+        return cls.needs_feedback or values.get("student_weighting", "none") != "none"
+
     @classmethod
     def prepare_teacher(cls, teacher: torch.nn.Module, values: Mapping[str, Any]) -> Any:
         """The teacher as this method trains it, before its optimizer is built (pesf: a LoRA
@@ -261,10 +281,16 @@ class Method:
             return batch[CACHED_TEACHER]
         return self.teacher(**model_inputs(batch)).logits
 
-    def student_loss(self, s: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+    def student_loss(
+        self, s: Tensor, t: Tensor, labels: Tensor, weights: Tensor | None = None
+    ) -> Tensor:
         """``Ls = α · mean kd(t, s) + (1 − α) · mean_labelled ce(y, s)``: the distillation
-        term over every sample, the label term over those with a label."""
-        loss = self.alpha * self.kd(t, s).mean()
+        term over every sample, the label term over those with a label. With ``weights``
+        ``λ`` ``[B]`` (summing to 1 over the global batch) the distillation term is
+        ``Σ_i λ_i kd(t_i, s_i)`` (:meth:`weighted_sum`)."""
+        kd = self.kd(t, s)
+        term = kd.mean() if weights is None else self.weighted_sum(kd, weights)
+        loss = self.alpha * term
         if self.alpha < 1:
             loss = loss + (1 - self.alpha) * self.labelled_mean(task_loss(s, labels), labels)
         return loss
@@ -296,6 +322,23 @@ class Method:
         if labelled_global == 0 or n_local == 0:
             return total * 0.0
         return total * (n_global / (n_local * labelled_global))
+
+    @staticmethod
+    def weighted_sum(values: Tensor, weights: Tensor) -> Tensor:
+        """``Σ_i λ_i v_i`` over the global batch, ``values`` and ``weights`` ``[B]`` (this
+        process's samples; the weights normalised over the global batch).
+
+        As :meth:`labelled_mean`, a term of a loss whose gradients are averaged over processes
+        weighted by their sample counts ``n_p``: this process returns
+        ``Σ_(i∈p) λ_i v_i · N / n_p``, whose weighted average over processes is the global
+        sum (on one process: ``Σ_i λ_i v_i``). One all-reduce of a count on several processes.
+        """
+        n_local = 0 if distributed.stand_in() else values.shape[0]  # a stand-in weighs nothing
+        (n_global,) = distributed.global_sums(n_local)
+        total = (values * weights).sum()
+        if n_local == 0:
+            return total * 0.0
+        return total if n_local == n_global else total * (n_global / n_local)
 
     def apply(
         self,
@@ -341,13 +384,16 @@ class Method:
         combine = distributed.average_in_graph if in_graph else distributed.average
         return tuple(combine(grads, 1 if weight is None else weight))
 
-    def real_student_step(self, batch: Batch, s: Tensor, **kw: Any) -> float:
+    def real_student_step(
+        self, batch: Batch, s: Tensor, weights: Tensor | None = None, **kw: Any
+    ) -> float:
         """The last step of every method: teacher forward with its current θt (no graph),
-        then the student's update on ``Ls``. ``s`` is the student's forward at the current
-        θs on this batch (its graph is reused, saving a forward)."""
+        then the student's update on ``Ls`` (its distillation term weighted by ``weights``
+        ``[B]`` when given). ``s`` is the student's forward at the current θs on this batch
+        (its graph is reused, saving a forward)."""
         with torch.no_grad():
             t = self.teacher_logits(batch)
-        loss = self.student_loss(s, t, batch["labels"])
+        loss = self.student_loss(s, t, batch["labels"], weights)
         self.apply(self.student_optimizer, self.student_params, self.grad_student(loss, **kw))
         return loss.item()
 

@@ -18,12 +18,13 @@ import torch
 
 from ..objectives import task_loss
 from .base import LGTM_OPTIONS, Batch, Method, register
+from .influence import StudentInfluence
 
 Tensor = torch.Tensor
 
 
 @register("dml")
-class DML(Method):
+class DML(StudentInfluence, Method):
     """Teacher step on ``Lt``, then student step on ``Ls`` with the updated teacher."""
 
     unread = {
@@ -43,22 +44,31 @@ class DML(Method):
         labels = batch["labels"]
         t = self.teacher_logits(batch)
         s = self.student_logits(batch)  # its graph also serves the student's step
+        weights, found = None, {}  # student_weighting="influence": λ before the teacher moves
+        if self.student_weighting == "influence":
+            uniform = self.mutual_loss(s, t.detach(), labels)
+            weights, found = self.student_weights(batch, uniform, t, feedback_batch, probe)
         teacher_loss = self.mutual_loss(t, s.detach(), labels)
         self.apply(self.teacher_optimizer, self.teacher_params, self.grad_teacher(teacher_loss))
         with torch.no_grad():
             t_new = self.teacher_logits(batch)
-        student_loss = self.mutual_loss(s, t_new, labels)
+        student_loss = self.mutual_loss(s, t_new, labels, weights)
         self.apply(self.student_optimizer, self.student_params, self.grad_student(student_loss))
         return {
             "student_loss": student_loss.item(),
             "teacher_loss": teacher_loss.item(),
             "student_logits": s.detach(),
             "teacher_logits": t.detach(),
+            **found,
         }
 
-    def mutual_loss(self, own: Tensor, peer: Tensor, labels: Tensor) -> Tensor:
+    def mutual_loss(
+        self, own: Tensor, peer: Tensor, labels: Tensor, weights: Tensor | None = None
+    ) -> Tensor:
         """``mean_labelled ce(y, own) + mean kd(peer, own)``: a network's task loss plus its
         distance to its (detached) peer; ``own``, ``peer`` ``[B, C]``, ``labels`` ``[B]``, returns a
-        scalar (Zhang et al. 2018: ``L_Θ1 = L_C1 + D_KL(p2 ‖ p1)``, τ-softened here)."""
+        scalar (Zhang et al. 2018: ``L_Θ1 = L_C1 + D_KL(p2 ‖ p1)``, τ-softened here). With
+        ``weights`` ``λ`` ``[B]`` the distance is ``Σ_i λ_i kd_i`` (the student's weighting)."""
         ce = self.labelled_mean(task_loss(own, labels), labels)
-        return ce + self.kd(peer.detach(), own).mean()
+        kd = self.kd(peer.detach(), own)
+        return ce + (kd.mean() if weights is None else self.weighted_sum(kd, weights))

@@ -19,10 +19,11 @@ from .. import distributed
 from ..lookahead import look_ahead
 from ..objectives import task_loss
 from .base import LGTM_OPTIONS, Batch, Method, register
+from .influence import StudentInfluence
 
 
 @register("meta")
-class Meta(Method):
+class Meta(StudentInfluence, Method):
     """The teacher's update back-propagates through the student's pilot update."""
 
     needs_feedback = True
@@ -42,6 +43,10 @@ class Meta(Method):
             raise ValueError("meta distillation needs a feedback batch")
         t = self.teacher_logits(batch)
         s = self.student_logits(batch)
+        weights, found = None, {}  # student_weighting="influence": λ before the teacher moves
+        if self.student_weighting == "influence":
+            uniform = self.student_loss(s, t.detach(), batch["labels"])
+            weights, found = self.student_weights(batch, uniform, t, feedback_batch, probe)
         pilot_grads = self.grad_student(self.student_loss(s, t, batch["labels"]), create_graph=True)
         pilot = look_ahead(
             self.student_params,
@@ -65,7 +70,7 @@ class Meta(Method):
             distributed.sum_up(self.grad_teacher(through_pilot, local=True, retain_graph=True)),
         )
         del pilot, pilot_grads
-        student_loss = self.real_student_step(batch, s)
+        student_loss = self.real_student_step(batch, s, weights)
         return {
             "student_loss": student_loss,
             # the feedback batch's global mean: the loop weighs by the step's batch
@@ -74,4 +79,5 @@ class Meta(Method):
             ),
             "student_logits": s.detach(),
             "teacher_logits": t.detach(),
+            **found,
         }

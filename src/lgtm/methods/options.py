@@ -120,4 +120,12 @@ SHARED = (
         "step size scaling the influence term",
         choices=("student_lr", "teacher_lr"),
     ),
+    Option(
+        "student_weighting",
+        "none",
+        str,
+        "the student's distillation term per sample: uniform (none), or weighted by each "
+        "sample's positive distillation influence (influence; needs a feedback set)",
+        choices=("none", "influence"),
+    ),
 )

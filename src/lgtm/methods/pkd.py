@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..objectives import promote
 from .base import Batch, Method, model_inputs, register
+from .influence import StudentInfluence
 from .options import Option
 
 Tensor = torch.Tensor
@@ -99,7 +100,7 @@ def _sizes(model: torch.nn.Module) -> tuple[int, int]:
 
 
 @register("pkd")
-class PKD(Method):
+class PKD(StudentInfluence, Method):
     """``θs ← θs − ηs ∇θs (Ls + β · L_PT)`` with the teacher frozen."""
 
     trains_teacher = False
@@ -172,12 +173,16 @@ class PKD(Method):
         t, s = out_t.logits, out_s.logits
         pt = self.patient_loss(out_s.hidden_states, out_t.hidden_states)
         loss = self.student_loss(s, t, batch["labels"]) + self.pkd_beta * pt
+        weights, found = self.student_weights(batch, loss, t, feedback_batch, probe)
+        if weights is not None:  # student_weighting="influence": Σ λ_i kd_i
+            loss = self.student_loss(s, t, batch["labels"], weights) + self.pkd_beta * pt
         self.apply(self.student_optimizer, self.student_params, self.grad_student(loss))
         return {
             "student_loss": loss.item(),
             "pt_loss": pt.item(),
             "student_logits": s.detach(),
             "teacher_logits": t,
+            **found,
         }
 
     def patient_loss(

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from ..errors import LgtmInputError
-from ..plans import Plan, RunParts, Stage, cacheable_teacher, register_plan
+from ..plans import TRACKS_PER_RUN, Plan, RunParts, Stage, cacheable_teacher, register_plan
 from .base import register
 from .kd import KD
 from .options import Option
@@ -109,11 +109,17 @@ class TAKDPlan(Plan):
                 learns_from="assistant",
                 label=f"distill ({self.config.method})",
                 teacher_model=self.assistant,
+                track_every=self.track_every(total) if method.computes_influence else 0,
                 uses_transfer=True,
                 frozen_teacher=cacheable_teacher(method, self.assistant),
             )
         )
         return out
+
+    def track_every(self, total: int) -> int:
+        """Steps between two logs of the tracked samples' influence (``--student-weighting
+        influence``), as in the ``single`` plan."""
+        return self.config.track_steps or max(1, math.ceil(total / TRACKS_PER_RUN))
 
     def distill_teacher(self, teacher: Any) -> Any:
         """The student's teacher: the assistant."""

@@ -1,6 +1,7 @@
 """The figures of a run, drawn from its files alone (metrics.json, influence.jsonl), so
 ``lgtm plot`` can redraw them for any finished or interrupted run: dev metrics, losses (with a
-caption each method gives), the influence of single samples and the mean influence.
+caption each method gives), the influence of single samples and the mean influence, and the
+student's weights when its distillation term is weighted by influence.
 """
 
 from __future__ import annotations
@@ -395,13 +396,69 @@ def _plot_influence_mean(
     return _finish(fig, out / "influence_mean.png", metrics)
 
 
+def _plot_student_weights(
+    plt: Any, samples: Mapping[int, list[Mapping]], metrics: Mapping, out: Path
+) -> Path | None:
+    """``--student-weighting influence``: the share of each batch kept (``λ > 0``) and the
+    tracked samples' ``λ`` over training, relative to uniform weights (``λ`` times their
+    number: median, 10th–90th percentiles, largest), and the share of them weighted."""
+    kept: dict[float, float] = {}
+    per_step: dict[float, list[float]] = defaultdict(list)
+    for series in samples.values():
+        for rec in series:
+            if rec.get("weight") is None:
+                continue
+            per_step[float(rec["step"])].append(float(rec["weight"]))
+            if rec.get("weights_kept") is not None:
+                kept[float(rec["step"])] = float(rec["weights_kept"])
+    if not per_step:
+        return None
+    steps = np.asarray(sorted(per_step))
+    weights = [np.asarray(per_step[s]) * len(per_step[s]) for s in steps]  # 1: uniform
+    low, median, high = (np.asarray([np.percentile(w, q) for w in weights]) for q in (10, 50, 90))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.4), sharex=True)
+    share = np.asarray([kept.get(s, np.nan) for s in steps])
+    top.plot(steps, share, "-o", color=STUDENT_COLOR, markersize=3.5, label="training batch")
+    top.plot(
+        steps,
+        [float((w > 0).mean()) for w in weights],
+        "--",
+        color="0.45",
+        label="tracked samples",
+    )
+    top.set_ylim(-0.03, 1.03)
+    top.set_ylabel("share kept (λ > 0)")
+    top.legend(loc="best", fontsize=9)
+    top.grid(alpha=0.3)
+    bottom.fill_between(steps, low, high, color="#6a3d9a", alpha=0.18, label="10th–90th percentile")
+    bottom.plot(steps, median, "-o", color="#6a3d9a", markersize=3.5, linewidth=2, label="median")
+    bottom.plot(steps, [w.max() for w in weights], ":", color="#6a3d9a", label="largest")
+    bottom.axhline(1, color="0.4", linewidth=0.8, linestyle="--", label="uniform")
+    bottom.set_xlabel("training step")
+    bottom.set_yscale("symlog", linthresh=1.0)  # a sample that takes all the weight stays legible
+    bottom.set_ylim(bottom=0)
+    bottom.set_ylabel("weight λ × samples (1: uniform)")
+    bottom.legend(loc="best", fontsize=9)
+    bottom.grid(alpha=0.3)
+    run = _run_label(metrics)
+    top.set_title(
+        f"Student weights λ ∝ max(influence, 0) of {len(samples)} tracked samples"
+        + (f" ({run})" if run else ""),
+        fontsize=12,
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return _finish(fig, out / "student_weights.png", metrics)
+
+
 def make_plots(output_dir: str | os.PathLike[str]) -> list[Path]:
     """Draw ``output_dir/plots/*.png`` from ``metrics.json`` and ``influence.jsonl``.
 
     dev_metrics.png (student and teacher dev metrics over steps), losses.png (training losses),
     and, when influence.jsonl exists (LGTM methods), influence_samples.png (a few samples'
     influence with each model right/wrong) and influence_mean.png (mean ± std over the tracked
-    samples). A figure without data is skipped. Returns the paths written.
+    samples); with ``--student-weighting influence`` also student_weights.png (the share of each
+    batch kept and the tracked samples' weights λ). A figure without data is skipped. Returns
+    the paths written.
     """
     import matplotlib
 
@@ -423,4 +480,5 @@ def make_plots(output_dir: str | os.PathLike[str]) -> list[Path]:
             samples = _by_sample(read_influence(influence_path))
             written.append(_plot_influence_samples(plt, samples, metrics, out))
             written.append(_plot_influence_mean(plt, samples, metrics, out))
+            written.append(_plot_student_weights(plt, samples, metrics, out))
     return [p for p in written if p is not None]

@@ -144,6 +144,9 @@ class InfluenceLog:
     "teacher_prob", "student_prob"}``. For classification ``*_pred`` is the predicted class and
     ``*_prob`` the probability the model gives to the *gold* label (so a sample's difficulty can
     be read off directly); for regression ``*_pred`` is the predicted score and ``*_prob`` null.
+    A run with ``--student-weighting influence`` adds ``"weight"`` (the sample's ``λ`` among the
+    tracked samples taken as one batch) and ``"weights_kept"`` (the share of that step's
+    training batch with ``λ > 0``).
 
     A new log starts an empty file. ``resume_step=k`` keeps the lines of steps ``<= k`` of an
     existing file (those before the checkpoint a run resumes from) and appends after them, so a
@@ -182,17 +185,23 @@ class InfluenceLog:
         labels: Any,
         teacher_logits: Any,
         student_logits: Any,
+        *,
+        weights: Any = None,
+        kept: float | None = None,
     ) -> None:
         """Append (and flush) one line per tracked id among ``ids``; the others are ignored.
 
         Arguments are per-sample and aligned with ``ids``; tensors on any device are accepted.
         ``influence`` may be None (methods without per-sample influence): logged as null.
+        ``weights`` (per sample) and ``kept`` (the step's share of its batch kept), given by a
+        run whose student is weighted, are logged as ``weight`` and ``weights_kept``.
         """
         id_list = [int(i) for i in _to_numpy(ids).reshape(-1)]
         rows = [r for r, i in enumerate(id_list) if i in self.tracked_ids]
         if not rows:
             return
         infl = None if influence is None else _to_numpy(influence).reshape(-1)
+        lam = None if weights is None else _to_numpy(weights).astype(np.float64).reshape(-1)
         y = _to_numpy(labels).reshape(-1)
         t_logits = _to_numpy(teacher_logits).astype(np.float64)
         s_logits = _to_numpy(student_logits).astype(np.float64)
@@ -209,6 +218,8 @@ class InfluenceLog:
                 "id": id_list[r],
                 "influence": None if infl is None else float(infl[r]),
             }
+            if lam is not None:
+                record |= {"weight": float(lam[r]), "weights_kept": kept}
             if regression:
                 record |= {
                     "label": float(y[r]),

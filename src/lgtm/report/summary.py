@@ -168,6 +168,17 @@ def _caption_lines(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     method = result.get("method")
     if method:
         lines.append((f"method: {method}", ""))
+    weighting = result.get("student_weighting")
+    if isinstance(weighting, Mapping):
+        kept = weighting.get("weights_kept_mean")
+        share = f"; {kept:.0%} of each batch kept on average" if isinstance(kept, float) else ""
+        lines.append(
+            (
+                "student weighting: each sample's distillation term weighted by its positive "
+                f"influence on the feedback loss{share}",
+                "",
+            )
+        )
     feedback = _feedback_line(result)
     if feedback is not None:
         lines.append(feedback)
