@@ -216,14 +216,24 @@ def is_quantized(path: str | os.PathLike[str]) -> bool:
 
 
 def onnx_parameters(path: str | os.PathLike[str]) -> int:
-    """Weights stored in an ONNX file (elements of its initializers, quantisation scales and
-    zero points excluded)."""
+    """Weights stored in an ONNX file: elements of its floating-point and 8-bit initializers
+    of more than one element (integer shape constants, buffers such as ``position_ids``, and
+    the scalar scales and zero points of quantisation left out). Identical constants the
+    exporter's optimiser merged (a fresh model's zero biases) count once."""
     import onnx
 
+    kinds = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.UINT8,
+    }
     total = 0
     for tensor in onnx.load(str(path), load_external_data=False).graph.initializer:
         count = int(np.prod(tensor.dims)) if tensor.dims else 1
-        if count > 1 or not tensor.name.endswith(("_scale", "_zero_point")):
+        if count > 1 and tensor.data_type in kinds:
             total += count
     return total
 
