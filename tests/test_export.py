@@ -147,9 +147,7 @@ def test_real_minilm_student_onnx_equals_pytorch_on_sst2(tmp_path):
 
     # pruned to these sentences, the PyTorch student gives exactly the same logits on them
     pruned, pruned_tokenizer, info = prune_vocabulary(student, tokenizer, texts)
-    assert len(info.kept) < 2000 and pruned.get_input_embeddings().num_embeddings == len(
-        info.kept
-    )
+    assert len(info.kept) < 2000 and pruned.get_input_embeddings().num_embeddings == len(info.kept)
     np.testing.assert_array_equal(
         torch_logits(pruned, pruned_tokenizer, texts), torch_logits(student, tokenizer, texts)
     )
@@ -335,3 +333,31 @@ def test_a_failed_export_leaves_the_output_folder_as_it_was(tmp_path, tiny_class
     assert "opset 14" in line
     assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
     assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- at the end of a run
+
+
+def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path, capsys):
+    """lgtm distill --export onnx,int8,prune writes RUN_DIR/export: the teacher, the student
+    and both files measured on the run's evaluation set (the student's score is the run's),
+    the vocabulary pruned to the run's training text; lgtm export RUN_DIR refuses to replace
+    it without --overwrite."""
+    out = tmp_path / "run"
+    status, _, err = run(
+        capsys, "distill", "--task", "sst2", "--data-dir", glue_dir / "SST-2", "--teacher",
+        tiny_teacher_dir, "--student-layers", "1", "--method", "online", "--max-train-samples",
+        "32", "--max-eval-samples", "32", "--max-length", "32", "--epochs", "1",
+        "--batch-size", "8", "--output-dir", out, "--quiet", "--export", "onnx,int8,prune",
+    )  # fmt: skip
+    assert status == 0, err
+    report = json.loads((out / "export" / "export.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert list(rows) == ["teacher", "student", FP32_FILE, INT8_FILE]
+    assert rows["student"]["metrics"] == metrics["student"]
+    assert rows["teacher"]["metrics"] == metrics["teacher"]
+    assert report["eval_examples"] == 32 and report["max_length"] == 32
+    assert 100 < report["pruning"]["kept_tokens"] < 2000
+    line = one_line_error(capsys, "export", out, "--output-dir", out / "export")
+    assert "--overwrite" in line

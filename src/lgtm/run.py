@@ -85,6 +85,10 @@ def distill(
     """
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
+    if config.export:  # --export: its packages checked before anything trains
+        from lgtm.export.onnx import require_packages
+
+        require_packages()
     out = Path(config.output_dir or default_output_dir(config))
     created = not out.exists()
     try:
@@ -357,6 +361,10 @@ def _outputs(
         models.update(plan.saved_models(parts))
         metrics["wall_seconds"] = ctx.wall()
         write_outputs(config, out, metrics, models, tokenizer=ctx.tokenizer)
+        if config.export:  # --export onnx,int8: lgtm export RUN_DIR --output-dir RUN_DIR/export
+            from lgtm.export.command import export_run
+
+            export_run(out, config.export, seed=config.seed)
     if config.report_to == "tensorboard":
         acc.end_training()
     return metrics

@@ -14,6 +14,7 @@ from typing import Any
 from lgtm.config.values import (
     boolean,
     choice,
+    choice_list,
     config_field,
     finite_float,
     float_or_auto,
@@ -92,6 +93,7 @@ NOT_RESULT_FIELDS = frozenset(
         "resume",
         "quiet",
         "report_to",
+        "export",
         "keep_checkpoints",
         "save_steps",
         "eval_batch_size",
@@ -402,6 +404,15 @@ class _Training:
         choice("none", "tensorboard"),
         "also log to TensorBoard (in OUTPUT_DIR/tensorboard)",
         group="run",
+    )
+    export: list[str] | None = config_field(
+        None,
+        optional(choice_list("onnx", "int8", "prune")),
+        "at the end of the run, lgtm export the student into OUTPUT_DIR/export: onnx (float32), "
+        "int8 (also quantised), prune (vocabulary pruned to the run's training and transfer "
+        "text), comma-separated, e.g. onnx,int8",
+        group="run",
+        metavar="onnx[,int8][,prune]",
     )
     quiet: bool = config_field(
         False,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lgtm.errors import LgtmInputError
-from lgtm.export.onnx import INT8_FILE, find_onnx, is_quantized
+from lgtm.export.onnx import DEFAULT_OPSET, INT8_FILE, find_onnx, is_quantized
 
 
 def _refuse_exported(source: Path, quantize: str | None) -> None:
@@ -231,3 +231,30 @@ def verdict(report: dict[str, Any], out: Path) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def export_run(run_dir: Path, formats: list[str], *, seed: int = 42) -> int:
+    """``lgtm distill --export onnx[,int8][,prune]``: ``lgtm export RUN_DIR --output-dir
+    RUN_DIR/export`` (replacing an earlier one) at the end of a run; returns its status."""
+    args = argparse.Namespace(
+        model_dir=str(run_dir),
+        output_dir=str(Path(run_dir) / "export"),
+        quantize="int8" if "int8" in formats else None,
+        prune_vocab=[] if "prune" in formats else None,
+        teacher=None,
+        task=None,
+        data_dir=None,
+        eval_file=None,
+        label_column=None,
+        text_columns=None,
+        max_eval_samples=None,
+        seed=seed,
+        max_length=None,
+        batch_size=64,
+        opset=DEFAULT_OPSET,
+        threads=None,
+        repeats=10,
+        max_metric_drop=1.0,
+        overwrite=True,
+    )
+    return run(args)
