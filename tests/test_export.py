@@ -359,5 +359,11 @@ def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path
     assert rows["teacher"]["metrics"] == metrics["teacher"]
     assert report["eval_examples"] == 32 and report["max_length"] == 32
     assert 100 < report["pruning"]["kept_tokens"] < 2000
+    from huggingface_hub import ModelCard
+
+    for role in ("student", "teacher"):  # the model cards of the saved folders
+        card = ModelCard.load(out / role / "README.md")
+        (result,) = card.data.eval_results
+        assert result.metric_value == round(metrics[role]["accuracy"], 6)
     line = one_line_error(capsys, "export", out, "--output-dir", out / "export")
     assert "--overwrite" in line
