@@ -316,6 +316,11 @@ def test_bad_input_is_one_line(tmp_path, tiny_classifier, exported, corpus, caps
         capsys, "export", tiny_classifier, "--output-dir", tmp_path / "o", "--opset", "99", *data
     )
     assert "opset 99" in line
+    line = one_line_error(
+        capsys, "export", tiny_classifier, "--output-dir", tmp_path / "o", "--max-metric-drop",
+        "nan", *data,
+    )  # fmt: skip
+    assert "max_metric_drop" in line
     assert not (tmp_path / "o").exists()
 
 
@@ -367,3 +372,6 @@ def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path
         assert result.metric_value == round(metrics[role]["accuracy"], 6)
     line = one_line_error(capsys, "export", out, "--output-dir", out / "export")
     assert "--overwrite" in line
+    card = ModelCard.load(out / "export" / "README.md")  # the student's, with the export's words
+    assert card.data.eval_results[0].metric_value == round(metrics["student"]["accuracy"], 6)
+    assert "model_int8.onnx, vocabulary pruned" in card.text

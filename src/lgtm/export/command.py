@@ -180,6 +180,19 @@ def run(args: argparse.Namespace) -> int:
     if teacher_dir is not None:
         teacher, teacher_tokenizer = _checked_model(teacher_dir, task, "teacher")
 
+    if not args.max_metric_drop >= 0 or args.max_metric_drop == float("inf"):
+        raise LgtmInputError(
+            f"must be a finite number of points >= 0, got {args.max_metric_drop}",
+            field="max_metric_drop",
+        )
+    card = None
+    if (student_dir / "README.md").is_file():  # the run's model card, with the export's words
+        card = (student_dir / "README.md").read_text(encoding="utf-8") + (
+            "\n## ONNX export\n\nThis folder holds the model exported by `lgtm export` "
+            f"(model.onnx{', model_int8.onnx' if args.quantize else ''}"
+            f"{', vocabulary pruned' if corpus is not None else ''}) for ONNX Runtime; the "
+            "scores above are the PyTorch model's, the exported files' are in export.md.\n"
+        )
     settings = ExportSettings(
         quantize=args.quantize,
         opset=args.opset,
@@ -202,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         teacher_dir=teacher_dir,
         prune_texts=corpus,
         overwrite=args.overwrite,
+        card=card,
     )
     from lgtm.export.report import markdown
 
