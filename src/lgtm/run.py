@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from lgtm import distributed, rundir
+from lgtm import distributed, rundir, trackers
 from lgtm.batches import Batches, MixedBatches
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
@@ -85,6 +85,7 @@ def distill(
     """
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
+    trackers.check_available(config.report_to)  # --report-to: before anything trains
     if config.export:  # --export: its packages checked before anything trains
         from lgtm.export.onnx import require_packages
 
@@ -365,7 +366,7 @@ def _outputs(
             from lgtm.export.command import export_run
 
             export_run(out, config.export, seed=config.seed)
-    if config.report_to == "tensorboard":
+    if trackers.names(config.report_to):
         acc.end_training()
     return metrics
 
@@ -397,7 +398,7 @@ def _accelerator(config: RunConfig, out: Path) -> Any:
         cpu=distributed.use_cpu_backend(),
         mixed_precision=distributed.mixed_precision(config.mixed_precision),
         step_scheduler_with_optimizer=False,
-        log_with="tensorboard" if config.report_to == "tensorboard" else None,
+        log_with=trackers.log_with(config.report_to),
         project_config=ProjectConfiguration(
             project_dir=str(out), logging_dir=str(out / "tensorboard")
         ),

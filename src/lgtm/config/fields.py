@@ -26,6 +26,7 @@ from lgtm.config.values import (
     positive_integer,
     text,
     text_list,
+    trackers,
 )
 from lgtm.methods import METHOD_NAMES, PRESETS, REGISTRY_OPTIONS
 
@@ -399,11 +400,14 @@ class _Training:
     keep_checkpoints: bool = config_field(
         False, boolean, "keep the last checkpoint after a finished run", group="run", flag=True
     )
-    report_to: str = config_field(
-        "none",
-        choice("none", "tensorboard"),
-        "also log to TensorBoard (in OUTPUT_DIR/tensorboard)",
+    report_to: list[str] | None = config_field(
+        None,
+        trackers,
+        "also log to these trackers, comma-separated, offline and in OUTPUT_DIR: tensorboard "
+        "(OUTPUT_DIR/tensorboard), mlflow (a local SQLite store, OUTPUT_DIR/mlflow.db), wandb "
+        "(offline mode, OUTPUT_DIR/wandb); none (the default) for none",
         group="run",
+        metavar="none|tensorboard[,mlflow][,wandb]",
     )
     export: list[str] | None = config_field(
         None,

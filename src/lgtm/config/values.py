@@ -104,6 +104,19 @@ def choice_list(*choices: str) -> Callable[[Any], list[str]]:
     return parse
 
 
+def trackers(value: Any) -> list[str] | None:
+    """``--report-to``: ``none`` (or nothing) -> None, else a comma-separated list (or a YAML
+    list) of ``tensorboard``, ``mlflow``, ``wandb``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
+        return None
+    if isinstance(value, list | tuple) and not value:
+        return None
+    return choice_list("tensorboard", "mlflow", "wandb")(value)
+
+
+trackers.choices = ("none", "tensorboard", "mlflow", "wandb")  # type: ignore[attr-defined]
+
+
 def parse_layers(value: Any) -> int | list[int]:
     """``2`` -> 2 (the first two layers); ``"0,2,4"`` or ``[0, 2, 4]`` -> those teacher layers."""
     if isinstance(value, list | tuple):
