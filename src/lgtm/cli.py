@@ -100,8 +100,10 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from lgtm import data as D
     from lgtm import models as M
     from lgtm.checks import align_labels, check_embeddings, require_trained_head, usable_max_length
+    from lgtm.export.onnx import find_onnx
 
-    path = M.resolve_model_path(args.model)
+    onnx_file = find_onnx(args.model)  # an exported folder (lgtm export), or one of its files
+    path = str(onnx_file.parent) if onnx_file else M.resolve_model_path(args.model)
     if not (Path(path) / "config.json").is_file():
         raise LgtmInputError("not a model folder (no config.json)", file=args.model, field="model")
     mconf = AutoConfig.from_pretrained(path)
@@ -127,7 +129,14 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
             task = _task_from_model(mconf, args.task, args.text_columns or ["text"])
         else:
             raise
-    model, tokenizer = M.load_model(path, task.num_labels)
+    if onnx_file is not None:
+        from lgtm.checks import check_label_count
+        from lgtm.export.onnx import load_onnx_classifier
+
+        check_label_count(mconf, task.num_labels, str(args.model))
+        model, tokenizer = load_onnx_classifier(onnx_file)  # ONNX Runtime, CPU
+    else:
+        model, tokenizer = M.load_model(path, task.num_labels)
     shown = str(args.model)
     require_trained_head(
         model, "model", shown, "give a fine-tuned model, such as a run's student/ folder"
@@ -156,28 +165,11 @@ def _task_from_model(mconf: Any, name: str, text_columns: list[str]) -> Any:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from lgtm import data as D
     from lgtm.data.encode import encode, make_collator
     from lgtm.evaluation import evaluate, undefined_notice
 
     model, tokenizer, task = _load_for_inference(args)
-    if args.eval_file:
-        columns = args.text_columns or list(task.text_columns)
-        evals = {
-            task.eval_splits[0]: D.read_table(
-                task,
-                args.eval_file,
-                text_columns=columns,
-                label_column=args.label_column or "label",
-            )
-        }
-    elif args.data_dir:
-        evals = D.load_glue_dir(task, args.data_dir).evals
-    elif task.name == "rotten_tomatoes":
-        evals = D.load_default().evals
-    else:
-        evals = D.load_hf_glue(task).evals
-    evals = {k: D.subsample(v, args.max_eval_samples, args.seed) for k, v in evals.items()}
+    evals = _eval_splits(args, task)
     features = {k: encode(v, tokenizer, args.max_length) for k, v in evals.items()}
     undefined: dict[str, str] = {}
     metrics = evaluate(
@@ -200,6 +192,30 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _eval_splits(args: argparse.Namespace, task: Any) -> dict[str, list]:
+    """The evaluation split(s) named by --eval-file, --data-dir, the offline default data or
+    the hub, sampled to --max-eval-samples."""
+    from lgtm import data as D
+
+    if args.eval_file:
+        columns = args.text_columns or list(task.text_columns)
+        evals = {
+            task.eval_splits[0]: D.read_table(
+                task,
+                args.eval_file,
+                text_columns=columns,
+                label_column=args.label_column or "label",
+            )
+        }
+    elif args.data_dir:
+        evals = D.load_glue_dir(task, args.data_dir).evals
+    elif task.name == "rotten_tomatoes":
+        evals = D.load_default().evals
+    else:
+        evals = D.load_hf_glue(task).evals
+    return {k: D.subsample(v, args.max_eval_samples, args.seed) for k, v in evals.items()}
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -268,6 +284,12 @@ def _prediction_file(out: Path, overwrite: bool) -> Path:
             f"cannot write here: {err.strerror or type(err).__name__}", file=out, field="output"
         ) from None
     return out
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lgtm.export.command import run
+
+    return run(args)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -444,6 +466,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, metavar="FILE.tsv")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     p.set_defaults(func=_predict)
+
+    x = sub.add_parser(
+        "export",
+        usage="lgtm export MODEL_DIR --output-dir DIR [--quantize int8] [--prune-vocab [FILE ...]]",
+        help="export a student to ONNX (float32, int8), with a report against PyTorch",
+        description="Export a model to ONNX (dynamic batch and sequence axes) for ONNX Runtime, "
+        "optionally quantised to int8 and with its vocabulary pruned, and measure every model "
+        "(teacher, PyTorch student, each file: metric, size, parameters, latency at batch 1 "
+        "and 64) into export.json and export.md. MODEL_DIR is a run folder (its student is "
+        "exported, its teacher measured, its data used) or a model folder (give --task, "
+        "--data-dir or --eval-file). Exit status 1 when an exported file loses more than "
+        "--max-metric-drop points.",
+    )
+    x.add_argument("model_dir", metavar="MODEL_DIR", help="a run folder or a model folder")
+    x.add_argument("--output-dir", required=True, metavar="DIR", help="the exported folder")
+    x.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="also write model_int8.onnx (ONNX Runtime's dynamic quantisation)",
+    )
+    x.add_argument(
+        "--prune-vocab",
+        nargs="*",
+        metavar="FILE",
+        help="keep only the special tokens and those of these texts (.txt one a line, or "
+        ".csv/.tsv/.jsonl with the text columns); no FILE: the run's training and transfer text",
+    )
+    x.add_argument(
+        "--teacher",
+        metavar="DIR",
+        help="a teacher to measure beside the student (default: the run's teacher/)",
+    )
+    x.add_argument("--task", help="task name (a model folder outside a run)")
+    x.add_argument("--data-dir", metavar="DIR", help="GLUE folder of the task")
+    x.add_argument("--eval-file", metavar="FILE", help="your own labelled file")
+    x.add_argument("--label-column", metavar="NAME", help="label column of --eval-file")
+    x.add_argument(
+        "--text-columns",
+        type=lambda v: cfg.parse_value("text_columns", v),
+        metavar="A[,B]",
+        help="text column(s) of your own files",
+    )
+    x.add_argument("--max-eval-samples", type=_checked("max_eval_samples"), metavar="N")
+    x.add_argument("--seed", type=_checked("seed"), default=42)
+    x.add_argument(
+        "--max-length",
+        type=_checked("max_length"),
+        metavar="N",
+        help="default: the run's, else 128",
+    )
+    x.add_argument("--batch-size", type=_checked("eval_batch_size"), default=64, metavar="N")
+    x.add_argument(
+        "--opset",
+        type=_checked_int("opset"),
+        default=18,
+        metavar="N",
+        help="ONNX opset (default 18)",
+    )
+    x.add_argument(
+        "--threads",
+        type=_checked("eval_batch_size"),
+        metavar="N",
+        help="CPU threads while measuring latency (default: torch's and ONNX Runtime's own)",
+    )
+    x.add_argument(
+        "--repeats",
+        type=_checked("eval_batch_size"),
+        default=10,
+        metavar="N",
+        help="forward passes per latency (the median is reported)",
+    )
+    x.add_argument(
+        "--max-metric-drop",
+        type=float,
+        default=1.0,
+        metavar="POINTS",
+        help="points of the main metric an exported file may lose against the "
+        "PyTorch student (default 1)",
+    )
+    x.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    x.set_defaults(func=_export)
 
     pl = sub.add_parser("plot", help="redraw the plots of a run")
     pl.add_argument("run_dir", metavar="RUN_DIR")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from lgtm import config as cfg
-from lgtm import distributed, rundir
+from lgtm import distributed, rundir, trackers
 from lgtm.batches import Batches, to_device
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError, TrainingDiverged
@@ -257,7 +257,7 @@ def run_stage(
                     _check_models(ctx, phase, step, out)
                     entry = _evaluate(ctx, phase, step, batches.per_epoch, entry)
                 history.append(entry)
-                if config.report_to == "tensorboard":
+                if trackers.names(config.report_to):
                     acc.log(_scalars(phase.name, entry), step=step)
                 bar.set_postfix(
                     {

@@ -159,6 +159,9 @@ def write_outputs(
     for name, model in models.items():
         rundir.save_model(model, tokenizer, out / name)
     R.write_metrics(out, metrics)
+    from lgtm.report.card import write_model_cards
+
+    write_model_cards(out, list(models), metrics)  # README.md: Hugging Face model cards
     try:
         R.make_plots(out)
     except LgtmWriteError:  # a full disk stops the run here too: nothing is lost yet

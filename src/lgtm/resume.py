@@ -47,8 +47,14 @@ def start_or_resume(
         out.mkdir(parents=True, exist_ok=True)
         saved = RunConfig(**{**(saved_as or config).to_dict(), "output_dir": str(out)})
         cfg.save_yaml(saved, out / "config.yaml")
-    if config.report_to == "tensorboard":
-        acc.init_trackers("lgtm", config=_flat(config.to_dict(saved=True)))
+    from lgtm import trackers
+
+    if trackers.names(config.report_to):
+        acc.init_trackers(
+            "lgtm",
+            config=_flat(config.to_dict(saved=True)),
+            init_kwargs=trackers.init_kwargs(config.report_to, out),
+        )
     return checkpoint
 
 

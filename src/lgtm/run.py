@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from lgtm import distributed, rundir
+from lgtm import distributed, rundir, trackers
 from lgtm.batches import Batches, MixedBatches
 from lgtm.config import RunConfig, refuse_ignored
 from lgtm.errors import LgtmInputError
@@ -87,6 +87,11 @@ def distill(
     """
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
+    trackers.check_available(config.report_to)  # --report-to: before anything trains
+    if config.export:  # --export: its packages checked before anything trains
+        from lgtm.export.onnx import require_packages
+
+        require_packages()
     out = Path(config.output_dir or default_output_dir(config))
     created = not out.exists()
     try:
@@ -392,7 +397,11 @@ def _outputs(
         models.update(plan.saved_models(parts))
         metrics["wall_seconds"] = ctx.wall()
         write_outputs(config, out, metrics, models, tokenizer=ctx.tokenizer)
-    if config.report_to == "tensorboard":
+        if config.export:  # --export onnx,int8: lgtm export RUN_DIR --output-dir RUN_DIR/export
+            from lgtm.export.command import export_run
+
+            export_run(out, config.export, seed=config.seed)
+    if trackers.names(config.report_to):
         acc.end_training()
     return metrics
 
@@ -424,7 +433,7 @@ def _accelerator(config: RunConfig, out: Path) -> Any:
         cpu=distributed.use_cpu_backend(),
         mixed_precision=distributed.mixed_precision(config.mixed_precision),
         step_scheduler_with_optimizer=False,
-        log_with="tensorboard" if config.report_to == "tensorboard" else None,
+        log_with=trackers.log_with(config.report_to),
         project_config=ProjectConfiguration(
             project_dir=str(out), logging_dir=str(out / "tensorboard")
         ),

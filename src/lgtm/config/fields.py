@@ -14,6 +14,7 @@ from typing import Any
 from lgtm.config.values import (
     boolean,
     choice,
+    choice_list,
     config_field,
     finite_float,
     float_or_auto,
@@ -25,6 +26,7 @@ from lgtm.config.values import (
     positive_integer,
     text,
     text_list,
+    trackers,
 )
 from lgtm.methods import METHOD_NAMES, PRESETS, REGISTRY_OPTIONS
 
@@ -92,6 +94,7 @@ NOT_RESULT_FIELDS = frozenset(
         "resume",
         "quiet",
         "report_to",
+        "export",
         "keep_checkpoints",
         "save_steps",
         "eval_batch_size",
@@ -397,11 +400,23 @@ class _Training:
     keep_checkpoints: bool = config_field(
         False, boolean, "keep the last checkpoint after a finished run", group="run", flag=True
     )
-    report_to: str = config_field(
-        "none",
-        choice("none", "tensorboard"),
-        "also log to TensorBoard (in OUTPUT_DIR/tensorboard)",
+    report_to: list[str] | None = config_field(
+        None,
+        trackers,
+        "also log to these trackers, comma-separated, offline and in OUTPUT_DIR: tensorboard "
+        "(OUTPUT_DIR/tensorboard), mlflow (a local SQLite store, OUTPUT_DIR/mlflow.db), wandb "
+        "(offline mode, OUTPUT_DIR/wandb); none (the default) for none",
         group="run",
+        metavar="none|tensorboard[,mlflow][,wandb]",
+    )
+    export: list[str] | None = config_field(
+        None,
+        optional(choice_list("onnx", "int8", "prune")),
+        "at the end of the run, lgtm export the student into OUTPUT_DIR/export: onnx (float32), "
+        "int8 (also quantised), prune (vocabulary pruned to the run's training and transfer "
+        "text), comma-separated, e.g. onnx,int8",
+        group="run",
+        metavar="onnx[,int8][,prune]",
     )
     quiet: bool = config_field(
         False,

@@ -87,6 +87,36 @@ def text_list(value: Any) -> list[str]:
     return items
 
 
+def choice_list(*choices: str) -> Callable[[Any], list[str]]:
+    """A converter of a comma-separated text (or a YAML list) of names from ``choices``,
+    each at most once."""
+
+    def parse(value: Any) -> list[str]:
+        items = text_list(value)
+        bad = [v for v in items if v not in choices]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not one of {', '.join(choices)}")
+        if len(set(items)) != len(items):
+            raise ValueError(f"a name is given twice in {value!r}")
+        return items
+
+    parse.choices = choices  # type: ignore[attr-defined]
+    return parse
+
+
+def trackers(value: Any) -> list[str] | None:
+    """``--report-to``: ``none`` (or nothing) -> None, else a comma-separated list (or a YAML
+    list) of ``tensorboard``, ``mlflow``, ``wandb``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
+        return None
+    if isinstance(value, list | tuple) and not value:
+        return None
+    return choice_list("tensorboard", "mlflow", "wandb")(value)
+
+
+trackers.choices = ("none", "tensorboard", "mlflow", "wandb")  # type: ignore[attr-defined]
+
+
 def parse_layers(value: Any) -> int | list[int]:
     """``2`` -> 2 (the first two layers); ``"0,2,4"`` or ``[0, 2, 4]`` -> those teacher layers."""
     if isinstance(value, list | tuple):

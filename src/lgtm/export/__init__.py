@@ -1,0 +1,234 @@
+"""``lgtm export``: a trained classifier to ONNX (float32, and int8 with ``--quantize int8``),
+optionally with its vocabulary pruned to a corpus, measured against the PyTorch models.
+
+``export_model`` does the work on loaded models; ``lgtm.export.command`` turns the command
+line (a run folder or a model folder, the data to score on, the texts to keep) into its
+arguments. The exported folder holds ``model.onnx``, ``model_int8.onnx``, the configuration and
+tokenizer (``lgtm evaluate`` / ``predict`` read it), ``export.json`` and ``export.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lgtm.errors import LgtmInputError
+from lgtm.export.onnx import (
+    DEFAULT_OPSET,
+    FP32_FILE,
+    INT8_FILE,
+    OnnxClassifier,
+    export_onnx,
+    find_onnx,
+    load_onnx_classifier,
+    onnx_parameters,
+    quantize_int8,
+)
+from lgtm.export.prune import prune_vocabulary
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "ExportSettings",
+    "FP32_FILE",
+    "INT8_FILE",
+    "OnnxClassifier",
+    "export_model",
+    "export_onnx",
+    "find_onnx",
+    "load_onnx_classifier",
+    "prune_vocabulary",
+    "quantize_int8",
+]
+
+
+@dataclass
+class ExportSettings:
+    """How to export and measure (the ``lgtm export`` flags)."""
+
+    quantize: str | None = None  # "int8" or None
+    opset: int = DEFAULT_OPSET
+    max_length: int = 128
+    batch_size: int = 64  # evaluation batches
+    threads: int | None = None  # torch and ONNX Runtime threads while measuring; None: theirs
+    repeats: int = 10  # forward passes per latency
+    max_metric_drop: float = 1.0  # points of the main metric an exported file may lose
+
+
+def check_output_dir(out: Path, overwrite: bool, source: Path | None = None) -> None:
+    """Refuse, before anything loads, an output folder that holds files (without
+    ``overwrite``), that is the source, or a file. Raises :class:`LgtmInputError`."""
+    if out.exists() and not out.is_dir():
+        raise LgtmInputError("is a file: give a folder", file=out, field="output_dir")
+    if source is not None and out.resolve() == source.resolve():
+        raise LgtmInputError("is the model folder itself", file=out, field="output_dir")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise LgtmInputError(
+            "exists and is not empty: pass --overwrite to replace it", file=out, field="output_dir"
+        )
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the block (unchanged when None)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def export_model(
+    student: Any,
+    tokenizer: Any,
+    task: Any,
+    evals: dict[str, list],
+    out: Path,
+    *,
+    source: Path,
+    settings: ExportSettings,
+    teacher: Any = None,
+    teacher_tokenizer: Any = None,
+    teacher_dir: Path | None = None,
+    prune_texts: list[str] | None = None,
+    overwrite: bool = False,
+    card: str | None = None,
+) -> dict[str, Any]:
+    """Export ``student`` (loaded from the folder ``source``) into ``out`` and measure it.
+
+    ``evals``: evaluation split -> examples (``lgtm.data.Example``), the first scored in the
+    report; ``prune_texts``: single texts whose tokens are kept (None: no pruning); ``teacher``
+    (loaded from ``teacher_dir``, sharing ``tokenizer``) adds its row. Writes ``model.onnx``
+    (and ``model_int8.onnx``), the configuration and tokenizer, ``export.json``, ``export.md``
+    (and ``card`` as ``README.md``) into a temporary folder renamed to ``out`` when complete,
+    so nothing of an earlier ``out`` is lost to a failed export. Returns the report (as in
+    ``export.json``; its ``checks`` say which files lose more than the allowed drop).
+
+    Raises :class:`LgtmInputError` for a corpus without text, a model the exporter cannot
+    translate, an output folder that holds files (without ``overwrite``).
+    """
+    from lgtm import rundir
+    from lgtm.export import report as R
+    from lgtm.models import count_parameters
+
+    check_output_dir(out, overwrite, source)
+    student = student.float().eval()
+    exported_model, exported_tokenizer, pruning = student, tokenizer, None
+    if prune_texts is not None:
+        exported_model, exported_tokenizer, pruning = prune_vocabulary(
+            student, tokenizer, prune_texts
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        export_onnx(
+            exported_model,
+            exported_tokenizer,
+            tmp / FP32_FILE,
+            opset=settings.opset,
+            shown=str(source),
+        )
+        files = [FP32_FILE]
+        if settings.quantize == "int8":
+            quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
+            files.append(INT8_FILE)
+        exported_model.config.save_pretrained(tmp)
+        exported_tokenizer.save_pretrained(tmp)
+
+        common = dict(
+            max_length=settings.max_length,
+            batch_size=settings.batch_size,
+            repeats=settings.repeats,
+        )
+        rows = []
+        with _torch_threads(settings.threads):
+            if teacher is not None:
+                rows.append(
+                    R.measure(
+                        "teacher",
+                        "PyTorch",
+                        teacher.float().eval(),
+                        teacher_tokenizer or tokenizer,
+                        task,
+                        evals,
+                        size_bytes=R.weights_size(teacher_dir) if teacher_dir else 0,
+                        parameters=count_parameters(teacher),
+                        **common,
+                    )[0]
+                )
+            row, reference = R.measure(
+                "student",
+                "PyTorch",
+                student,
+                tokenizer,
+                task,
+                evals,
+                size_bytes=R.weights_size(source),
+                parameters=count_parameters(student),
+                **common,
+            )
+            rows.append(row)
+            if pruning is not None:  # the logits fp32 ONNX must equal: the pruned model's
+                from lgtm.data.encode import encode, make_collator
+                from lgtm.evaluation import predict_logits
+
+                first = next(iter(evals.values()))
+                reference = predict_logits(
+                    exported_model,
+                    encode(first, exported_tokenizer, settings.max_length),
+                    make_collator(exported_tokenizer),
+                    settings.batch_size,
+                )
+            diff = None
+            for name in files:
+                session = OnnxClassifier(tmp / name, exported_model.config, settings.threads)
+                row, logits = R.measure(
+                    name,
+                    "ONNX Runtime",
+                    session,
+                    exported_tokenizer,
+                    task,
+                    evals,
+                    size_bytes=(tmp / name).stat().st_size,
+                    parameters=onnx_parameters(tmp / name),
+                    **common,
+                )
+                rows.append(row)
+                if name == FP32_FILE:
+                    diff = float(np.abs(logits - reference).max()) if len(logits) else 0.0
+        first_split = next(iter(evals))
+        report = {
+            "source": str(source),
+            "task": task.name,
+            "main_metric": task.main_metric,
+            "eval_split": first_split,
+            "eval_examples": len(evals[first_split]),
+            "max_length": settings.max_length,
+            "opset": settings.opset,
+            "threads": settings.threads,
+            "repeats": settings.repeats,
+            "fp32_file": FP32_FILE,
+            "onnx_max_abs_diff": diff,
+            "pruning": pruning.summary() if pruning is not None else None,
+            "rows": [R.row_dict(r) for r in rows],
+            "checks": R.drop_checks(rows, "student", files, settings.max_metric_drop),
+        }
+        R.write_report(tmp, report)
+        if card is not None:
+            (tmp / "README.md").write_text(card)
+        rundir.replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return report
