@@ -167,7 +167,7 @@ def _storage(url: str) -> Any:
 def _identity(base: RunConfig, space: list[Range]) -> dict[str, Any]:
     """What makes two tune commands the same study: the run's settings and the space."""
     run = base.to_dict(saved=True)
-    for k in ("output_dir", "quiet", "report_to", "save_steps", "keep_checkpoints"):
+    for k in ("output_dir", "quiet", "report_to", "save_steps", "keep_checkpoints", "export"):
         run.pop(k, None)
     return {"run": run, "space": [r.text() for r in space]}
 
@@ -315,12 +315,13 @@ def _trial_dir(out: Path, number: int) -> Path:
 
 def trial_config(explicit: dict[str, Any], params: dict[str, Any], out: Path, number: int):
     """A trial's run: the user's settings, the sampled ones, dev neither read nor scored, the
-    student kept on the selection set, its own folder."""
+    student kept on the selection set, its own folder, nothing exported."""
     return resolve(
         {
             **explicit,
             **params,
             "do_eval": False,
+            "export": None,  # a trial's student is not shipped
             "select_on": "selection",
             "output_dir": str(_trial_dir(out, number)),
             "overwrite": True,
