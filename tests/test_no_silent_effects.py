@@ -69,6 +69,8 @@ def test_a_method_declares_exactly_the_shared_options_it_ignores(method):
     base = one_step(method)
     defaults = cfg.RunConfig().to_dict()
     for option in SHARED:
+        if option.name == "student_weighting":  # a mode, not a value: tests/test_weighting.py
+            continue
         values = {**defaults, option.name: OTHER[option.name]}
         ignored = method_class(method).ignored_settings(values)
         changed = one_step(method, **{option.name: OTHER[option.name]})
@@ -281,3 +283,15 @@ def test_a_run_on_labels_written_as_floats(capsys, tmp_path, tiny_teacher_dir):
     args += ["--output-dir", str(tmp_path / "o"), "--quiet"]
     status, _, err = run(capsys, *args)
     assert status == 0, err
+
+
+def test_the_students_weighting_makes_its_influence_settings_act():
+    """kd reads LGTM's radius, look-ahead and influence objective once its student is weighted
+    by the influence (they compute it), and refuses them otherwise."""
+    from lgtm.errors import LgtmInputError
+
+    over = {"task": "sst2", "method": "kd", "fd_radius": 0.05, "lookahead": "sgd"}
+    config = cfg.resolve({**over, "student_weighting": "influence"})
+    assert (config.fd_radius, config.lookahead) == (0.05, "sgd")
+    with pytest.raises(LgtmInputError, match="has no effect"):
+        cfg.resolve(over)

@@ -240,6 +240,10 @@ class Method:
             out["teacher_lr"] = out["teacher_epochs"] = why
         if not cls.computes_influence:
             out["track_steps"] = f"--method {cls.name} computes no influence"
+        if values.get("student_weighting", "none") != "none" and cls.distills:
+            # the student's weights are this influence: its look-ahead, radius and objective act
+            for name in ("fd_radius", "lookahead", "influence_objective", "track_steps"):
+                out.pop(name, None)
         return out
 
     def uses_feedback(cls, values: Mapping[str, Any]) -> bool:

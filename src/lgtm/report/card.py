@@ -141,7 +141,8 @@ def model_card(role: str, metrics: Mapping[str, Any]) -> str:
         lines += ["| split | metric | value |", "| --- | --- | --- |"]
         for name, values in scores.items():
             for metric, value in values.items():
-                lines.append(f"| {name or split} | {metric} | {float(value):.4f} |")
+                shown = "undefined" if value is None else f"{float(value):.4f}"  # on its rows
+                lines.append(f"| {name or split} | {metric} | {shown} |")
     else:
         lines.append("Not measured in this run.")
     lines += [
