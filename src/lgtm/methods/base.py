@@ -246,6 +246,7 @@ class Method:
                 out.pop(name, None)
         return out
 
+    @classmethod
     def uses_feedback(cls, values: Mapping[str, Any]) -> bool:
         """Whether a run of this method with the options ``values`` (a ``RunConfig``'s fields
         by name) draws feedback batches: its own need, or the student's weighting's."""
