@@ -250,8 +250,10 @@ def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     code, _, err = run(capsys, *common, *sel, "--trials", "1", "--epochs", "1")
     assert code == 0, err
     before = (out / "study.db").read_bytes()
+    message = one_line_error(capsys, *common, *sel, "--trials", "3", "--epochs", "2")
+    assert "made for other settings (differing: epochs)" in message
     message = one_line_error(capsys, *common, *sel, "--trials", "3", "--epochs", "1", "--lr", "0.5")
-    assert "made for other settings (lr differ)" in message
+    assert "lr is searched" in message
     assert (out / "study.db").read_bytes() == before
 
 

@@ -65,6 +65,13 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
             field="selection_fraction",
         )
     space = parse_search(settings.search, base) if settings.search else default_space(base)
+    fixed = [r.name for r in space if r.name in explicit]
+    if fixed:  # a searched setting given too would be overridden by every trial
+        raise LgtmInputError(
+            f"{fixed[0]} is searched (--search, or the default space of --method "
+            f"{base.method}): drop --{fixed[0].replace('_', '-')} or leave it out of --search",
+            field=fixed[0],
+        )
     state = distributed.process_state()
     out = Path(settings.output_dir)
     if not state.is_main_process:
@@ -109,7 +116,7 @@ def _open_study(base: RunConfig, space: list[Range], settings: TuneSettings, out
     _check_output_dir(settings, out)
     out.mkdir(parents=True, exist_ok=True)
     url = _storage_url(settings, out)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # lgtm says what failed, in one line
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = _storage(url)
@@ -132,8 +139,8 @@ def _open_study(base: RunConfig, space: list[Range], settings: TuneSettings, out
         if keys and stored["space"] != mine["space"]:
             what += " and the search space"
         raise LgtmInputError(
-            f"the study {settings.study_name!r} in {url} was made for other settings ({what} "
-            "differ); give another --study-name or --output-dir",
+            f"the study {settings.study_name!r} in {url} was made for other settings (differing: "
+            f"{what}); give another --study-name or --output-dir",
             field="study_name",
         )
     return study
