@@ -43,10 +43,10 @@ PRESET_NAMES = tuple(PRESETS)
 #: 1,000 labels, ``kd`` with a transfer set (benchmarks/results/transfer_study.md), with that
 #: cell's settings: the teacher fine-tuned first (1 epoch), then frozen, its outputs cached; the
 #: student (lr 3e-4, the rate chosen there on the selection set) takes 32 labelled and 32
-#: unlabelled snippets a step for one pass over 3,000 of the unlabelled snippets and plot
-#: summaries the default data ships. Budget: with 2 teacher epochs and 4,000 unlabelled rows the
-#: run took 332 s (benchmarks/results/default_gain.json), over the 4 min 30 s aimed at; this
-#: smaller one is an estimate (~240 s) until its fit is measured (PROTOCOL.md, Changes).
+#: unlabelled snippets a step for one pass over 4,000 of the unlabelled snippets and plot
+#: summaries the default data ships. Budget fitted on 2 CPU cores with nothing else running
+#: (PROTOCOL.md, Changes; benchmarks/results/default_gain.md): 2,000 / 3,000 / 4,000 unlabelled
+#: rows took 173 / 222 / 260 s from start to exit, the largest within 4 min 30 s ships.
 DEFAULT_RUN: dict[str, Any] = {
     "student_layers": 2,
     "max_train_samples": 2000,
@@ -56,7 +56,7 @@ DEFAULT_RUN: dict[str, Any] = {
     "method": "kd",
     "teacher_epochs": 1,
     "transfer_from_train": True,
-    "max_transfer_samples": 3000,
+    "max_transfer_samples": 4000,
     "batch_size": 32,
     "alpha": 0.5,
     "warmup_ratio": 0.1,
