@@ -399,3 +399,43 @@ def test_runs_of_other_methods_weigh_their_students(method, tiny_teacher_dir, ti
         assert not log.exists()
     else:
         assert all("weight" in r for r in read_influence(log)) and log.read_text()
+
+
+def test_transfer_rows_are_tracked_without_labels(tiny_teacher_dir, tiny_data, tmp_path):
+    """With a transfer set, 64 of its rows are tracked beside 64 labelled samples (the
+    weighting study reads their λ against the teacher's errors): seeded, logged without a
+    label, with the frozen teacher's prediction (checked against the saved teacher run
+    independently through transformers) and a share of the probe's λ."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lgtm.report import choose_tracked_ids
+
+    rng = np.random.default_rng(5)
+    words = "good bad great awful fine dull superb boring lovely weak".split()
+    texts = [" ".join(rng.choice(words, size=4)) + f" {i}" for i in range(80)]
+    extra = write_table(tmp_path / "extra.tsv", [(t, "0") for t in texts])
+    over = dict(method="kd", teacher_epochs=1, transfer_file=str(extra), transfer_batch_size=5)
+    over.update(student_weighting="influence", track_steps=2, alpha=0.5)
+    config = run_config(tiny_teacher_dir, tiny_data, tmp_path / "r", **over)
+    train.distill(config)
+    records = read_influence(tmp_path / "r" / "influence.jsonl")
+    unlabelled = [r for r in records if r["id"] < 0]
+    expected = choose_tracked_ids([-1 - row for row in range(80)], n=64, seed=config.seed)
+    assert sorted({r["id"] for r in unlabelled}) == expected
+    assert all(r["label"] is None and r["teacher_prob"] is None for r in unlabelled)
+    assert all(r["label"] in (0, 1) for r in records if r["id"] >= 0)
+
+    folder = tmp_path / "r" / "teacher"
+    teacher = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = sorted({r["id"] for r in unlabelled})
+    enc = tokenizer([texts[-1 - i] for i in ids], padding=True, truncation=True, max_length=16)
+    with torch.no_grad():
+        pred = teacher(**{k: torch.tensor(v) for k, v in enc.items()}).logits.argmax(-1)
+    expected_pred = dict(zip(ids, pred.tolist(), strict=True))
+    assert all(r["teacher_pred"] == expected_pred[r["id"]] for r in unlabelled)
+
+    for step in {r["step"] for r in records}:  # λ over the whole probe, transfer rows included
+        total = sum(r["weight"] for r in records if r["step"] == step)
+        assert total == pytest.approx(1.0, abs=1e-5) or total == 0.0
+    assert any(r["weight"] > 0 for r in unlabelled)

@@ -199,7 +199,8 @@ def _distill(config: RunConfig, callback: Callback | None, report: Report | None
     checkpoint = start_or_resume(
         config, acc, state, found, stages[0].name, out, inputs, saved_as=asked
     )
-    tracked = _tracked(config, [e.id for e in data.train])
+    transfer_ids = [int(f["example_id"]) for f in transfer_f]
+    tracked = _tracked(config, [e.id for e in data.train], transfer_ids)
     influence_log = _influence_log(config, acc, state, checkpoint, tracked, out)
     feedback_batches = None
     if feedback_f:
@@ -231,7 +232,7 @@ def _distill(config: RunConfig, callback: Callback | None, report: Report | None
         teacher=parts.teacher,
         student=parts.student,
         state=state,
-        tracked=collate([f for f in train_f if f["example_id"] in tracked_set]),
+        tracked=collate([f for f in train_f + transfer_f if f["example_id"] in tracked_set]),
         started=started,
         wall_before=state.wall_seconds,
         has_teacher=step_cls.needs_teacher,
@@ -537,11 +538,16 @@ def _total(per_epoch: int, epochs: int, max_steps: int | None) -> int:
     return min(total, max_steps) if max_steps else total
 
 
-def _tracked(config: RunConfig, ids: list[int]) -> list[int]:
-    """The training samples whose influence is logged (64, seeded)."""
+def _tracked(config: RunConfig, ids: list[int], transfer_ids: list[int]) -> list[int]:
+    """The samples whose influence (and, with ``--student-weighting influence``, weight) is
+    logged, seeded: 64 of the labelled training samples and, when the run has a transfer set,
+    64 of its rows too (ids < 0; logged without a label, which the run does not have)."""
     from lgtm.report import choose_tracked_ids
 
-    return choose_tracked_ids(ids, n=64, seed=config.seed)
+    picked = choose_tracked_ids(ids, n=64, seed=config.seed)
+    if transfer_ids:
+        picked += choose_tracked_ids(transfer_ids, n=64, seed=config.seed)
+    return sorted(picked)
 
 
 def _influence_log(

@@ -314,7 +314,8 @@ def _plot_influence_samples(
         ax.axhline(0, color="0.4", linewidth=0.8, linestyle="--")
         ax.plot(steps, infl, "-o", color="#6a3d9a", markersize=3.5, linewidth=1.6)
         label = series[0].get("label")
-        ax.set_title(f"sample #{sample_id} (label {label}) — {why}", fontsize=9.5, loc="left")
+        label = "unlabelled" if label is None else f"label {label}"
+        ax.set_title(f"sample #{sample_id} ({label}) — {why}", fontsize=9.5, loc="left")
         ax.set_ylabel("influence")
         ax.grid(alpha=0.3)
         ax.tick_params(labelbottom=False)

@@ -146,7 +146,8 @@ class InfluenceLog:
     be read off directly); for regression ``*_pred`` is the predicted score and ``*_prob`` null.
     A run with ``--student-weighting influence`` adds ``"weight"`` (the sample's ``λ`` among the
     tracked samples taken as one batch) and ``"weights_kept"`` (the share of that step's
-    training batch with ``λ > 0``).
+    training batch with ``λ > 0``). A tracked transfer row (id < 0) has ``"label"`` and the
+    ``*_prob`` null: the run never has its label.
 
     A new log starts an empty file. ``resume_step=k`` keeps the lines of steps ``<= k`` of an
     existing file (those before the checkpoint a run resumes from) and appends after them, so a
@@ -222,20 +223,20 @@ class InfluenceLog:
                 record |= {"weight": float(lam[r]), "weights_kept": kept}
             if regression:
                 record |= {
-                    "label": float(y[r]),
+                    "label": None if np.isnan(y[r]) else float(y[r]),  # NaN: a transfer row
                     "teacher_pred": float(t_pred[r]),
                     "student_pred": float(s_pred[r]),
                     "teacher_prob": None,
                     "student_prob": None,
                 }
             else:
-                gold = int(y[r])
+                gold = int(y[r])  # < 0: a transfer row, whose label the run does not have
                 record |= {
-                    "label": gold,
+                    "label": gold if gold >= 0 else None,
                     "teacher_pred": int(t_prob[r].argmax()),
                     "student_pred": int(s_prob[r].argmax()),
-                    "teacher_prob": float(t_prob[r, gold]),
-                    "student_prob": float(s_prob[r, gold]),
+                    "teacher_prob": float(t_prob[r, gold]) if gold >= 0 else None,
+                    "student_prob": float(s_prob[r, gold]) if gold >= 0 else None,
                 }
             lines.append(json.dumps(plain(record)) + "\n")
         self._file.write("".join(lines))
