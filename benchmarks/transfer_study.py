@@ -112,6 +112,11 @@ def teacher_run(rows: list[dict], size: int, seed: int) -> dict | None:
     return None
 
 
+#: The ``kd`` runs made again this process, with their students' dev scores beside the recorded
+#: ones (a different score would mean the code changed what ``kd`` does between commits).
+REMADE: list[dict] = []
+
+
 def remake_teacher(run: dict) -> dict:
     """Run a recorded ``kd`` run's command again for its fine-tuned teacher (the run is
     seeded and deterministic on one device: its teacher's dev score must equal the recorded
@@ -126,6 +131,9 @@ def remake_teacher(run: dict) -> dict:
     dev = (json.loads(metrics.read_text()).get("teacher") or {}).get("accuracy")
     if dev != run["teacher_dev"]:
         raise SystemExit(f"the re-made teacher scores {dev} on dev, not {run['teacher_dev']}")
+    student = json.loads(metrics.read_text())["student"]["accuracy"]
+    REMADE.append({"run": run_name(run), "student_dev": student, "recorded": run["student_dev"]})
+    print(f"its student: {student} on dev (recorded {run['student_dev']})", flush=True)
     return run
 
 

@@ -70,6 +70,8 @@ def flags(run: dict, t_rows: list[dict]) -> dict | None:
             "epochs": T.LABELLED_EPOCHS[size],
             "max_steps": T.STEPS,
         }
+    elif cell == "kd+transfer+w" and (own := _own_teacher(run, t_rows)) is not None:
+        out = T.flags({**run, "cell": "kd+transfer"}, [own])  # kd+w's teacher, checked equal
     else:
         out = T.flags({**run, "cell": UNWEIGHTED[cell]}, t_rows)
         if out is None:
@@ -78,6 +80,22 @@ def flags(run: dict, t_rows: list[dict]) -> dict | None:
     if cell.endswith("+w"):
         out["student_weighting"] = "influence"
     return out
+
+
+def _own_teacher(run: dict, t_rows: list[dict]) -> dict | None:
+    """The ``kd+w`` run of ``run``'s size and seed whose fine-tuned teacher is still on disk and
+    scores on dev exactly what its seed's ``kd`` teacher scored (the same stage one: the
+    weighting acts only after it), as a ``kd`` row for ``T.flags``; None otherwise (the ``kd``
+    run is then made again, PROTOCOL.md, Changes)."""
+    kd = [
+        r for r in t_rows if (r["size"], r["cell"], r["seed"]) == (run["size"], "kd", run["seed"])
+    ]
+    for r in load():
+        if (r["size"], r["cell"], r["seed"]) != (run["size"], "kd+w", run["seed"]):
+            continue
+        if kd and r["teacher_dev"] == kd[0]["teacher_dev"] and Path(r["teacher_dir"]).is_dir():
+            return {**r, "cell": "kd"}
+    return None
 
 
 def planned(sizes: list[int]) -> list[dict]:
@@ -109,10 +127,54 @@ def record(run: dict, cmd: list[str], wall: float) -> dict:
         "distill_seconds": stages["distill"]["seconds"],
         "steps": stages["distill"]["steps"],
         "weighting": m.get("student_weighting"),
+        "labelling_seconds": stages["distill"].get("teacher_outputs_seconds"),
+        "transfer": m.get("transfer"),
+        "teacher_dir": str(out / "teacher"),
+        "weights_by_teacher": weights_by_teacher(out) if "+transfer" in run["cell"] else None,
+        "remade_kd": T.REMADE.copy() or None,  # its teacher's kd run made again, if it was
         "wall_s": round(wall, 1),
         "device": T.DEVICE,
         "commit": T.commit(),
         "command": " ".join(cmd),
+    }
+
+
+def train_labels() -> list[int]:
+    """SST-2's training labels by row (0-based, as the runs number them): the transfer rows'
+    dropped labels, read only here, after training."""
+    lines = (T.GLUE / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return [int(line.rsplit("\t", 1)[1]) for line in lines if line.strip()]
+
+
+def weights_by_teacher(out: Path) -> dict:
+    """The mean λ (the tracked samples taken as one batch, at each logging step) of the tracked
+    transfer rows the teacher gets wrong against those it gets right at that step, judged by
+    the rows' dropped SST-2 labels (the amendment's descriptive measure)."""
+    sys.path.insert(0, str(T.ROOT / "src"))
+    from lgtm.report import read_influence
+
+    gold = train_labels()
+    records = read_influence(out / "influence.jsonl")
+    for r in records:  # the numbering is checked on the labelled samples, whose labels we know
+        if r["label"] is not None and r["label"] != gold[r["id"]]:
+            raise SystemExit(
+                f"{out}: sample {r['id']} is labelled {r['label']}, not {gold[r['id']]}"
+            )
+    rows = [r for r in records if r["label"] is None and r.get("weight") is not None]
+    wrong = [r["weight"] for r in rows if r["teacher_pred"] != gold[r["id"]]]
+    right = [r["weight"] for r in rows if r["teacher_pred"] == gold[r["id"]]]
+
+    def mean(v: list[float]) -> float | None:
+        return sum(v) / len(v) if v else None
+
+    return {
+        "samples": len({r["id"] for r in rows}),
+        "records_wrong": len(wrong),
+        "records_right": len(right),
+        "mean_weight_wrong": mean(wrong),
+        "mean_weight_right": mean(right),
+        "kept_wrong": mean([float(w > 0) for w in wrong]),
+        "kept_right": mean([float(w > 0) for w in right]),
     }
 
 
@@ -150,6 +212,7 @@ def execute(sizes: list[int], max_runs: int | None) -> None:
             tail = (RUNS / f"{T.run_name(run)}.log").read_text()[-3000:]
             raise SystemExit(f"run {T.run_name(run)} failed:\n{tail}")
         rows.append(record(run, cmd, time.time() - t0))
+        T.REMADE.clear()
         save(rows)
         started += 1
     print("pending:", len(pending), flush=True)
@@ -200,9 +263,47 @@ def report(t_rows: list[dict], rows: list[dict]) -> Path:
             p = paired(table[a], table[b], "student_dev")
             verdict = p["verdict"] if p else "–"
             lines.append(f"| {name} | {a} − {b} | {_ci(p)} | {verdict} |")
+        lines += _weights_table(table)
+    remade = [m for r in rows for m in r.get("remade_kd") or []]
+    if remade:
+        same = sum(m["student_dev"] == m["recorded"] for m in remade)
+        lines += [
+            "",
+            f"`kd` runs made again for their teachers (their folders were lost): {len(remade)}; "
+            f"teachers' dev scores equal to the recorded ones (checked), students' equal in "
+            f"{same} of {len(remade)}.",
+        ]
     path = T.RESULTS / "weighting_study.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _weights_table(table: dict[str, dict[int, dict]]) -> list[str]:
+    """Descriptive: the mean λ of tracked transfer rows the teacher gets wrong vs right."""
+    lines = [
+        "",
+        "Where the weights fall (descriptive; tracked transfer rows, judged by their dropped "
+        "SST-2 labels after training; λ over the tracked samples taken as one batch, mean over "
+        "logging steps and seeds):",
+        "",
+        "| cell | seeds | rows | λ teacher wrong | λ teacher right | kept wrong | kept right |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for cell in ("kd+transfer+w", "lgtm+transfer+w"):
+        found = [r["weights_by_teacher"] for r in table[cell].values() if r["weights_by_teacher"]]
+        if not found:
+            continue
+
+        def mean(k: str, found: list = found) -> str:
+            v = [f[k] for f in found if f[k] is not None]
+            return f"{sum(v) / len(v):.4f}" if v else "–"
+
+        rows = sum(f["samples"] for f in found)
+        lines.append(
+            f"| {cell} | {len(found)} | {rows} | {mean('mean_weight_wrong')} | "
+            f"{mean('mean_weight_right')} | {mean('kept_wrong')} | {mean('kept_right')} |"
+        )
+    return lines if len(lines) > 6 else []
 
 
 def _row(cell: str, runs: dict[int, dict], mean_sd) -> str:
