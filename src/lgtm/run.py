@@ -541,7 +541,7 @@ def _total(per_epoch: int, epochs: int, max_steps: int | None) -> int:
 def _tracked(config: RunConfig, ids: list[int], transfer_ids: list[int]) -> list[int]:
     """The samples whose influence (and, with ``--student-weighting influence``, weight) is
     logged, seeded: 64 of the labelled training samples and, when the run has a transfer set,
-    64 of its rows too (ids < 0; logged without a label, which the run does not have)."""
+    64 of its rows too (logged without a label, which the run does not have)."""
     from lgtm.report import choose_tracked_ids
 
     picked = choose_tracked_ids(ids, n=64, seed=config.seed)

@@ -146,8 +146,8 @@ class InfluenceLog:
     be read off directly); for regression ``*_pred`` is the predicted score and ``*_prob`` null.
     A run with ``--student-weighting influence`` adds ``"weight"`` (the sample's ``λ`` among the
     tracked samples taken as one batch) and ``"weights_kept"`` (the share of that step's
-    training batch with ``λ > 0``). A tracked transfer row (id < 0) has ``"label"`` and the
-    ``*_prob`` null: the run never has its label.
+    training batch with ``λ > 0``). A tracked transfer row (of a transfer file: id < 0) has
+    ``"label"`` and the ``*_prob`` null: the run never has its label.
 
     A new log starts an empty file. ``resume_step=k`` keeps the lines of steps ``<= k`` of an
     existing file (those before the checkpoint a run resumes from) and appends after them, so a
