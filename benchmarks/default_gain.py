@@ -137,6 +137,9 @@ def report(rows: list[dict]) -> Path:
     lines += ["", f"Default − ce (points, paired, 95% t-interval): {_ci(gain)}"]
     if gain is not None:
         lines[-1] += f"; verdict: {gain['verdict']}."
+    notes = [r for r in rows if r.get("note")]
+    if notes:
+        lines += [""] + [f"Note, {r['kind']} seed {r['seed']}: {r['note']}." for r in notes]
     fits = [r for r in rows if r["kind"] == "fit"]
     if fits:
         lines += ["", "Fitting the budget (seed 42, wall time only):", ""]

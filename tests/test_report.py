@@ -321,6 +321,10 @@ def test_summary_table_quotes_the_default_runs_measured_gain():
     gain = {"mean": 5.25, "low": 1.04, "high": 9.46, "n": 3, "source": "results/x.md"}
     text = " ".join(_render(summary_table({**RESULT, "default_run_gain": gain})).split())
     assert "+5.2 points [+1.0, +9.5] (95%, 3 paired seeds) against the student alone" in text
+    gain = {"mean": 1.6, "low": -1.38, "high": 4.58, "n": 3, "source": "results/x.md"}
+    gain["verdict"] = "no difference detected"
+    text = " ".join(_render(summary_table({**RESULT, "default_run_gain": gain})).split())
+    assert "+1.6 points [-1.4, +4.6] (95%, 3 paired seeds) against the student alone: no " in text
     assert "results/x.md" in text
     assert "measured:" not in _render(summary_table(RESULT))  # only the demonstration's
 

@@ -337,3 +337,28 @@ def test_the_default_run_distils_on_the_unlabelled_text_its_data_ships():
     scored = {e.texts for split in data.evals.values() for e in split}
     scored |= {e.texts for e in data.feedback}
     assert not scored & {e.texts for e in data.transfer.examples}
+
+
+def test_the_default_runs_quoted_gain_is_the_committed_measurement():
+    """The summary's "measured:" line (``DEFAULT_RUN_GAIN``) is recomputed here from the runs in
+    benchmarks/results/default_gain.json: paired differences, Student's t interval (scipy)."""
+    from scipy import stats
+
+    from lgtm.config import DEFAULT_RUN, DEFAULT_RUN_GAIN
+
+    root = Path(__file__).resolve().parents[1]
+    rows = json.loads((root / "benchmarks/results/default_gain.json").read_text())
+    runs = {k: {r["seed"]: r for r in rows if r["kind"] == k} for k in ("default", "ce")}
+    assert all(
+        r["transfer_rows"] == DEFAULT_RUN["max_transfer_samples"] for r in runs["default"].values()
+    )
+    diff = np.array([100 * (runs["default"][s]["student_dev"] - runs["ce"][s]["student_dev"])
+                     for s in sorted(runs["default"])])  # fmt: skip
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    assert DEFAULT_RUN_GAIN["n"] == len(diff) == 3
+    assert DEFAULT_RUN_GAIN["mean"] == pytest.approx(diff.mean(), abs=0.05)
+    assert DEFAULT_RUN_GAIN["low"] == pytest.approx(diff.mean() - half, abs=0.01)
+    assert DEFAULT_RUN_GAIN["high"] == pytest.approx(diff.mean() + half, abs=0.01)
+    assert (DEFAULT_RUN_GAIN["low"] < 0 < DEFAULT_RUN_GAIN["high"]) == (
+        DEFAULT_RUN_GAIN["verdict"] == "no difference detected"
+    )

@@ -257,6 +257,26 @@ def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     assert (out / "study.db").read_bytes() == before
 
 
+def test_a_setting_only_a_run_finds_wrong_leaves_no_study(tiny_teacher_dir, data, tmp_path, capsys):
+    """A head-less teacher given as fine-tuned is found wrong inside the first trial: one line,
+    exit 2, and no study kept, so the corrected command starts afresh (it was refused as "made
+    for other settings" when the failed study stayed)."""
+    train_file, eval_file = data
+    common = [
+        "tune", "--train-file", str(train_file), "--eval-file", str(eval_file),
+        "--text-columns", "sentence", "--teacher", str(tiny_teacher_dir),
+        "--student-layers", "1", "--method", "kd", "--quiet", "--max-length", "16",
+        "--selection-fraction", "0.25", "--trials", "1", "--search", "lr=1e-4:1e-1:log",
+    ]  # fmt: skip
+    out = tmp_path / "t"
+    message = one_line_error(capsys, *common, "--teacher-finetuned", "--output-dir", str(out))
+    assert "head" in message
+    assert not out.exists()
+    code, _, err = run(capsys, *common, "--teacher-epochs", "1", "--output-dir", str(out))
+    assert code == 0, err
+    assert len(json.loads((out / "tune.json").read_text())["table"]) == 1
+
+
 def test_two_processes_share_one_study(tiny_teacher_dir, data, tmp_path):
     """Two ``lgtm tune`` processes on one SQLite study: together they run --trials trials,
     each trial once."""
@@ -308,3 +328,57 @@ def test_lr_auto_runs_a_small_study_first_and_records_it(tiny_teacher_dir, data,
 def test_lr_auto_needs_a_selection_set(capsys):
     message = one_line_error(capsys, "distill", "--task", "sst2", "--lr", "auto")
     assert "--selection-fraction" in message and "'lr'" in message
+
+
+@pytest.mark.parametrize("low, high", [(1e-4, 3e-4), (2e-4, 6e-4), (1e-5, 1e-3), (1e-6, 1e-1)])
+def test_the_figures_log_axes_are_labelled_without_collisions(low, high):
+    """tune.png: a log axis over less than a decade got colliding minor-tick labels from
+    matplotlib; each is now labelled at least twice and no two labels overlap on the canvas."""
+    import itertools
+
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from lgtm.tune.outputs import slice_figure
+
+    study = optuna.create_study(direction="maximize")
+    rng = np.random.default_rng(0)
+    space = {"lr": FloatDistribution(low, high, log=True), "alpha": FloatDistribution(0, 1)}
+    for lr, alpha, score in zip(np.exp(rng.uniform(math.log(low), math.log(high), 12)),
+                                rng.random(12), rng.random(12), strict=True):  # fmt: skip
+        params = {"lr": float(lr), "alpha": float(alpha)}
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=space, value=float(score))
+        )
+    figure = slice_figure(study)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (ax,) = [a for a in figure.axes if a.get_xscale() == "log"]
+    left, right = ax.get_xlim()
+    shown = [
+        t
+        for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
+        if t.get_visible() and t.get_text() and left <= t.get_position()[0] <= right
+    ]
+    assert len(shown) >= 2, [t.get_text() for t in shown]
+    boxes = [t.get_window_extent(renderer) for t in shown]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    plt.close(figure)
+
+
+def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
+    """Piped or redirected, rich's 80 columns cut the trial table's settings to '…'; the table
+    is printed as wide as it needs (hand-made rows, values checked verbatim)."""
+    from lgtm.tune.outputs import _print_summary
+
+    row = {"trial": 0, "state": "complete", "selection_score": 0.81234, "steps": 375}
+    row |= {"last_selection_score": 0.8, "seconds": 123.4, "lr": 0.000312345}
+    row |= {"teacher_lr": 1.2345e-5, "alpha": 0.53421, "temperature": 2.3456}
+    result = {"method": "lgtm", "trials": 12, "table": [row], "best": {"trial": 0}}
+    result |= {"counts": {"complete": 1, "pruned": 0, "diverged": 0}, "trial_steps": 375}
+    _print_summary({**result, "best_yaml": str(tmp_path / "best.yaml")}, tmp_path)
+    out = capsys.readouterr().out
+    assert "…" not in out
+    for text in ("0.0003123", "1.234e-05", "0.5342", "2.346", "temperature", "teacher_lr"):
+        assert text in out

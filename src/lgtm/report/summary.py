@@ -250,10 +250,11 @@ def _transfer_text(transfer: Mapping) -> str:
 
 def _gain_text(gain: Mapping) -> str:
     """The demonstration's measured gain over the student alone (a committed benchmark)."""
+    verdict = f": {gain['verdict']}" if gain.get("verdict") else ""
     return (
         f"measured: with these settings the student scored {gain['mean']:+.1f} points "
         f"[{gain['low']:+.1f}, {gain['high']:+.1f}] (95%, {gain['n']} paired seeds) against "
-        f"the student alone ({gain['source']})"
+        f"the student alone{verdict} ({gain['source']})"
     )
 
 

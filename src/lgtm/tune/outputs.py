@@ -109,20 +109,67 @@ def _json(obj: Any) -> str:
 
 
 def _figure(study: Any, path: Path) -> None:
-    """Selection score against each searched setting (Optuna's slice plot), one panel each."""
+    """``tune.png``: :func:`slice_figure`, saved."""
+    import matplotlib.pyplot as plt
+
+    figure = slice_figure(study)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def slice_figure(study: Any) -> Any:
+    """Selection score against each searched setting (Optuna's slice plot), one panel each,
+    log axes labelled so that no two labels collide (a matplotlib ``Figure``)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         axes = optuna.visualization.matplotlib.plot_slice(study, target_name="selection score")
-    figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
-    figure.set_size_inches(4 * max(1, len(getattr(axes, "flat", [axes]))), 3.5)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    panels = list(getattr(axes, "flat", [axes]))
+    figure = panels[0].figure
+    figure.set_size_inches(4 * max(1, len(panels)), 3.5)
+    for ax in panels:
+        if ax.get_xscale() == "log":
+            _log_ticks(ax)
+        ax.tick_params(axis="x", labelrotation=30)
+    return figure
+
+
+def _log_ticks(ax: Any) -> None:
+    """Labels a log axis can hold without collisions (matplotlib's own label minor ticks over
+    less than a decade, and they overlap): the first of 10^k, then 1 and 3 × 10^k, then 1, 2,
+    3 and 5 × 10^k, then finer, that gives at least three labels in the axis's range, at most
+    six (every other one beyond)."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    low, high = ax.get_xlim()
+    if not 0 < low < high:
+        return
+    powers = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for subs in ((1,), (1, 3), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 7)):
+        ticks = sorted(m * 10.0**k for k in powers for m in subs if low <= m * 10.0**k <= high)
+        if len(ticks) >= 3:
+            break
+    while len(ticks) > 6:
+        ticks = ticks[::2]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _short(value: float) -> str:
+    """``1.5e-4`` for 0.00015: a tick label."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+#: Short column headers of the printed table (``trials.csv`` keeps the full names).
+HEADERS = {"selection_score": "selection", "seconds": "s"}
 
 
 def _print_summary(result: dict[str, Any], out: Path) -> None:
@@ -133,12 +180,14 @@ def _print_summary(result: dict[str, Any], out: Path) -> None:
     rows = result["table"]
     names = [k for k in (rows[0] if rows else {}) if k not in ("last_selection_score",)]
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(HEADERS.get(name, name), justify="right", no_wrap=True)
     best = (result["best"] or {}).get("trial")
     for r in rows:
         cells = [_fmt(r[k]) for k in names]
         table.add_row(*cells, style="bold" if r["trial"] == best else None)
     console = Console()
+    if not console.is_terminal:  # a file or a pipe: no terminal's width to fit, nothing cut
+        console = Console(width=max(80, Console(width=400).measure(table).maximum))
     console.print(table)
     c = result["counts"]
     console.print(

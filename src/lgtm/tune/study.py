@@ -77,8 +77,14 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
     if not state.is_main_process:
         _follow(explicit, out, state)
         return _send(None)  # the main process's result
-    study = _open_study(base, space, settings, out)
-    _optimize(study, explicit, base, space, settings, out, state)
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    study, created = _open_study(base, space, settings, out)
+    try:
+        _optimize(study, explicit, base, space, settings, out, state)
+    except LgtmInputError:  # a setting only a run finds wrong (a model, a file): no study kept
+        if created and _counts(study)[0] == 0:
+            _discard(study, settings, out, fresh)
+        raise
     result = outputs.write(study, explicit, base, space, settings, out)
     if state.num_processes > 1:
         _send(None)  # the others stop following...
@@ -108,9 +114,12 @@ def _check_output_dir(settings: TuneSettings, out: Path) -> None:
         )
 
 
-def _open_study(base: RunConfig, space: list[Range], settings: TuneSettings, out: Path) -> Any:
-    """The study, created or loaded; refused when an existing study was made for other
-    settings (its trials would not be comparable). Nothing stored is changed."""
+def _open_study(
+    base: RunConfig, space: list[Range], settings: TuneSettings, out: Path
+) -> tuple[Any, bool]:
+    """The study, created or loaded, and whether this call created it; refused when an
+    existing study was made for other settings (its trials would not be comparable). Nothing
+    stored is changed."""
     import optuna
 
     _check_output_dir(settings, out)
@@ -143,7 +152,25 @@ def _open_study(base: RunConfig, space: list[Range], settings: TuneSettings, out
             f"{what}); give another --study-name or --output-dir",
             field="study_name",
         )
-    return study
+    return study, stored is None
+
+
+def _discard(study: Any, settings: TuneSettings, out: Path, fresh: bool) -> None:
+    """Remove a study this command created whose first trial found the settings unusable, so
+    that the corrected command starts a new one instead of being refused as "other settings":
+    the study from its storage, and the database file and trial folders it wrote when the
+    output folder was new or empty."""
+    import shutil
+
+    import optuna
+
+    optuna.delete_study(study_name=settings.study_name, storage=study._storage)
+    if fresh:
+        shutil.rmtree(out / TRIALS, ignore_errors=True)
+        if settings.storage is None:
+            (out / STUDY_DB).unlink(missing_ok=True)
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
 
 
 def _storage(url: str) -> Any:
