@@ -555,8 +555,10 @@ def test_a_second_run_into_a_folder_a_live_run_took_is_refused_from_its_first_mo
             train.distill(tiny_config(tiny_teacher_dir, tiny_files, out, overwrite=True))
         line = one_line_error(capsys, "plot", out)  # no command writes into a held folder
         assert f"{out}: field 'run_dir': a live run holds this folder (process {held.pid})" in line
-        with pytest.raises(LgtmInputError, match="field 'output': a live run holds this folder"):
-            _prediction_file(out / "predictions.tsv", overwrite=False)
+        for inside in (out / "predictions.tsv", out / "new" / "deeper" / "predictions.tsv"):
+            with pytest.raises(LgtmInputError, match=f"{out}: field 'output': a live run holds"):
+                _prediction_file(inside, overwrite=False)
+        assert not (out / "new").exists()
         (tmp_path / "signals" / "go").write_text("")
         assert held.wait(timeout=600) == 0, held.communicate()[1]
     finally:

@@ -266,14 +266,15 @@ def _prediction_file(out: Path, overwrite: bool) -> Path:
         raise LgtmInputError("is a folder: give a file name", file=out, field="output")
     if out.exists() and not overwrite:
         raise LgtmInputError("exists: pass --overwrite to replace it", file=out, field="output")
-    holder = rundir.live_holder(out.parent)
-    if holder is not None:
-        raise LgtmInputError(
-            f"a live run holds this folder ({holder}): write the predictions elsewhere, or "
-            "wait for it to end",
-            file=out.parent,
-            field="output",
-        )
+    for folder in (out.parent, *out.parent.resolve().parents):  # its folder or one above it
+        holder = rundir.live_holder(folder)
+        if holder is not None:
+            raise LgtmInputError(
+                f"a live run holds this folder ({holder}): write the predictions elsewhere, "
+                "or wait for it to end",
+                file=folder,
+                field="output",
+            )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         probe = out.with_name(out.name + ".tmp")
