@@ -103,8 +103,8 @@ def planned(sizes: list[int]) -> list[dict]:
     seeds, then the weighted lgtm cells."""
     out = []
     for size in sizes:
-        for cell in ("kd+w", "kd+transfer+w"):
-            out += [dict(size=size, cell=cell, seed=s, lr=None) for s in T.SEEDS]
+        for seed in T.SEEDS:  # seed by seed: kd+transfer+w finds kd+w's teacher on disk
+            out += [dict(size=size, cell=c, seed=seed, lr=None) for c in ("kd+w", "kd+transfer+w")]
         out += [dict(size=size, cell="lgtm", seed=T.GRID_SEED, lr=lr) for lr in T.GRID]
         out += [dict(size=size, cell="lgtm", seed=s, lr=None) for s in T.SEEDS[1:]]
         out += [dict(size=size, cell="lgtm+w", seed=s, lr=None) for s in T.SEEDS]
