@@ -14,6 +14,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread (here and in the subprocesses tests start): the tiny models' operations
+# are far too small to gain from a second thread, which only waits for a core, and on a busy
+# machine waits for milliseconds per operation. Another value may be given in the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +26,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 ROOT = Path(__file__).resolve().parents[1]
 if TYPE_CHECKING:

@@ -101,11 +101,48 @@ def finish(process: subprocess.Popen) -> str:
     return output
 
 
+#: ``lgtm ARGS`` for each ARGS of a JSON list, in this one process (stops at a failure).
+SCRIPT = """
+import json, sys
+from lgtm import cli
+for args in json.loads(sys.argv[1]):
+    status = cli.main(args)
+    if status:
+        sys.exit(status)
+"""
+
+
 @pytest.fixture(scope="module")
-def two_process_run(glue_dir, teacher_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("two") / "run"
-    finish(torchrun(distill_args(glue_dir, teacher_dir, out)))
-    return out
+def two_process_runs(glue_dir, teacher_dir, tmp_path_factory) -> Path:
+    """Every two-process run the tests below compare with one process's, in one torchrun
+    launch (one start of torch and transformers in each process, not one a run): the plain
+    run (``run``), the transfer-set runs (``transfer-<method>``), the tuning study
+    (``tune``) and every method on an uneven split (``uneven/<method>``)."""
+    folder = tmp_path_factory.mktemp("two")
+    runs = [distill_args(glue_dir, teacher_dir, folder / "run")]
+    for method in TRANSFER_METHODS:
+        out = folder / f"transfer-{method}"
+        runs.append([*distill_args(glue_dir, teacher_dir, out), *transfer_args(method)])
+    runs.append([*tune_args(glue_dir, teacher_dir), "--output-dir", str(folder / "tune")])
+    for method in lgtm.METHOD_NAMES:
+        runs.append(uneven_args(glue_dir, teacher_dir, folder / "uneven" / method, method))
+    script = folder / "runs.py"
+    script.write_text(SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    done = subprocess.run(
+        [*command, str(script), json.dumps([[str(a) for a in args] for args in runs])],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_process_run(two_process_runs) -> Path:
+    return two_process_runs / "run"
 
 
 def weights(run: Path, model: str) -> dict[str, torch.Tensor]:
@@ -166,12 +203,11 @@ def test_resume_after_a_kill_under_two_processes(glue_dir, teacher_dir, two_proc
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("method", ["lgtm", "kd"])
-def test_two_processes_with_a_transfer_set_save_the_student_of_one(
-    method, glue_dir, teacher_dir, tmp_path
-):
-    """Labelled and transfer samples split across processes; label terms averaged over the
-    labelled samples of the global batch (the labelled stream's last batch holds 2 of 8)."""
+TRANSFER_METHODS = ["lgtm", "kd"]
+
+
+def transfer_args(method: str) -> list[str]:
+    """A run with a transfer set, added to :func:`distill_args`."""
     more = [
         "--method",
         method,
@@ -191,9 +227,17 @@ def test_two_processes_with_a_transfer_set_save_the_student_of_one(
     ]
     if method == "lgtm":
         more = more[:-2]  # its teacher learns jointly: no stage one
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert cli.main([*distill_args(glue_dir, teacher_dir, one), *more]) == 0
-    finish(torchrun([*distill_args(glue_dir, teacher_dir, two), *more]))
+    return more
+
+
+@pytest.mark.parametrize("method", TRANSFER_METHODS)
+def test_two_processes_with_a_transfer_set_save_the_student_of_one(
+    method, glue_dir, teacher_dir, two_process_runs, tmp_path
+):
+    """Labelled and transfer samples split across processes; label terms averaged over the
+    labelled samples of the global batch (the labelled stream's last batch holds 2 of 8)."""
+    one, two = tmp_path / "one", two_process_runs / f"transfer-{method}"
+    assert cli.main([*distill_args(glue_dir, teacher_dir, one), *transfer_args(method)]) == 0
     m1 = json.loads((one / "metrics.json").read_text())
     m2 = json.loads((two / "metrics.json").read_text())
     assert m1["transfer"]["rows"] == m2["transfer"]["rows"] == 30
@@ -267,49 +311,80 @@ def test_launches_that_cannot_be_honoured_are_refused(glue_dir, teacher_dir, tmp
     assert "returned non-zero exit status 2" in done.stderr, done.stdout + done.stderr
     line = [x for x in done.stderr.splitlines() if x.startswith("lgtm: error:")][0]
     assert "asked for 2 processes but started one" in line and "--multi_gpu" in line
-    # fp16, gradient accumulation and sharding: one line each, before anything is written
+    # fp16, gradient accumulation and sharding: one line each, before anything is written.
+    # One process runs them all, each in the environment of its own launch: sharding first,
+    # as lgtm refuses it before Accelerate's process state exists; the others are read
+    # from the environment whether or not that state exists already.
     cases = [
-        ({}, ["--mixed-precision", "fp16"], "use --mixed-precision bf16"),
-        ({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"}, [], "gradient accumulation (4 steps)"),
         ({"ACCELERATE_USE_FSDP": "true"}, [], "FSDP sharding is not supported"),
         ({"ACCELERATE_USE_DEEPSPEED": "true"}, [], "DeepSpeed is not supported"),
+        ({}, ["--mixed-precision", "fp16"], "use --mixed-precision bf16"),
+        ({"ACCELERATE_GRADIENT_ACCUMULATION_STEPS": "4"}, [], "gradient accumulation (4 steps)"),
         ({"ACCELERATE_MIXED_PRECISION": "fp16"}, [], "use --mixed-precision bf16"),
     ]
-    for env, more, message in cases:
-        command = [sys.executable, "-m", "lgtm.cli", *args, *more]
-        done = subprocess.run(
-            command, env={**environment(), **env}, capture_output=True, text=True, timeout=300
-        )
-        assert done.returncode == 2, (env, more, done.stderr)
-        assert message in one_line(done.stderr), (env, more, done.stderr)
-        assert not (tmp_path / "o").exists()
-
-
-def test_tune_on_two_processes_runs_the_trials_of_one(glue_dir, teacher_dir, tmp_path):
-    """``torchrun --nproc-per-node 2 lgtm tune``: the main process draws each trial and its
-    pruning decisions, both processes run it; the trials equal the one-process study's."""
-    args = distill_args(glue_dir, teacher_dir, tmp_path / "x", "--method", "ce")
-    args = [a for a in args if a not in ("distill", "--output-dir", str(tmp_path / "x"))]
-    tune = ["tune", *args, "--trials", "3", "--selection-fraction", "0.25", "--eval-steps", "4"]
-    tune += ["--search", "lr=1e-4:1e-1:log"]
-    finish(torchrun([*tune, "--output-dir", str(tmp_path / "two")]))
-    one = subprocess.run(
-        [sys.executable, "-m", "lgtm.cli", *tune, "--output-dir", str(tmp_path / "one")],
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LAUNCHES,
+            json.dumps([[env, args + more] for env, more, _ in cases]),
+        ],
         env=environment(),
         capture_output=True,
         text=True,
+        timeout=300,
     )
-    assert one.returncode == 0, one.stderr
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(results) == len(cases), done.stdout
+    for (env, more, message), (status, err) in zip(cases, results, strict=True):
+        assert status == 2, (env, more, err)
+        assert message in one_line(err), (env, more, err)
+    assert not (tmp_path / "o").exists()
 
-    def trials(folder: str) -> list[tuple]:
-        table = json.loads((tmp_path / folder / "tune.json").read_text())["table"]
+
+#: ``lgtm ARGS`` in the environment ENV, for each (ENV, ARGS) of a JSON list, in this one
+#: process: one line ``[exit status, stderr]`` each.
+LAUNCHES = """
+import contextlib, io, json, os, sys
+from lgtm import cli
+for env, args in json.loads(sys.argv[1]):
+    os.environ.update(env)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli.main(args)
+    for key in env:
+        del os.environ[key]
+    print(json.dumps([status, err.getvalue()]), flush=True)
+"""
+
+
+def tune_args(glue_dir: Path, teacher: Path) -> list[str]:
+    """``lgtm tune`` of ce's lr, 3 trials, without ``--output-dir``."""
+    args = distill_args(glue_dir, teacher, Path("x"), "--method", "ce")
+    args = [a for a in args if a not in ("distill", "--output-dir", "x")]
+    tune = ["tune", *args, "--trials", "3", "--selection-fraction", "0.25", "--eval-steps", "4"]
+    return [*tune, "--search", "lr=1e-4:1e-1:log"]
+
+
+def test_tune_on_two_processes_runs_the_trials_of_one(
+    glue_dir, teacher_dir, two_process_runs, tmp_path, capsys
+):
+    """``torchrun --nproc-per-node 2 lgtm tune``: the main process draws each trial and its
+    pruning decisions, both processes run it; the trials equal the one-process study's."""
+    status = cli.main([*tune_args(glue_dir, teacher_dir), "--output-dir", str(tmp_path / "one")])
+    assert status == 0, capsys.readouterr().err
+
+    def trials(folder: Path) -> list[tuple]:
+        table = json.loads((folder / "tune.json").read_text())["table"]
         return [(r["lr"], r["state"], r["steps"], r["selection_score"]) for r in table]
 
-    a, b = trials("one"), trials("two")
+    two = two_process_runs / "tune"
+    a, b = trials(tmp_path / "one"), trials(two)
     assert [r[:3] for r in a] == [r[:3] for r in b] and len(a) == 3
     for x, y in zip(a, b):
         assert x[3] is None and y[3] is None or abs(x[3] - y[3]) < 1e-9, (x, y)
-    m = json.loads((tmp_path / "two" / "trials" / "0000" / "metrics.json").read_text())
+    m = json.loads((two / "trials" / "0000" / "metrics.json").read_text())
     assert m["num_processes"] == 2
 
 
@@ -341,14 +416,6 @@ def test_two_processes_are_refused_a_folder_a_live_run_holds(glue_dir, teacher_d
 #: share of the last batch (and of every feedback batch) is empty: it steps on a stand-in.
 UNEVEN = ["--max-train-samples", "10", "--max-eval-samples", "8", "--max-length", "16"]
 UNEVEN += ["--epochs", "1"]  # two steps a stage: a batch of 8, then one of 1
-SCRIPT = """
-import json, sys
-from lgtm import cli
-for args in json.loads(sys.argv[1]):
-    status = cli.main(args)
-    if status:
-        sys.exit(status)
-"""
 
 
 def uneven_args(glue_dir: Path, teacher: Path, out: Path, method: str) -> list[str]:
@@ -360,34 +427,15 @@ def uneven_args(glue_dir: Path, teacher: Path, out: Path, method: str) -> list[s
     return args
 
 
-@pytest.fixture(scope="module")
-def uneven_two_process_runs(glue_dir, teacher_dir, tmp_path_factory) -> Path:
-    """Every method on two processes, in one launch (one import of torch and transformers)."""
-    folder = tmp_path_factory.mktemp("uneven")
-    runs = [uneven_args(glue_dir, teacher_dir, folder / m, m) for m in lgtm.METHOD_NAMES]
-    script = folder / "all_methods.py"
-    script.write_text(SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    done = subprocess.run(
-        [*command, str(script), json.dumps(runs)],
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return folder
-
-
 @pytest.mark.parametrize("method", list(lgtm.METHOD_NAMES))
 def test_two_processes_equal_one_for_every_method_and_any_dataset_size(
-    method, glue_dir, teacher_dir, uneven_two_process_runs, tmp_path
+    method, glue_dir, teacher_dir, two_process_runs, tmp_path
 ):
     """A last batch of one sample (and feedback batches of one) on two processes: the second
     process contributes nothing to any mean, and the models are one process's."""
     one = tmp_path / "one"
     assert cli.main(uneven_args(glue_dir, teacher_dir, one, method)) == 0
-    two = uneven_two_process_runs / method
+    two = two_process_runs / "uneven" / method
     m1 = json.loads((one / "metrics.json").read_text())
     m2 = json.loads((two / "metrics.json").read_text())
     assert m1["train_samples"] == m2["train_samples"] == 9 and m2["num_processes"] == 2
