@@ -56,14 +56,19 @@ def export(run: Path, model: str, prune: bool, out: Path, args: argparse.Namespa
     return json.loads((out / "export.json").read_text())
 
 
-def goal(report: dict) -> dict:
+def goal(report: dict, hidden_size: int) -> dict:
     """The issue's goal on a pruned student export: size and batch-1 speed against the
-    float32 PyTorch student, and the metric drop of the int8 file."""
+    float32 PyTorch student, and the metric drop of the int8 file. Also where the int8 file's
+    bytes are: the kept word-embedding rows (one byte per weight) and the rest (encoder,
+    position embeddings, head), and how many rows the 8x budget leaves."""
     rows = {r["name"]: r for r in report["rows"]}
     student, int8 = rows["student"], rows["model_int8.onnx"]
     smaller = student["size_bytes"] / int8["size_bytes"]
     faster = student["latency_seconds"]["1"] / int8["latency_seconds"]["1"]
     drop = 100 * (student["main"] - int8["main"])
+    kept = report["pruning"]["kept_tokens"]
+    rest = int8["size_bytes"] - kept * hidden_size
+    budget = student["size_bytes"] / GOAL["smaller"]
     return {
         "smaller": smaller,
         "faster_batch_1": faster,
@@ -71,6 +76,11 @@ def goal(report: dict) -> dict:
         "met": smaller >= GOAL["smaller"]
         and faster >= GOAL["faster_batch_1"]
         and drop <= GOAL["max_drop_points"],
+        "kept_tokens": kept,
+        "word_embedding_bytes": kept * hidden_size,
+        "rest_bytes": rest,
+        "budget_bytes": budget,
+        "rows_within_budget": int((budget - rest) // hidden_size),
     }
 
 
@@ -101,13 +111,25 @@ def table(results: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, action="append", required=True, help="a run folder")
+    parser.add_argument("--run", type=Path, action="append", help="a run folder (required)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "export-benchmark")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where export.md goes")
     parser.add_argument("--no-teacher", action="store_true", help="export the students only")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite export.md from export.json"
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        return write(json.loads((args.results / "export.json").read_text()), args.results)
+    if not args.run:
+        parser.error("--run is required")
+    command = "python benchmarks/export.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    how = {"command": command, "threads": args.threads, "repeats": args.repeats}
+    how["machine"] = platform.processor() or platform.machine()
 
     results = []
     for run in args.run:
@@ -120,21 +142,25 @@ def main(argv: list[str] | None = None) -> int:
                 out = args.out / f"{run.name}-{model}-{vocabulary}"
                 print(f"lgtm export {run}/{model} ({vocabulary} vocabulary) ...", flush=True)
                 report = export(run, model, prune, out, args)
-                entry = {"run": run.name, "model": model, "vocabulary": vocabulary}
+                entry = {"run": run.name, "model": model, "vocabulary": vocabulary, **how}
                 entry["report"] = report
                 if model == "student" and prune:
-                    entry["goal"] = goal(report)
+                    config = json.loads((run / model / "config.json").read_text())
+                    entry["goal"] = goal(report, config["hidden_size"])
                 results.append(entry)
+    return write(results, args.results)
 
-    command = "python benchmarks/export.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
+
+def write(results: list[dict], folder: Path) -> int:
+    """``export.json`` and ``export.md`` (the table and the goal lines) in ``folder``."""
+    how = results[0]
     lines = [
         "# ONNX export of trained runs (issue #20)",
         "",
-        f"`{command}` on {platform.processor() or platform.machine()}, "
-        f"threads {args.threads}, median of {args.repeats} passes. Sizes and speed-ups against "
-        "the float32 PyTorch student of the same run (for a teacher export: the teacher).",
+        f"`{how['command']}` on {how['machine']}, "
+        f"threads {how['threads']}, median of {how['repeats']} passes. Sizes and speed-ups "
+        "against the float32 PyTorch student of the same run (for a teacher export: the "
+        "teacher).",
         "",
         *table(results),
         "",
@@ -146,12 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"- {res['run']}: int8 student, pruned vocabulary: {g['smaller']:.1f}x smaller "
                 f"(goal {GOAL['smaller']:g}x), {g['faster_batch_1']:.2f}x faster at batch 1 "
-                f"(goal {GOAL['faster_batch_1']:g}x), {g['drop_points']:+.2f} points "
-                f"(goal at most {GOAL['max_drop_points']:g}): goal {verdict}"
+                f"(goal {GOAL['faster_batch_1']:g}x), {g['drop_points']:+.2f} points lost "
+                f"(goal at most {GOAL['max_drop_points']:g}): goal {verdict}. "
+                f"Of its {(g['word_embedding_bytes'] + g['rest_bytes']) / 1e6:.1f} MB, "
+                f"{g['word_embedding_bytes'] / 1e6:.1f} MB are the {g['kept_tokens']:,} "
+                f"word-embedding rows kept and {g['rest_bytes'] / 1e6:.1f} MB the rest "
+                f"(encoder, position embeddings, head); the {GOAL['smaller']:g}x budget of "
+                f"{g['budget_bytes'] / 1e6:.2f} MB leaves room for "
+                f"{g['rows_within_budget']:,} rows"
             )
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "export.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.results / "export.md").write_text("\n".join(lines) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "export.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / "export.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

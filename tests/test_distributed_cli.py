@@ -117,13 +117,15 @@ def two_process_runs(glue_dir, teacher_dir, tmp_path_factory) -> Path:
     """Every two-process run the tests below compare with one process's, in one torchrun
     launch (one start of torch and transformers in each process, not one a run): the plain
     run (``run``), the transfer-set runs (``transfer-<method>``), the tuning study
-    (``tune``) and every method on an uneven split (``uneven/<method>``)."""
+    (``tune``), the weighted kd run (``weighted``) and every method on an uneven split
+    (``uneven/<method>``)."""
     folder = tmp_path_factory.mktemp("two")
     runs = [distill_args(glue_dir, teacher_dir, folder / "run")]
     for method in TRANSFER_METHODS:
         out = folder / f"transfer-{method}"
         runs.append([*distill_args(glue_dir, teacher_dir, out), *transfer_args(method)])
     runs.append([*tune_args(glue_dir, teacher_dir), "--output-dir", str(folder / "tune")])
+    runs.append([*distill_args(glue_dir, teacher_dir, folder / "weighted"), *WEIGHTED])
     for method in lgtm.METHOD_NAMES:
         runs.append(uneven_args(glue_dir, teacher_dir, folder / "uneven" / method, method))
     script = folder / "runs.py"
@@ -250,6 +252,40 @@ def test_two_processes_with_a_transfer_set_save_the_student_of_one(
         for key in ("student_loss", "teacher_loss"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=2e-8)
+
+
+#: kd with the influence weighting on the student (issue #22); 50 rows in batches of 8, so
+#: the last batch is uneven; rates large enough that the influence stands above float noise.
+WEIGHTED = ["--method", "kd", "--student-weighting", "influence", "--alpha", "0.2"]
+WEIGHTED += ["--max-train-samples", "56", "--epochs", "1", "--teacher-epochs", "2"]
+WEIGHTED += ["--track-steps", "2", "--lr", "5e-3", "--teacher-lr", "5e-3"]
+
+
+def test_two_processes_weigh_as_one(glue_dir, teacher_dir, two_process_runs, tmp_path):
+    """λ's normaliser and the weighted sum run over the global batch: kd with the weighting on
+    two processes saves one process's student, logs its kept shares and tracked λ."""
+    from lgtm.report import read_influence
+
+    one, two = tmp_path / "one", two_process_runs / "weighted"
+    assert cli.main([*distill_args(glue_dir, teacher_dir, one), *WEIGHTED]) == 0
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert (m1["num_processes"], m2["num_processes"]) == (1, 2)
+    for model in ("student", "teacher"):
+        error = relative(weights(two, model), weights(one, model))
+        assert error < 1e-6, (model, error)
+    for a, b in zip(m1["history"], m2["history"], strict=True):
+        for key in ("student_loss", "weights_kept", "influence_mean"):
+            assert (key in a) == (key in b)
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7)
+    kept = [h["weights_kept"] for h in m1["history"] if "weights_kept" in h]
+    assert max(kept) > 0 and min(kept) < 1  # batches kept, and batches dropped
+    r1, r2 = (read_influence(d / "influence.jsonl") for d in (one, two))
+    assert len(r1) == len(r2) > 0
+    assert len({round(r["weight"], 6) for r in r1}) > 2  # λ differ between samples
+    for a, b in zip(r1, r2, strict=True):
+        assert b["weight"] == pytest.approx(a["weight"], rel=1e-3, abs=1e-6)
+        assert b["weights_kept"] == pytest.approx(a["weights_kept"])
 
 
 def test_bf16_autocast_keeps_the_influence_within_a_few_percent():

@@ -40,7 +40,7 @@ from conftest import (
 from rich.console import Console
 
 import lgtm
-from lgtm import cli, train
+from lgtm import train
 from lgtm.methods.base import Method
 from lgtm.methods.influence import StudentInfluence
 from lgtm.report import read_influence, summary_table
@@ -340,49 +340,6 @@ def test_resume_after_a_kill_is_bit_identical(method, tiny_teacher_dir, tiny_dat
 
 # ---- two processes ------------------------------------------------------------------------
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="torchrun on Linux")
-def test_two_processes_weigh_as_one(glue_dir, tmp_path):
-    """λ's normaliser and the weighted sum run over the global batch: kd with the weighting on
-    two processes (uneven last batch: 50 rows in batches of 8) saves one process's student."""
-    from test_distributed_cli import distill_args, finish, relative, torchrun, weights
-
-    teacher = tiny_teacher_without_dropout(tmp_path / "teacher")
-    more = ["--method", "kd", "--student-weighting", "influence", "--alpha", "0.2"]
-    more += ["--max-train-samples", "56", "--epochs", "1", "--teacher-epochs", "2"]
-    more += ["--track-steps", "2", "--lr", "5e-3", "--teacher-lr", "5e-3"]  # influence ≫ noise
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert cli.main([*distill_args(glue_dir, teacher, one), *more]) == 0
-    finish(torchrun([*distill_args(glue_dir, teacher, two), *more]))
-    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
-    assert (m1["num_processes"], m2["num_processes"]) == (1, 2)
-    for model in ("student", "teacher"):
-        error = relative(weights(two, model), weights(one, model))
-        assert error < 1e-6, (model, error)
-    for a, b in zip(m1["history"], m2["history"], strict=True):
-        for key in ("student_loss", "weights_kept", "influence_mean"):
-            assert (key in a) == (key in b)
-            if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7)
-    kept = [h["weights_kept"] for h in m1["history"] if "weights_kept" in h]
-    assert max(kept) > 0 and min(kept) < 1  # batches kept, and batches dropped
-    r1, r2 = (read_influence(d / "influence.jsonl") for d in (one, two))
-    assert len(r1) == len(r2) > 0
-    assert len({round(r["weight"], 6) for r in r1}) > 2  # λ differ between samples
-    for a, b in zip(r1, r2, strict=True):
-        assert b["weight"] == pytest.approx(a["weight"], rel=1e-3, abs=1e-6)
-        assert b["weights_kept"] == pytest.approx(a["weights_kept"])
-
-
-def tiny_teacher_without_dropout(folder):
-    """A tiny BERT without dropout (one process and two then draw no different masks)."""
-    from conftest import bundled_tokenizer, save_tiny_bert
-
-    folder = save_tiny_bert(folder, layers=2, tokenizer=bundled_tokenizer())
-    config = json.loads((folder / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 @pytest.mark.parametrize("method", ["takd", "rco", "pkd", "pesf", "dml"])
 def test_runs_of_other_methods_weigh_their_students(method, tiny_teacher_dir, tiny_data, tmp_path):
     """Runs of several stages (takd's assistant, rco's anchors) draw feedback in every
