@@ -248,6 +248,7 @@ def report(t_rows: list[dict], rows: list[dict]) -> Path:
         "these runs (PROTOCOL.md, Changes); the clean cost ratios are "
         "`results/weighting_speed.md`'s.",
     ]
+    figures: dict[int, dict] = {}
     for size in T.SIZES:
         table = {c: runs(size, c) for c in (*CELLS, "kd", "kd+transfer", "lgtm+transfer")}
         if not any(table[c] for c in CELLS):
@@ -266,6 +267,10 @@ def report(t_rows: list[dict], rows: list[dict]) -> Path:
             verdict = p["verdict"] if p else "–"
             lines.append(f"| {name} | {a} − {b} | {_ci(p)} | {verdict} |")
         lines += _weights_table(table)
+        figures[size] = {name: (a, b, table[a], table[b]) for name, a, b in CLAIMS}
+    if figures:
+        figure(figures, T.RESULTS / "weighting_study.png")
+        lines += ["", "![paired seeds](weighting_study.png)"]
     remade = [m for r in rows for m in r.get("remade_kd") or []]
     if remade:
         same = sum(m["student_dev"] == m["recorded"] for m in remade)
@@ -278,6 +283,43 @@ def report(t_rows: list[dict], rows: list[dict]) -> Path:
     path = T.RESULTS / "weighting_study.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def figure(figures: dict[int, dict], path: Path) -> None:
+    """One panel per labelled size and claim: each seed's student dev accuracy without and
+    with the weighting, joined by a line (paired seeds), and the mean difference in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from comparison_report import _ci, paired
+
+    sizes = sorted(figures)
+    fig, axes = plt.subplots(
+        len(sizes), len(CLAIMS), figsize=(3.2 * len(CLAIMS), 3.0 * len(sizes)), squeeze=False
+    )
+    for row, size in zip(axes, sizes, strict=True):
+        for ax, (name, (a, b, runs_a, runs_b)) in zip(row, figures[size].items(), strict=True):
+            seeds = sorted(set(runs_a) & set(runs_b))
+            for seed in seeds:
+                y = [100 * runs_b[seed]["student_dev"], 100 * runs_a[seed]["student_dev"]]
+                ax.plot([0, 1], y, marker="o", color="tab:blue", alpha=0.7)
+                ax.annotate(str(seed), (1.03, y[1]), fontsize=7, va="center")
+            if not seeds:
+                ax.text(0.5, 0.5, "no runs yet", ha="center", transform=ax.transAxes)
+                ax.set_yticks([])
+            p = paired(runs_a, runs_b, "student_dev")
+            ax.set_title(
+                f"{name} ({size:,}): {_ci(p)}" if p else f"{name} ({size:,}): –", fontsize=8
+            )
+            ax.set_xticks([0, 1], [b, a], fontsize=7)
+            ax.set_xlim(-0.3, 1.3)
+            if ax is row[0]:
+                ax.set_ylabel("student dev accuracy (%)")
+    fig.suptitle("Influence weighting of the student, paired seeds (issue #22)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _weights_table(table: dict[str, dict[int, dict]]) -> list[str]:
