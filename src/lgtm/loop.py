@@ -167,11 +167,15 @@ def run_stage(
     influence_log: Any,
     out: Path,
     callback: Callback | None,
+    steps_before: int = 0,
 ) -> None:
     """Run ``phase`` from ``ctx.state.step`` to its end: a step of its stepper per batch,
     its schedules advanced, losses logged, evaluations and checkpoints at their periods.
     Raises :class:`LgtmInputError` when training diverges; ``callback(stage, step)`` after
-    every step."""
+    every step. ``steps_before``: the steps of the run's stages before this one; the trackers
+    (``--report-to``) log at the run's step ``steps_before + step``, so that their step never
+    decreases from one stage to the next (W&B drops a record whose step is lower than one it
+    has seen), with the stage's own step beside it (``STAGE/step``, as in metrics.json)."""
     from tqdm.auto import tqdm
 
     config, acc, state = ctx.config, ctx.acc, ctx.state
@@ -258,7 +262,7 @@ def run_stage(
                     entry = _evaluate(ctx, phase, step, batches.per_epoch, entry)
                 history.append(entry)
                 if trackers.names(config.report_to):
-                    acc.log(_scalars(phase.name, entry), step=step)
+                    acc.log(_scalars(phase.name, entry), step=steps_before + step)
                 bar.set_postfix(
                     {
                         k[0] + "_loss": f"{entry[k]:.4f}"
@@ -460,7 +464,7 @@ def _scalars(phase: str, entry: dict[str, Any]) -> dict[str, float]:
     for key, value in entry.items():
         if isinstance(value, dict):  # an undefined metric (None) has no point
             out.update({f"{phase}/{key}/{k}": v for k, v in value.items() if v is not None})
-        elif key not in ("step",) and isinstance(value, int | float):
+        elif isinstance(value, int | float):  # "step": the stage's own (metrics.json's)
             out[f"{phase}/{key}"] = value
     return out
 

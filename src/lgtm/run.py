@@ -313,7 +313,7 @@ def _run_stages(
     """Run the stages not yet done, in order, each over its own seeded batch stream."""
     config, acc, state, out = ctx.config, ctx.acc, ctx.state, ctx.out
     try:
-        for stage in stages:
+        for index, stage in enumerate(stages):
             if stage.name in state.phases_done:
                 continue
             if state.phase != stage.name:
@@ -339,7 +339,8 @@ def _run_stages(
                     world=acc.num_processes,
                 )
                 batches = MixedBatches(batches, transfer)
-            run_stage(ctx, stage, batches, feedback_batches, influence_log, out, callback)
+            before = sum(s.total for s in stages[:index])  # the trackers' step: the run's
+            run_stage(ctx, stage, batches, feedback_batches, influence_log, out, callback, before)
             state.phases_done.append(stage.name)
     finally:
         if influence_log is not None:

@@ -60,9 +60,9 @@ def init_kwargs(report_to: str | list[str] | None, out: Path) -> dict[str, dict[
 
         mlflow.set_tracking_uri(tracking_uri(out))
     if "wandb" in chosen:
-        (out / "wandb").mkdir(parents=True, exist_ok=True)
-        kwargs["wandb"] = {
-            "dir": str(out / "wandb"),
+        out.mkdir(parents=True, exist_ok=True)
+        kwargs["wandb"] = {  # W&B writes into DIR/wandb (DIR/.wandb where that exists)
+            "dir": str(out),
             "mode": os.environ.get("WANDB_MODE", "offline"),
             "name": out.name,
         }

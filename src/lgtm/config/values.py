@@ -105,9 +105,10 @@ def choice_list(*choices: str) -> Callable[[Any], list[str]]:
 
 
 def trackers(value: Any) -> list[str] | None:
-    """``--report-to``: ``none`` (or nothing) -> None, else a comma-separated list (or a YAML
-    list) of ``tensorboard``, ``mlflow``, ``wandb``."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "none"}):
+    """``--report-to``: ``none`` (or nothing: None, an empty YAML list) -> None, else a
+    comma-separated list (or a YAML list) of ``tensorboard``, ``mlflow``, ``wandb``; an empty
+    text is refused, as ``--export``'s (ValueError)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
     if isinstance(value, list | tuple) and not value:
         return None
