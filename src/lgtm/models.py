@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_TEACHER",
     "count_parameters",
     "final_classifier",
+    "is_bundled",
     "load_model",
     "measure_latency",
     "resolve_model_path",
@@ -51,6 +52,12 @@ BUNDLED_NAME = "bundled:all-MiniLM-L6-v2"
 DEFAULT_TEACHER = BUNDLED_NAME
 
 _BUNDLED_ALIASES = {BUNDLED_NAME.lower(), "bundled", "bundled:all-minilm-l6-v2"}
+
+
+def is_bundled(name: str | None) -> bool:
+    """True when ``name`` (a ``--teacher`` value) names the bundled teacher (None: default)."""
+    return name is None or name.strip().lower() in _BUNDLED_ALIASES
+
 
 # Where the stack of transformer layers lives, per architecture (attribute path from the
 # ForSequenceClassification model). Others are found by a search for ``*.encoder.layer``.

