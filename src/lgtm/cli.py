@@ -104,6 +104,12 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     onnx_file = find_onnx(args.model)  # an exported folder (lgtm export), or one of its files
     path = str(onnx_file.parent) if onnx_file else M.resolve_model_path(args.model)
+    if not Path(path).exists():
+        raise LgtmInputError(
+            "does not exist: give a model folder, an exported folder or one of its .onnx files",
+            file=args.model,
+            field="model",
+        )
     if not (Path(path) / "config.json").is_file():
         raise LgtmInputError("not a model folder (no config.json)", file=args.model, field="model")
     mconf = AutoConfig.from_pretrained(path)
