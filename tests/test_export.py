@@ -457,9 +457,25 @@ def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path
         assert result.metric_value == round(metrics[role]["accuracy"], 6)
     line = one_line_error(capsys, "export", out, "--output-dir", out / "export")
     assert "--overwrite" in line
-    card = ModelCard.load(out / "export" / "README.md")  # the student's, with the export's words
-    assert card.data.eval_results[0].metric_value == round(metrics["student"]["accuracy"], 6)
-    assert "model_int8.onnx, vocabulary pruned" in card.text
+    card = ModelCard.load(out / "export" / "README.md")  # the files' scores, the run's dataset
+    student_card = ModelCard.load(out / "student" / "README.md")
+    got = {r.metric_name: r for r in card.data.eval_results}
+    for name in (FP32_FILE, INT8_FILE):
+        result = got[f"accuracy ({name})"]
+        assert result.metric_value == round(rows[name]["metrics"]["accuracy"], 6)
+        assert result.dataset_name == student_card.data.eval_results[0].dataset_name
+    assert card.data.base_model == student_card.data.base_model
+    assert f"from the PyTorch student `{out / 'student'}`" in card.text
+
+    # re-exported into the documented place with --overwrite: only RUN_DIR/export changes
+    before = {k: v for k, v in tree(out).items() if not k.startswith("export/")}
+    status, _, err = run(
+        capsys, "export", out, "--output-dir", out / "export", "--overwrite", "--repeats", "1"
+    )
+    assert status == 0, err
+    assert {k: v for k, v in tree(out).items() if not k.startswith("export/")} == before
+    assert json.loads((out / "export" / "export.json").read_text())["pruning"] is None
+    assert not any(p.name.startswith((".tmp", ".old")) for p in out.iterdir())
 
 
 # --------------------------------------------------------------------------- issue #20's trial

@@ -552,7 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="points of the main metric an exported file may lose against the "
         "PyTorch student (default 1)",
     )
-    x.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    x.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export in --output-dir (never a model, a run or other files)",
+    )
     x.set_defaults(func=_export)
 
     pl = sub.add_parser("plot", help="redraw the plots of a run")
