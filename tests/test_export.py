@@ -577,7 +577,8 @@ def test_evaluate_a_path_that_does_not_exist(tmp_path, monkeypatch, capsys):
 
 def test_distill_export_int8_or_prune_needs_onnx(tmp_path, capsys):
     """lgtm distill --export int8 (or prune) without onnx: refused while the arguments are
-    read, before anything loads or the output folder is made; the same from a YAML file."""
+    read, before anything loads or the output folder is made; the same from a YAML file. A
+    RUN_DIR/export that holds a user's files: refused before the run starts, not after it."""
     from lgtm import config as cfg
     from lgtm.errors import LgtmInputError
 
@@ -587,6 +588,16 @@ def test_distill_export_int8_or_prune_needs_onnx(tmp_path, capsys):
         )
         assert "--export" in line and "onnx" in line
     assert not (tmp_path / "run").exists()
+    mine = tmp_path / "mine" / "export"  # a folder of the user's where --export would write
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    line = one_line_error(  # (a teacher that does not exist: were the folder not checked
+        capsys, "distill", "--export", "onnx", "--output-dir", mine.parent,  # first, the run
+        "--teacher", tmp_path / "no-teacher",  # would stop there, not train)
+    )  # fmt: skip
+    assert f"{mine}: field 'output_dir'" in line and "not an lgtm export" in line
+    assert [p.name for p in mine.parent.iterdir()] == ["export"]
+    assert (mine / "notes.txt").read_text() == "mine"
     config = tmp_path / "c.yaml"
     config.write_text("export: [int8]\n")
     with pytest.raises(LgtmInputError, match="field 'export': int8 needs onnx"):
