@@ -306,6 +306,16 @@ def test_bad_input_is_one_line(tmp_path, tiny_classifier, exported, corpus, caps
         blank, *data,
     )  # fmt: skip
     assert "blank.txt" in line and "no text" in line
+    nul = tmp_path / "nul.txt"  # issue #20: 500 NUL bytes were read as one text
+    nul.write_bytes(b"\0" * 500)
+    invisible = tmp_path / "invisible.tsv"  # a table whose texts are control characters
+    invisible.write_text("sentence\tlabel\n\x00\x07\t1\n\ufeff \u200b\t0\n")
+    for path in (nul, invisible):
+        line = one_line_error(
+            capsys, "export", tiny_classifier, "--output-dir", tmp_path / "o", "--prune-vocab",
+            path, "--text-columns", "sentence", *data,
+        )  # fmt: skip
+        assert f"{path}:1: field 'prune_vocab'" in line and "no text" in line
     line = one_line_error(
         capsys, "export", out, "--output-dir", tmp_path / "o", "--quantize", "int8", *data
     )
@@ -325,19 +335,94 @@ def test_bad_input_is_one_line(tmp_path, tiny_classifier, exported, corpus, caps
 
 
 def test_a_failed_export_leaves_the_output_folder_as_it_was(tmp_path, tiny_classifier, corpus,
-                                                             capsys):  # fmt: skip
-    """An opset the exporter cannot convert to: one line, exit 2, and an existing output folder
-    keeps its files even with --overwrite."""
+                                                             exported, capsys):  # fmt: skip
+    """An opset the exporter cannot convert to: one line, exit 2, and an earlier export in the
+    output folder keeps its files, byte for byte, even with --overwrite."""
+    import shutil
+
     target = tmp_path / "kept"
-    target.mkdir()
-    (target / "mine.txt").write_text("mine")
+    shutil.copytree(exported[0], target)
+    before = tree(target)
     line = one_line_error(
         capsys, "export", tiny_classifier, "--output-dir", target, "--overwrite", "--opset",
         "14", "--task", "sst2", "--eval-file", corpus[0],
     )  # fmt: skip
     assert "opset 14" in line
-    assert sorted(p.name for p in target.iterdir()) == ["mine.txt"]
-    assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
+    assert tree(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``: relative path -> content."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def fake_run(folder: Path) -> Path:
+    """A run folder as lgtm distill leaves it (the files the checks look at, not real
+    models: every refusal below comes before anything loads)."""
+    for role in ("student", "teacher"):
+        (folder / role).mkdir(parents=True)
+        (folder / role / "config.json").write_text("{}")
+        (folder / role / "model.safetensors").write_bytes(b"weights of the " + role.encode())
+    (folder / "config.yaml").write_text("task: sst2\n")
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+def test_export_never_replaces_a_model_a_run_or_a_users_files(tmp_path, capsys):
+    """Issue #20's data loss: an output folder that is the run, the teacher, the student, a
+    folder inside the student, or a folder holding the run (beside a user's file), and a
+    non-empty folder not written by lgtm export: refused in one line naming the folder and
+    field 'output_dir', with or without --overwrite, and every file stays as it was."""
+    box = tmp_path / "box"
+    run_dir = fake_run(box / "run")
+    (box / "other.txt").write_text("a user's file")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    before = tree(tmp_path)
+    cases = {
+        run_dir: "run folder",
+        run_dir / "teacher": "model folder",
+        run_dir / "student": "model folder",
+        run_dir / "student" / "onnx": "inside the model folder",
+        box: "run folder",
+        tmp_path / "notes": "not an lgtm export",
+    }
+    for out, words in cases.items():
+        for overwrite in (["--overwrite"], []):
+            line = one_line_error(capsys, "export", run_dir, "--output-dir", out, *overwrite)
+            assert f"{out}: field 'output_dir'" in line and words in line, line
+        line = one_line_error(
+            capsys, "export", run_dir / "student", "--output-dir", out, "--overwrite"
+        )
+        assert f"{out}: field 'output_dir'" in line, line
+    assert tree(tmp_path) == before
+    assert not (run_dir / "student" / "onnx").exists()
+
+
+def test_overwrite_replaces_only_an_earlier_export(tmp_path):
+    """--overwrite may replace an empty folder or one lgtm export wrote (export.json and
+    model.onnx), unless a model folder or a run lies inside it; without it, only an empty
+    one is taken."""
+    from lgtm.errors import LgtmInputError
+    from lgtm.export import check_output_dir
+
+    run_dir = fake_run(tmp_path / "run")
+    source, keep = run_dir / "student", [run_dir, run_dir / "teacher"]
+    earlier = run_dir / "export"  # the documented place, lgtm distill --export's
+    earlier.mkdir()
+    for name in ("export.json", FP32_FILE, "config.json"):
+        (earlier / name).write_text("{}")
+    (run_dir / "empty").mkdir()
+    for out in (earlier, run_dir / "empty", run_dir / "new"):
+        check_output_dir(out, True, source, keep)  # accepted
+    check_output_dir(run_dir / "empty", False, source, keep)
+    with pytest.raises(LgtmInputError, match="pass --overwrite"):
+        check_output_dir(earlier, False, source, keep)
+    (earlier / "mine").mkdir()
+    (earlier / "mine" / "config.json").write_text("{}")
+    with pytest.raises(LgtmInputError, match="model folder"):
+        check_output_dir(earlier, True, source, keep)
 
 
 # --------------------------------------------------------------------------- at the end of a run
@@ -372,6 +457,150 @@ def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path
         assert result.metric_value == round(metrics[role]["accuracy"], 6)
     line = one_line_error(capsys, "export", out, "--output-dir", out / "export")
     assert "--overwrite" in line
-    card = ModelCard.load(out / "export" / "README.md")  # the student's, with the export's words
-    assert card.data.eval_results[0].metric_value == round(metrics["student"]["accuracy"], 6)
-    assert "model_int8.onnx, vocabulary pruned" in card.text
+    card = ModelCard.load(out / "export" / "README.md")  # the files' scores, the run's dataset
+    student_card = ModelCard.load(out / "student" / "README.md")
+    got = {r.metric_name: r for r in card.data.eval_results}
+    for name in (FP32_FILE, INT8_FILE):
+        result = got[f"accuracy ({name})"]
+        assert result.metric_value == round(rows[name]["metrics"]["accuracy"], 6)
+        assert result.dataset_name == student_card.data.eval_results[0].dataset_name
+    assert card.data.base_model == student_card.data.base_model
+    assert f"from the PyTorch student `{out / 'student'}`" in card.text
+
+    # re-exported into the documented place with --overwrite: only RUN_DIR/export changes
+    before = {k: v for k, v in tree(out).items() if not k.startswith("export/")}
+    status, _, err = run(
+        capsys, "export", out, "--output-dir", out / "export", "--overwrite", "--repeats", "1"
+    )
+    assert status == 0, err
+    assert {k: v for k, v in tree(out).items() if not k.startswith("export/")} == before
+    assert json.loads((out / "export" / "export.json").read_text())["pruning"] is None
+    assert not any(p.name.startswith((".tmp", ".old")) for p in out.iterdir())
+
+
+# --------------------------------------------------------------------------- issue #20's trial
+
+
+def test_a_text_is_more_than_whitespace_and_control_characters():
+    """is_text: a line of NULs, BOMs, zero-width spaces, tabs is not text; one visible
+    character (any script) is."""
+    from lgtm.export.prune import is_text, used_token_ids
+
+    for line in ("", "\0" * 500, " \t\r", "\ufeff\u200b\u00a0", "\x07\x1b"):
+        assert not is_text(line), repr(line)
+    for line in ("a", "\0a\0", " é ", "日本", "!"):
+        assert is_text(line), repr(line)
+    with pytest.raises(Exception, match="no text"):
+        used_token_ids(bundled_tokenizer(), ["\0" * 500, " "])
+
+
+def test_pruning_a_long_corpus_text_does_not_warn(capfd, caplog):
+    """A corpus text longer than the tokenizer's 512 tokens is tokenised whole without
+    transformers' "Token indices sequence length is longer" warning, and its ids are those of
+    its word pieces and the special tokens (computed from tokenize, which does not warn)."""
+    from lgtm.export.prune import used_token_ids
+
+    text = " ".join(s for s, _ in sst2_dev(64))
+    capfd.readouterr()
+    used, count = used_token_ids(bundled_tokenizer(), [text])  # transformers warns once per
+    captured = capfd.readouterr()  # tokenizer: a fresh one, and another for the reference
+    assert "sequence length" not in captured.err + captured.out + caplog.text
+    tokenizer = bundled_tokenizer()
+    pieces = tokenizer.tokenize(text)
+    assert len(pieces) > tokenizer.model_max_length
+    expected = set(tokenizer.convert_tokens_to_ids(pieces))
+    assert used == expected | {tokenizer.cls_token_id, tokenizer.sep_token_id} and count == 1
+
+
+def test_a_gain_is_called_a_gain(capsys):
+    """A file that scores higher than the PyTorch student: "+0.40 points ... gained" in
+    export.md and the closing line; a loss is "lost"; one corpus text is "1 text"."""
+    rows = [
+        R.Row("student", "PyTorch", {"accuracy": 0.756}, 0.756, 10, 5, {"1": 1.0, "64": 2.0}),
+        R.Row(FP32_FILE, "ONNX Runtime", {"accuracy": 0.75}, 0.75, 8, 5, {"1": 1.0, "64": 2.0}),
+        R.Row(INT8_FILE, "ONNX Runtime", {"accuracy": 0.76}, 0.76, 2, 5, {"1": 1, "64": 2}),
+    ]
+    checks = R.drop_checks(rows, "student", [FP32_FILE, INT8_FILE], 1.0)
+    report = {
+        "source": "s", "task": "sst2", "main_metric": "accuracy", "eval_split": "validation",
+        "eval_examples": 2, "repeats": 1, "threads": None, "fp32_file": FP32_FILE,
+        "onnx_max_abs_diff": None, "rows": [R.row_dict(r) for r in rows], "checks": checks,
+        "pruning": {"original_tokens": 30522, "kept_tokens": 5, "corpus_texts": 1},
+    }  # fmt: skip
+    text = R.markdown(report)
+    assert f"- {INT8_FILE}: +0.40 points of accuracy gained against" in text
+    assert f"- {FP32_FILE}: 0.60 points of accuracy lost against" in text
+    assert "the tokens of 1 text, and" in text
+    assert verdict(report, Path("x")) == 0
+    err = capsys.readouterr().err
+    assert f"{INT8_FILE}: +0.40 points of accuracy gained" in err
+    assert f"{FP32_FILE}: 0.60 points of accuracy lost" in err and "-0.40" not in err
+
+
+def test_the_export_folders_card_describes_its_files(exported, tiny_classifier):
+    """README.md of the exported folder: each file's parameters (the pruned count, computed
+    here from the embedding rows dropped), size and measured scores, the PyTorch student named
+    as the base; not the student's parameter count as a file's."""
+    from huggingface_hub import ModelCard
+
+    from lgtm.models import count_parameters, load_model
+
+    out, report, _ = exported
+    card = ModelCard.load(out / "README.md")
+    rows = {r["name"]: r for r in report["rows"]}
+    expected = {
+        f"{metric} ({name})": round(value, 6)
+        for name in (FP32_FILE, INT8_FILE)
+        for metric, value in rows[name]["metrics"].items()
+    }
+    got = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert got == expected and got[f"accuracy ({INT8_FILE})"] == round(rows[INT8_FILE]["main"], 6)
+    model, _ = load_model(tiny_classifier, 2)
+    pruned = count_parameters(model) - (30522 - report["pruning"]["kept_tokens"]) * 32
+    lines = {line.split(" | ")[0]: line for line in card.text.splitlines() if line.startswith("|")}
+    assert (
+        f"| {pruned:,} | {(out / FP32_FILE).stat().st_size / 1e6:.1f} |" in lines[f"| {FP32_FILE}"]
+    )
+    assert f"{count_parameters(model):,}" in lines["| student (the base; not in this folder)"]
+    assert f"from the PyTorch student `{tiny_classifier}`" in card.text
+
+
+def test_evaluate_a_path_that_does_not_exist(tmp_path, monkeypatch, capsys):
+    """lgtm evaluate --model rt-onnx/nothere.onnx: the path does not exist (not "no
+    config.json"), one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rt-onnx").mkdir()
+    for model in ("rt-onnx/nothere.onnx", "nothere"):
+        line = one_line_error(capsys, "evaluate", "--model", model, "--task", "sst2")
+        assert f"{model}: field 'model': does not exist" in line
+
+
+def test_distill_export_int8_or_prune_needs_onnx(tmp_path, capsys):
+    """lgtm distill --export int8 (or prune) without onnx: refused while the arguments are
+    read, before anything loads or the output folder is made; the same from a YAML file. A
+    RUN_DIR/export that holds a user's files: refused before the run starts, not after it."""
+    from lgtm import config as cfg
+    from lgtm.errors import LgtmInputError
+
+    for formats in ("int8", "prune", "int8,prune"):
+        line = one_line_error(
+            capsys, "distill", "--export", formats, "--output-dir", tmp_path / "run"
+        )
+        assert "--export" in line and "onnx" in line
+    assert not (tmp_path / "run").exists()
+    mine = tmp_path / "mine" / "export"  # a folder of the user's where --export would write
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    line = one_line_error(  # (a teacher that does not exist: were the folder not checked
+        capsys, "distill", "--export", "onnx", "--output-dir", mine.parent,  # first, the run
+        "--teacher", tmp_path / "no-teacher",  # would stop there, not train)
+    )  # fmt: skip
+    assert f"{mine}: field 'output_dir'" in line and "not an lgtm export" in line
+    assert [p.name for p in mine.parent.iterdir()] == ["export"]
+    assert (mine / "notes.txt").read_text() == "mine"
+    config = tmp_path / "c.yaml"
+    config.write_text("export: [int8]\n")
+    with pytest.raises(LgtmInputError, match="field 'export': int8 needs onnx"):
+        cfg.load_yaml(config)
+    config.write_text("export: [onnx, int8]\n")
+    assert cfg.load_yaml(config)["export"] == ["onnx", "int8"]

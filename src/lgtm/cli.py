@@ -104,6 +104,12 @@ def _load_for_inference(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     onnx_file = find_onnx(args.model)  # an exported folder (lgtm export), or one of its files
     path = str(onnx_file.parent) if onnx_file else M.resolve_model_path(args.model)
+    if not Path(path).exists():
+        raise LgtmInputError(
+            "does not exist: give a model folder, an exported folder or one of its .onnx files",
+            file=args.model,
+            field="model",
+        )
     if not (Path(path) / "config.json").is_file():
         raise LgtmInputError("not a model folder (no config.json)", file=args.model, field="model")
     mconf = AutoConfig.from_pretrained(path)
@@ -546,7 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="points of the main metric an exported file may lose against the "
         "PyTorch student (default 1)",
     )
-    x.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    x.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export in --output-dir (never a model, a run or other files)",
+    )
     x.set_defaults(func=_export)
 
     pl = sub.add_parser("plot", help="redraw the plots of a run")

@@ -88,11 +88,13 @@ def distill(
     processes = distributed.process_state()  # refuses launches it cannot honour
     distributed.mixed_precision(config.mixed_precision)  # refuses fp16 before anything loads
     trackers.check_available(config.report_to)  # --report-to: before anything trains
-    if config.export:  # --export: its packages checked before anything trains
+    out = Path(config.output_dir or default_output_dir(config))
+    if config.export:  # --export: its packages and its folder checked before anything trains
+        from lgtm.export import check_output_dir
         from lgtm.export.onnx import require_packages
 
         require_packages()
-    out = Path(config.output_dir or default_output_dir(config))
+        check_output_dir(out / "export", overwrite=True)  # empty, new or an earlier export
     created = not out.exists()
     try:
         _hold(out, processes.is_main_process)  # from the first moment: before anything loads

@@ -14,8 +14,8 @@ from typing import Any
 from lgtm.config.values import (
     boolean,
     choice,
-    choice_list,
     config_field,
+    export_formats,
     finite_float,
     float_or_auto,
     integer,
@@ -422,7 +422,7 @@ class _Training:
     )
     export: list[str] | None = config_field(
         None,
-        optional(choice_list("onnx", "int8", "prune")),
+        optional(export_formats),
         "at the end of the run, lgtm export the student into OUTPUT_DIR/export: onnx (float32), "
         "int8 (also quantised), prune (vocabulary pruned to the run's training and transfer "
         "text), comma-separated, e.g. onnx,int8",

@@ -104,6 +104,22 @@ def choice_list(*choices: str) -> Callable[[Any], list[str]]:
     return parse
 
 
+def export_formats(value: Any) -> list[str]:
+    """``--export``: a comma-separated list (or a YAML list) of ``onnx``, ``int8``, ``prune``;
+    ``int8`` and ``prune`` are made from the ``onnx`` file, so they need it."""
+    items = choice_list("onnx", "int8", "prune")(value)
+    if "onnx" not in items:
+        raise ValueError(
+            f"{' and '.join(items)} need{'s' if len(items) == 1 else ''} onnx (the float32 "
+            f"file {'it is' if len(items) == 1 else 'they are'} made from): give "
+            f"onnx,{','.join(items)}"
+        )
+    return items
+
+
+export_formats.choices = ("onnx", "int8", "prune")  # type: ignore[attr-defined]
+
+
 def trackers(value: Any) -> list[str] | None:
     """``--report-to``: ``none`` (or nothing: None, an empty YAML list) -> None, else a
     comma-separated list (or a YAML list) of ``tensorboard``, ``mlflow``, ``wandb``; an empty

@@ -4,14 +4,17 @@ optionally with its vocabulary pruned to a corpus, measured against the PyTorch 
 ``export_model`` does the work on loaded models; ``lgtm.export.command`` turns the command
 line (a run folder or a model folder, the data to score on, the texts to keep) into its
 arguments. The exported folder holds ``model.onnx``, ``model_int8.onnx``, the configuration and
-tokenizer (``lgtm evaluate`` / ``predict`` read it), ``export.json`` and ``export.md``.
+tokenizer (``lgtm evaluate`` / ``predict`` read it), ``export.json``, ``export.md`` and
+its model card ``README.md``. ``--overwrite`` replaces only a folder an earlier export wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,17 +64,106 @@ class ExportSettings:
     max_metric_drop: float = 1.0  # points of the main metric an exported file may lose
 
 
-def check_output_dir(out: Path, overwrite: bool, source: Path | None = None) -> None:
-    """Refuse, before anything loads, an output folder that holds files (without
-    ``overwrite``), that is the source, or a file. Raises :class:`LgtmInputError`."""
+#: The file that marks a folder written by ``lgtm export`` (the only kind ``--overwrite``
+#: replaces, besides an empty folder).
+EXPORT_MARKER = "export.json"
+
+
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` was written by ``lgtm export`` (its report and its float32 file)."""
+    return (folder / EXPORT_MARKER).is_file() and (folder / FP32_FILE).is_file()
+
+
+def _model_or_run(folder: Path, *, below: bool) -> str | None:
+    """What ``folder`` is (with ``below``: or holds, at any depth) that an export must never
+    replace: a model folder (``config.json``, not an lgtm export) or a run folder
+    (:func:`lgtm.rundir.holds_run`); None when neither."""
+    from lgtm import rundir
+
+    for here, dirs, _ in os.walk(folder):
+        path = Path(here)
+        if is_export(path):
+            pass
+        elif (path / "config.json").is_file():
+            return f"a model folder ({path})"
+        elif rundir.holds_run(path):
+            return f"an lgtm run ({path})"
+        if not below:
+            break
+        dirs.sort()
+    return None
+
+
+def check_output_dir(
+    out: Path, overwrite: bool, source: Path | None = None, keep: Sequence[Path] = ()
+) -> None:
+    """Refuse, before anything loads, an output folder whose replacement would lose anything
+    but an earlier export. Refused whatever ``overwrite`` says: a file; ``source`` (the model
+    folder exported), a folder inside it, or one holding it or a folder of ``keep`` (the run
+    folder, the teacher); a folder that is or holds a model folder or a run. Without
+    ``overwrite``, any non-empty folder; with it, a non-empty folder that ``lgtm export`` did
+    not write (:func:`is_export`). Raises :class:`LgtmInputError` (field ``output_dir``)."""
     if out.exists() and not out.is_dir():
         raise LgtmInputError("is a file: give a folder", file=out, field="output_dir")
-    if source is not None and out.resolve() == source.resolve():
-        raise LgtmInputError("is the model folder itself", file=out, field="output_dir")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    where = out.resolve()
+    if source is not None:
+        model = source.resolve()
+        if where == model:
+            raise LgtmInputError(
+                "is the model folder being exported: give another folder",
+                file=out,
+                field="output_dir",
+            )
+        if model in where.parents:
+            raise LgtmInputError(
+                f"lies inside the model folder being exported ({source}): give a folder outside it",
+                file=out,
+                field="output_dir",
+            )
+    for folder in (*keep, *([source] if source is not None else [])):
+        if folder.resolve() == where or where in folder.resolve().parents:
+            what = "the run folder" if (folder / "config.yaml").is_file() else "the model folder"
+            raise LgtmInputError(
+                f"{'is' if folder.resolve() == where else 'holds'} {what} {folder} that this "
+                "export reads: replacing it would delete it; give another folder (a run's "
+                "exports go to RUN_DIR/export)",
+                file=out,
+                field="output_dir",
+            )
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    held = _model_or_run(out, below=is_export(out))
+    if held is not None:
         raise LgtmInputError(
-            "exists and is not empty: pass --overwrite to replace it", file=out, field="output_dir"
+            f"is or holds {held}, not an lgtm export: give another folder",
+            file=out,
+            field="output_dir",
         )
+    if not is_export(out):
+        raise LgtmInputError(
+            f"holds files that are not an lgtm export (no {EXPORT_MARKER}): give an empty or "
+            "new folder (--overwrite replaces only an earlier export)",
+            file=out,
+            field="output_dir",
+        )
+    if not overwrite:
+        raise LgtmInputError(
+            "holds an earlier export: pass --overwrite to replace it",
+            file=out,
+            field="output_dir",
+        )
+
+
+def _put_in_place(tmp: Path, out: Path) -> None:
+    """Rename the fully written ``tmp`` to ``out``, replacing an earlier export there (moved
+    aside to a fresh name first, so no other folder is touched)."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.parent))
+    out.rename(old)  # onto the empty folder just made
+    tmp.rename(out)
+    shutil.rmtree(old)
 
 
 @contextlib.contextmanager
@@ -98,28 +190,32 @@ def export_model(
     teacher: Any = None,
     teacher_tokenizer: Any = None,
     teacher_dir: Path | None = None,
+    run_dir: Path | None = None,
     prune_texts: list[str] | None = None,
     overwrite: bool = False,
-    card: str | None = None,
+    student_card: str | None = None,
 ) -> dict[str, Any]:
     """Export ``student`` (loaded from the folder ``source``) into ``out`` and measure it.
 
     ``evals``: evaluation split -> examples (``lgtm.data.Example``), the first scored in the
     report; ``prune_texts``: single texts whose tokens are kept (None: no pruning); ``teacher``
-    (loaded from ``teacher_dir``, sharing ``tokenizer``) adds its row. Writes ``model.onnx``
-    (and ``model_int8.onnx``), the configuration and tokenizer, ``export.json``, ``export.md``
-    (and ``card`` as ``README.md``) into a temporary folder renamed to ``out`` when complete,
-    so nothing of an earlier ``out`` is lost to a failed export. Returns the report (as in
-    ``export.json``; its ``checks`` say which files lose more than the allowed drop).
+    (loaded from ``teacher_dir``, sharing ``tokenizer``) adds its row; ``run_dir``: the run
+    folder ``source`` belongs to, if any (never replaced, see :func:`check_output_dir`);
+    ``student_card``: the student's README.md, if any. Writes ``model.onnx`` (and
+    ``model_int8.onnx``), the configuration and tokenizer, ``export.json``, ``export.md`` and
+    the folder's model card ``README.md`` (:func:`lgtm.export.card.export_card`) into a
+    temporary folder renamed to ``out`` when complete, so nothing of an earlier ``out`` is lost
+    to a failed export. Returns the report (as in ``export.json``; its ``checks`` say which
+    files lose more than the allowed drop).
 
     Raises :class:`LgtmInputError` for a corpus without text, a model the exporter cannot
-    translate, an output folder that holds files (without ``overwrite``).
+    translate, an output folder that :func:`check_output_dir` refuses.
     """
-    from lgtm import rundir
     from lgtm.export import report as R
+    from lgtm.export.card import export_card
     from lgtm.models import count_parameters
 
-    check_output_dir(out, overwrite, source)
+    check_output_dir(out, overwrite, source, [p for p in (run_dir, teacher_dir) if p])
     student = student.float().eval()
     exported_model, exported_tokenizer, pruning = student, tokenizer, None
     if prune_texts is not None:
@@ -127,10 +223,7 @@ def export_model(
             student, tokenizer, prune_texts
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
         export_onnx(
             exported_model,
@@ -225,9 +318,8 @@ def export_model(
             "checks": R.drop_checks(rows, "student", files, settings.max_metric_drop),
         }
         R.write_report(tmp, report)
-        if card is not None:
-            (tmp / "README.md").write_text(card)
-        rundir.replace_dir(tmp, out)
+        (tmp / "README.md").write_text(export_card(report, student_card), encoding="utf-8")
+        _put_in_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

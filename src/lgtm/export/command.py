@@ -90,9 +90,11 @@ def _run_texts(data: Any) -> list[str]:
 
 def read_corpus(files: list[str], text_columns: list[str]) -> list[str]:
     """The texts of ``--prune-vocab FILE...``: a ``.txt`` file one text a line, a table its
-    text columns. Raises :class:`LgtmInputError` naming a file without text."""
+    text columns; lines of whitespace and control characters alone (:func:`is_text`) are not
+    text. Raises :class:`LgtmInputError` naming a file without text."""
     from lgtm.data.table import read_text
     from lgtm.data.transfer import PLAIN_TEXT, read_transfer_file
+    from lgtm.export.prune import is_text
 
     texts: list[str] = []
     for name in files:
@@ -100,10 +102,10 @@ def read_corpus(files: list[str], text_columns: list[str]) -> list[str]:
         if not path.is_file():
             raise LgtmInputError("file not found", file=path, field="prune_vocab")
         if path.suffix.lower() in PLAIN_TEXT:
-            lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+            lines = [line.strip() for line in read_text(path).splitlines() if is_text(line)]
         else:
             rows, _ = read_transfer_file(path, text_columns)
-            lines = [t for e in rows for t in e.texts if t.strip()]
+            lines = [t for e in rows for t in e.texts if is_text(t)]
         if not lines:
             raise LgtmInputError(
                 "holds no text to keep the tokens of", file=path, line=1, field="prune_vocab"
@@ -127,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
         (student_dir / "config.json").read_text()
     ):
         raise LgtmInputError("is already quantised", file=student_dir, field="quantize")
-    check_output_dir(out, args.overwrite, student_dir)
     if args.teacher:
         teacher_dir = Path(args.teacher)
+    check_output_dir(out, args.overwrite, student_dir, [p for p in (run_dir, teacher_dir) if p])
 
     data = None
     if args.task or args.data_dir or args.eval_file:
@@ -185,14 +187,9 @@ def run(args: argparse.Namespace) -> int:
             f"must be a finite number of points >= 0, got {args.max_metric_drop}",
             field="max_metric_drop",
         )
-    card = None
-    if (student_dir / "README.md").is_file():  # the run's model card, with the export's words
-        card = (student_dir / "README.md").read_text(encoding="utf-8") + (
-            "\n## ONNX export\n\nThis folder holds the model exported by `lgtm export` "
-            f"(model.onnx{', model_int8.onnx' if args.quantize else ''}"
-            f"{', vocabulary pruned' if corpus is not None else ''}) for ONNX Runtime; the "
-            "scores above are the PyTorch model's, the exported files' are in export.md.\n"
-        )
+    student_card = None
+    if (student_dir / "README.md").is_file():  # its dataset names and warnings are carried
+        student_card = (student_dir / "README.md").read_text(encoding="utf-8")
     settings = ExportSettings(
         quantize=args.quantize,
         opset=args.opset,
@@ -213,9 +210,10 @@ def run(args: argparse.Namespace) -> int:
         teacher=teacher,
         teacher_tokenizer=teacher_tokenizer,
         teacher_dir=teacher_dir,
+        run_dir=run_dir,
         prune_texts=corpus,
         overwrite=args.overwrite,
-        card=card,
+        student_card=student_card,
     )
     from lgtm.export.report import markdown
 
@@ -239,9 +237,16 @@ def verdict(report: dict[str, Any], out: Path) -> int:
             file=sys.stderr,
         )
         return 1
+    from lgtm.export.report import change_words
+
+    changes = "; ".join(
+        f"{c['file']}: {change_words(c['drop_points'], report['main_metric'])}"
+        for c in report["checks"]
+    )
     print(
-        f"lgtm: exported {files} to {out}/, each within {report['checks'][0]['max']:g} point(s) "
-        f"of the PyTorch student's {report['main_metric']}",
+        f"lgtm: exported {files} to {out}/ ({changes}), each within "
+        f"{report['checks'][0]['max']:g} point(s) of the PyTorch student's "
+        f"{report['main_metric']}",
         file=sys.stderr,
     )
     return 0

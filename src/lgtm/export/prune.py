@@ -12,9 +12,11 @@ computes the same numbers. A word outside the corpus that needs a dropped piece 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,16 +44,39 @@ class PrunedVocabulary:
         }
 
 
+def is_text(line: str) -> bool:
+    """True when ``line`` holds a character that is neither whitespace nor a control, format
+    or other invisible character (Unicode category ``C*``: NUL bytes, BOMs, ...)."""
+    return any(not ch.isspace() and not unicodedata.category(ch).startswith("C") for ch in line)
+
+
+@contextlib.contextmanager
+def _no_length_warning() -> Iterator[None]:
+    """transformers' "Token indices sequence length is longer than the specified maximum"
+    warning off for the block: the corpus is tokenised whole, on purpose, to see every token."""
+    from transformers.utils import logging as hf_logging
+
+    logger = hf_logging.get_logger("transformers.tokenization_utils_base")
+    level = logger.level
+    logger.setLevel(hf_logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def used_token_ids(tokenizer: Any, texts: Iterable[str]) -> tuple[set[int], int]:
     """The ids ``tokenizer`` gives the texts (untruncated, special tokens included) and the
-    number of non-blank texts read. Raises :class:`LgtmInputError` when there is none."""
-    lines = [t for t in texts if t and t.strip()]
+    number of texts read that hold text (:func:`is_text`). Raises :class:`LgtmInputError`
+    when there is none."""
+    lines = [t for t in texts if t and is_text(t)]
     if not lines:
         raise LgtmInputError("the pruning corpus holds no text", field="prune_vocab")
     used: set[int] = set()
-    for start in range(0, len(lines), 4096):
-        for ids in tokenizer(lines[start : start + 4096], truncation=False)["input_ids"]:
-            used.update(ids)
+    with _no_length_warning():
+        for start in range(0, len(lines), 4096):
+            for ids in tokenizer(lines[start : start + 4096], truncation=False)["input_ids"]:
+                used.update(ids)
     return used, len(lines)
 
 
