@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def write(results: list[dict], folder: Path) -> int:
     """``export.json`` and ``export.md`` (the table and the goal lines) in ``folder``."""
+    from lgtm.export.report import change_words
+
     how = results[0]
     lines = [
         "# ONNX export of trained runs (issue #20)",
@@ -172,8 +174,9 @@ def write(results: list[dict], folder: Path) -> int:
             lines.append(
                 f"- {res['run']}: int8 student, pruned vocabulary: {g['smaller']:.1f}x smaller "
                 f"(goal {GOAL['smaller']:g}x), {g['faster_batch_1']:.2f}x faster at batch 1 "
-                f"(goal {GOAL['faster_batch_1']:g}x), {g['drop_points']:+.2f} points lost "
-                f"(goal at most {GOAL['max_drop_points']:g}): goal {verdict}. "
+                f"(goal {GOAL['faster_batch_1']:g}x), "
+                f"{change_words(g['drop_points'], res['report']['main_metric'])} "
+                f"(goal: at most {GOAL['max_drop_points']:g} lost): goal {verdict}. "
                 f"Of its {(g['word_embedding_bytes'] + g['rest_bytes']) / 1e6:.1f} MB, "
                 f"{g['word_embedding_bytes'] / 1e6:.1f} MB are the {g['kept_tokens']:,} "
                 f"word-embedding rows kept and {g['rest_bytes'] / 1e6:.1f} MB the rest "

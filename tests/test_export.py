@@ -449,6 +449,14 @@ def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path
     assert rows["teacher"]["metrics"] == metrics["teacher"]
     assert report["eval_examples"] == 32 and report["max_length"] == 32
     assert 100 < report["pruning"]["kept_tokens"] < 2000
+    # lgtm evaluate with the flags the report names reads the same examples (issue #20)
+    assert "--max-eval-samples" in report["evaluate_flags"]
+    for name, model in ((INT8_FILE, out / "export" / INT8_FILE), ("student", out / "student")):
+        status, printed, err = run(capsys, "evaluate", "--model", model, *report["evaluate_flags"])
+        assert status == 0, err
+        scored = json.loads(printed)
+        assert scored["examples"] == {"validation": 32}
+        assert scored["metrics"]["validation"] == pytest.approx(rows[name]["metrics"])
     from huggingface_hub import ModelCard
 
     for role in ("student", "teacher"):  # the model cards of the saved folders

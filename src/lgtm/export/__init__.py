@@ -194,6 +194,7 @@ def export_model(
     prune_texts: list[str] | None = None,
     overwrite: bool = False,
     student_card: str | None = None,
+    evaluate_flags: list[str] | None = None,
 ) -> dict[str, Any]:
     """Export ``student`` (loaded from the folder ``source``) into ``out`` and measure it.
 
@@ -201,10 +202,12 @@ def export_model(
     report; ``prune_texts``: single texts whose tokens are kept (None: no pruning); ``teacher``
     (loaded from ``teacher_dir``, sharing ``tokenizer``) adds its row; ``run_dir``: the run
     folder ``source`` belongs to, if any (never replaced, see :func:`check_output_dir`);
-    ``student_card``: the student's README.md, if any. Writes ``model.onnx`` (and
-    ``model_int8.onnx``), the configuration and tokenizer, ``export.json``, ``export.md`` and
-    the folder's model card ``README.md`` (:func:`lgtm.export.card.export_card`) into a
-    temporary folder renamed to ``out`` when complete, so nothing of an earlier ``out`` is lost
+    ``student_card``: the student's README.md, if any; ``evaluate_flags``: the ``lgtm
+    evaluate`` options that read the same examples as ``evals`` (None: it cannot). Writes
+    ``model.onnx`` (and ``model_int8.onnx``), the configuration and tokenizer,
+    ``export.json``, ``export.md`` and the folder's model card ``README.md``
+    (:func:`lgtm.export.card.export_card`) into a temporary folder renamed to ``out`` when
+    complete, so nothing of an earlier ``out`` is lost
     to a failed export. Returns the report (as in ``export.json``; its ``checks`` say which
     files lose more than the allowed drop).
 
@@ -316,6 +319,7 @@ def export_model(
             "pruning": pruning.summary() if pruning is not None else None,
             "rows": [R.row_dict(r) for r in rows],
             "checks": R.drop_checks(rows, "student", files, settings.max_metric_drop),
+            "evaluate_flags": evaluate_flags,
         }
         R.write_report(tmp, report)
         (tmp / "README.md").write_text(export_card(report, student_card), encoding="utf-8")

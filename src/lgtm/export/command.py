@@ -77,6 +77,46 @@ def _run_data(run: Path) -> Any:
     return load_data(cfg.resolve(cfg.load_yaml(run / "config.yaml")))
 
 
+def _given_flags(args: argparse.Namespace, max_length: int) -> list[str]:
+    """``lgtm evaluate``'s options for the evaluation data given to ``lgtm export``."""
+    flags = [] if args.task is None else ["--task", args.task]
+    flags += [] if args.data_dir is None else ["--data-dir", str(args.data_dir)]
+    flags += [] if args.eval_file is None else ["--eval-file", str(args.eval_file)]
+    if args.text_columns:
+        flags += ["--text-columns", ",".join(args.text_columns)]
+    if getattr(args, "label_column", None):
+        flags += ["--label-column", args.label_column]
+    if args.max_eval_samples is not None:
+        flags += ["--max-eval-samples", str(args.max_eval_samples), "--seed", str(args.seed)]
+    return [*flags, "--max-length", str(max_length)]
+
+
+def _run_flags(config: dict, args: argparse.Namespace, max_length: int) -> list[str] | None:
+    """``lgtm evaluate``'s options that read the examples a run's export is scored on (its
+    evaluation split sampled as the run sampled it), or None where ``lgtm evaluate`` cannot
+    read them: the feedback set carved from that split, or an evaluation file the run did not
+    name (a training file's held-out part)."""
+    if config.get("feedback_from", "train") != "train" or (
+        config.get("train_file") and not config.get("eval_file")
+    ):
+        return None
+    flags = ["--task", str(config["task"])] if config.get("task") else []
+    if config.get("data_dir"):
+        flags += ["--data-dir", str(config["data_dir"])]
+    if config.get("eval_file"):
+        flags += ["--eval-file", str(config["eval_file"])]
+    if config.get("text_columns"):
+        columns = config["text_columns"]
+        flags += ["--text-columns", columns if isinstance(columns, str) else ",".join(columns)]
+    if config.get("label_column"):
+        flags += ["--label-column", str(config["label_column"])]
+    samples = args.max_eval_samples or config.get("max_eval_samples")
+    seed = args.seed if args.max_eval_samples else config.get("seed", 42)
+    if samples is not None:
+        flags += ["--max-eval-samples", str(samples), "--seed", str(seed)]
+    return [*flags, "--max-length", str(max_length)]
+
+
 def _run_texts(data: Any) -> list[str]:
     """The run's training text (labelled rows, feedback set when carved from train) and its
     transfer text, one text per column."""
@@ -149,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         student.eval()
         evals = cli._eval_splits(ns, task)
         max_length = ns.max_length
+        evaluate_flags = _given_flags(args, max_length)
     elif run_dir is not None:
         data = _run_data(run_dir)
         task = data.task
@@ -159,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         max_length = args.max_length or cfg.load_yaml(run_dir / "config.yaml").get(
             "max_length", 128
         )
+        evaluate_flags = _run_flags(cfg.load_yaml(run_dir / "config.yaml"), args, max_length)
     else:
         raise LgtmInputError(
             "give the data to score the export on: --task, --data-dir or --eval-file",
@@ -214,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         prune_texts=corpus,
         overwrite=args.overwrite,
         student_card=student_card,
+        evaluate_flags=evaluate_flags,
     )
     from lgtm.export.report import markdown
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -168,6 +169,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"{report['fp32_file']} against the PyTorch model it was exported from: largest "
             f"logit difference {report['onnx_max_abs_diff']:.2e} on the evaluation set."
+        )
+    if report.get("evaluate_flags"):
+        flags = " ".join(shlex.quote(f) for f in report["evaluate_flags"])
+        lines.append(
+            f"`lgtm evaluate --model FILE {flags}` scores the same "
+            f"{report['eval_examples']:,} examples (FILE: this folder, one of its files, or "
+            "the PyTorch student)."
+        )
+    elif "evaluate_flags" in report:
+        lines.append(
+            "These examples are not ones `lgtm evaluate` can read alone (the run carved its "
+            "feedback set from them, or held them out of its training file)."
         )
     for check in report["checks"]:
         verdict = "within" if check["ok"] else "MORE THAN"
