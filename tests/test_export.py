@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -385,6 +386,7 @@ def test_export_never_replaces_a_model_a_run_or_a_users_files(tmp_path, capsys):
         run_dir / "teacher": "model folder",
         run_dir / "student": "model folder",
         run_dir / "student" / "onnx": "inside the model folder",
+        run_dir / "teacher" / "onnx": "inside the model folder",
         box: "run folder",
         tmp_path / "notes": "not an lgtm export",
     }
@@ -398,6 +400,7 @@ def test_export_never_replaces_a_model_a_run_or_a_users_files(tmp_path, capsys):
         assert f"{out}: field 'output_dir'" in line, line
     assert tree(tmp_path) == before
     assert not (run_dir / "student" / "onnx").exists()
+    assert not (run_dir / "teacher" / "onnx").exists()
 
 
 def test_overwrite_replaces_only_an_earlier_export(tmp_path):
@@ -443,6 +446,9 @@ def test_distill_export_at_the_end_of_a_run(glue_dir, tiny_teacher_dir, tmp_path
     assert status == 0, err
     report = json.loads((out / "export" / "export.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "export").stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir makes it
     rows = {r["name"]: r for r in report["rows"]}
     assert list(rows) == ["teacher", "student", FP32_FILE, INT8_FILE]
     assert rows["student"]["metrics"] == metrics["student"]

@@ -434,7 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def inference_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--model", required=True, metavar="DIR", help="a model folder (e.g. RUN_DIR/student)"
+            "--model",
+            required=True,
+            metavar="DIR",
+            help="a model folder (e.g. RUN_DIR/student), an exported folder or one of its "
+            ".onnx files",
         )
         p.add_argument("--task", help="task name (default: the one the model was trained on)")
         p.add_argument("--data-dir", metavar="DIR", help="GLUE folder of the task")

@@ -420,6 +420,7 @@ def _say_data(config: RunConfig, data: RunData, train_f: list, feedback_f: list,
         config,
         f"lgtm: task {data.task.name}: {len(train_f)} training, {len(feedback_f)} "
         f"feedback ({where}), "
+        + (f"{len(data.selection)} selection (carved from train), " if data.selection else "")
         + ", ".join(f"{len(v)} {k}" for k, v in eval_f.items())
         + f" examples; {data.source}",
     )

@@ -120,6 +120,14 @@ def check_output_dir(
                 file=out,
                 field="output_dir",
             )
+    for folder in keep:  # a model folder read (the teacher): nothing written inside it
+        if (folder / "config.json").is_file() and folder.resolve() in where.parents:
+            raise LgtmInputError(
+                f"lies inside the model folder {folder} that this export reads: give a folder "
+                "outside it",
+                file=out,
+                field="output_dir",
+            )
     for folder in (*keep, *([source] if source is not None else [])):
         if folder.resolve() == where or where in folder.resolve().parents:
             what = "the run folder" if (folder / "config.yaml").is_file() else "the model folder"
@@ -227,6 +235,9 @@ def export_model(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would stay with the folder renamed to ``out``
     try:
         export_onnx(
             exported_model,

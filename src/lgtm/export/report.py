@@ -153,7 +153,7 @@ def markdown(report: dict[str, Any]) -> str:
         smaller = student["size_bytes"] / max(r["size_bytes"], 1)
         lines.append(
             f"| {r['name']} | {r['runtime']} | {100 * r['main']:.2f} "
-            f"| {r['size_bytes'] / 1e6:.1f} | {smaller:.2f}x "
+            f"| {r['size_bytes'] / 1e6:.1f} | {_times(smaller)} "
             f"| {r['parameters']:,} | {1000 * lat['1']:.2f} | {1000 * lat['64']:.1f} "
             f"| {student['latency_seconds']['1'] / max(lat['1'], 1e-12):.2f}x |"
         )
@@ -200,3 +200,9 @@ def write_report(folder: Path, report: dict[str, Any]) -> None:
 def row_dict(row: Row) -> dict[str, Any]:
     """A row as JSON holds it."""
     return asdict(row)
+
+
+def _times(smaller: float) -> str:
+    """How many times smaller than the student, in words for a larger model:
+    ``7.93x``, ``0.69x (1.45x larger)``."""
+    return f"{smaller:.2f}x" if smaller >= 1 else f"{smaller:.2f}x ({1 / smaller:.2f}x larger)"

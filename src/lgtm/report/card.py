@@ -101,7 +101,7 @@ def _data_lines(metrics: Mapping[str, Any]) -> list[str]:
             use = (
                 f"the reported checkpoint was chosen on it: the best student, at step "
                 f"{chosen.get('step')} of the distillation ({metrics.get('main_metric')} "
-                f"{chosen.get('score')} on it)"
+                f"{_rounded(chosen.get('score'))} on it)"
             )
         else:
             use = "the reported student is the last step's (not chosen on it)"
@@ -244,3 +244,8 @@ def write_model_cards(out: Path, roles: list[str], metrics: Mapping[str, Any]) -
         folder = out / role
         if folder.is_dir():
             (folder / "README.md").write_text(model_card(role, metrics), encoding="utf-8")
+
+
+def _rounded(value: Any) -> Any:
+    """A score as the cards print scores (4 decimals); anything else as it is."""
+    return round(value, 4) if isinstance(value, float) else value
