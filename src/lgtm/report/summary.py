@@ -259,7 +259,8 @@ def _gain_text(gain: Mapping) -> str:
 
 
 def _stages_text(stages: list, main: Any) -> str:
-    """The run's stages in order, each with what it trained and its dev ``main`` score."""
+    """The run's stages in order, each with what it trained and its dev ``main`` score at the
+    stage's last step (the kept checkpoint's score, when one is chosen, is the table's)."""
 
     def score(stage: Mapping) -> str:
         dev = stage.get("dev")
@@ -267,7 +268,7 @@ def _stages_text(stages: list, main: Any) -> str:
             return f" {dev[main]:.4f}"
         return ""
 
-    return "stages: " + " → ".join(
+    return "stages (dev at each one's last step): " + " → ".join(
         f"{st.get('name')} ({st.get('trains')}{score(st)})" for st in stages
     )
 
