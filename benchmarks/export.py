@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                     config = json.loads((run / model / "config.json").read_text())
                     entry["goal"] = goal(report, config["hidden_size"])
                 results.append(entry)
+    if not results:
+        parser.error("no --run folder holds a student (RUN/student/config.json)")
     return write(results, args.results)
 
 

@@ -156,6 +156,16 @@ def relative(a: dict, b: dict) -> float:
     return num / sum(float(b[k].double().pow(2).sum()) for k in a) ** 0.5
 
 
+def same_history(m1: dict, m2: dict, keys: tuple[str, ...], abs: float) -> None:
+    """Both runs log the same ``keys`` at the same steps, equal within float32 reduction error
+    (``abs`` for values near 0)."""
+    for a, b in zip(m1["history"], m2["history"], strict=True):
+        for key in keys:
+            assert (key in a) == (key in b)
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=abs)
+
+
 def test_two_processes_save_the_student_of_one(glue_dir, teacher_dir, two_process_run, tmp_path):
     one = tmp_path / "one"
     status = cli.main(distill_args(glue_dir, teacher_dir, one))
@@ -273,11 +283,7 @@ def test_two_processes_weigh_as_one(glue_dir, teacher_dir, two_process_runs, tmp
     for model in ("student", "teacher"):
         error = relative(weights(two, model), weights(one, model))
         assert error < 1e-6, (model, error)
-    for a, b in zip(m1["history"], m2["history"], strict=True):
-        for key in ("student_loss", "weights_kept", "influence_mean"):
-            assert (key in a) == (key in b)
-            if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7)
+    same_history(m1, m2, ("student_loss", "weights_kept", "influence_mean"), abs=1e-7)
     kept = [h["weights_kept"] for h in m1["history"] if "weights_kept" in h]
     assert max(kept) > 0 and min(kept) < 1  # batches kept, and batches dropped
     r1, r2 = (read_influence(d / "influence.jsonl") for d in (one, two))
@@ -480,8 +486,4 @@ def test_two_processes_equal_one_for_every_method_and_any_dataset_size(
         error = relative(weights(two, model), weights(one, model))
         print(f"{method} {model}: relative difference 2 vs 1 process {error:.1e}")
         assert error < 1e-6, (model, error)
-    for a, b in zip(m1["history"], m2["history"], strict=True):
-        for key in ("student_loss", "teacher_loss", "influence_mean"):
-            assert (key in a) == (key in b)
-            if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=2e-8)
+    same_history(m1, m2, ("student_loss", "teacher_loss", "influence_mean"), abs=2e-8)

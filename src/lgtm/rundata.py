@@ -15,6 +15,8 @@ from typing import Any
 from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError
 
+#: The share of a user's --train-file held out for evaluation when no --eval-file is given.
+EVAL_FRACTION = 0.1
 SELECTION_STREAM = 2  # seeds the selection set's carving apart from the feedback set's
 TRANSFER_STREAM = 3  # seeds the transfer set's sample (--max-transfer-samples)
 
@@ -133,9 +135,9 @@ def load_data(config: RunConfig) -> RunData:
     if config.train_file is not None and config.eval_file is None:
         # the user's own data without --eval-file: hold out 10% of train (also with --do-eval
         # false, so that the training rows are those of the run that evaluates)
-        train, held = D.split_feedback(train, 0.1, config.seed + 1)
+        train, held = D.split_feedback(train, EVAL_FRACTION, config.seed + 1)
         evals = {loaded.task.eval_splits[0]: held}
-        source += " (10% of train held out for evaluation)"
+        source += f" ({EVAL_FRACTION:.0%} of train held out for evaluation)"
     for split, examples in evals.items():
         if not examples:
             raise LgtmInputError(f"empty evaluation split {split!r}", field=split)

@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -307,12 +308,11 @@ def prepare_output_dir(
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Put a fully written folder in place (a rename: readers never see half of it)."""
+    """Put a fully written folder in place (a rename: readers never see half of it); a folder
+    already at ``final`` is first moved aside to a fresh name (no other folder is touched)."""
     if final.exists():
-        old = final.with_name(f".old-{final.name}")
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
+        old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}-", dir=final.parent))
+        final.rename(old)  # onto the empty folder just made
         tmp.rename(final)
         shutil.rmtree(old)
     else:

@@ -106,35 +106,21 @@ def check_output_dir(
     if out.exists() and not out.is_dir():
         raise LgtmInputError("is a file: give a folder", file=out, field="output_dir")
     where = out.resolve()
-    if source is not None:
-        model = source.resolve()
-        if where == model:
+    for folder in (*keep, *([source] if source is not None else [])):  # the widest first
+        here = folder.resolve()
+        what = "the run folder" if (folder / "config.yaml").is_file() else "the model folder"
+        if here == where or where in here.parents:  # replacing ``out`` would delete it
             raise LgtmInputError(
-                "is the model folder being exported: give another folder",
+                f"{'is' if here == where else 'holds'} {what} {folder} that this export "
+                "reads: replacing it would delete it; give another folder (a run's exports go "
+                "to RUN_DIR/export)",
                 file=out,
                 field="output_dir",
             )
-        if model in where.parents:
-            raise LgtmInputError(
-                f"lies inside the model folder being exported ({source}): give a folder outside it",
-                file=out,
-                field="output_dir",
-            )
-    for folder in keep:  # a model folder read (the teacher): nothing written inside it
-        if (folder / "config.json").is_file() and folder.resolve() in where.parents:
+        if (folder / "config.json").is_file() and here in where.parents:  # not in a model
             raise LgtmInputError(
                 f"lies inside the model folder {folder} that this export reads: give a folder "
                 "outside it",
-                file=out,
-                field="output_dir",
-            )
-    for folder in (*keep, *([source] if source is not None else [])):
-        if folder.resolve() == where or where in folder.resolve().parents:
-            what = "the run folder" if (folder / "config.yaml").is_file() else "the model folder"
-            raise LgtmInputError(
-                f"{'is' if folder.resolve() == where else 'holds'} {what} {folder} that this "
-                "export reads: replacing it would delete it; give another folder (a run's "
-                "exports go to RUN_DIR/export)",
                 file=out,
                 field="output_dir",
             )
@@ -160,18 +146,6 @@ def check_output_dir(
             file=out,
             field="output_dir",
         )
-
-
-def _put_in_place(tmp: Path, out: Path) -> None:
-    """Rename the fully written ``tmp`` to ``out``, replacing an earlier export there (moved
-    aside to a fresh name first, so no other folder is touched)."""
-    if not out.exists():
-        tmp.rename(out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.parent))
-    out.rename(old)  # onto the empty folder just made
-    tmp.rename(out)
-    shutil.rmtree(old)
 
 
 @contextlib.contextmanager
@@ -215,13 +189,13 @@ def export_model(
     ``model.onnx`` (and ``model_int8.onnx``), the configuration and tokenizer,
     ``export.json``, ``export.md`` and the folder's model card ``README.md``
     (:func:`lgtm.export.card.export_card`) into a temporary folder renamed to ``out`` when
-    complete, so nothing of an earlier ``out`` is lost
-    to a failed export. Returns the report (as in ``export.json``; its ``checks`` say which
-    files lose more than the allowed drop).
+    complete, so nothing of an earlier ``out`` is lost to a failed export. Returns the report
+    (as in ``export.json``; its ``checks`` say which files lose more than the allowed drop).
 
     Raises :class:`LgtmInputError` for a corpus without text, a model the exporter cannot
     translate, an output folder that :func:`check_output_dir` refuses.
     """
+    from lgtm import rundir
     from lgtm.export import report as R
     from lgtm.export.card import export_card
     from lgtm.models import count_parameters
@@ -334,7 +308,7 @@ def export_model(
         }
         R.write_report(tmp, report)
         (tmp / "README.md").write_text(export_card(report, student_card), encoding="utf-8")
-        _put_in_place(tmp, out)
+        rundir.replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -84,7 +84,7 @@ def _given_flags(args: argparse.Namespace, max_length: int) -> list[str]:
     flags += [] if args.eval_file is None else ["--eval-file", str(args.eval_file)]
     if args.text_columns:
         flags += ["--text-columns", ",".join(args.text_columns)]
-    if getattr(args, "label_column", None):
+    if args.label_column:
         flags += ["--label-column", args.label_column]
     if args.max_eval_samples is not None:
         flags += ["--max-eval-samples", str(args.max_eval_samples), "--seed", str(args.seed)]
@@ -95,10 +95,13 @@ def _run_flags(config: dict, args: argparse.Namespace, max_length: int) -> list[
     """``lgtm evaluate``'s options that read the examples a run's export is scored on (its
     evaluation split sampled as the run sampled it), or None where ``lgtm evaluate`` cannot
     read them: the feedback set carved from that split, or an evaluation file the run did not
-    name (a training file's held-out part)."""
+    name (a training file's held-out part), or a sample (``lgtm export --max-eval-samples``)
+    of the run's own sample."""
     if config.get("feedback_from", "train") != "train" or (
         config.get("train_file") and not config.get("eval_file")
     ):
+        return None
+    if args.max_eval_samples is not None and config.get("max_eval_samples") is not None:
         return None
     flags = ["--task", str(config["task"])] if config.get("task") else []
     if config.get("data_dir"):
@@ -110,8 +113,9 @@ def _run_flags(config: dict, args: argparse.Namespace, max_length: int) -> list[
         flags += ["--text-columns", columns if isinstance(columns, str) else ",".join(columns)]
     if config.get("label_column"):
         flags += ["--label-column", str(config["label_column"])]
-    samples = args.max_eval_samples or config.get("max_eval_samples")
-    seed = args.seed if args.max_eval_samples else config.get("seed", 42)
+    samples, seed = config.get("max_eval_samples"), config.get("seed", 42)
+    if args.max_eval_samples is not None:  # the export's own sample of the whole split
+        samples, seed = args.max_eval_samples, args.seed
     if samples is not None:
         flags += ["--max-eval-samples", str(samples), "--seed", str(seed)]
     return [*flags, "--max-length", str(max_length)]
@@ -197,10 +201,9 @@ def run(args: argparse.Namespace) -> int:
         evals = {k: D.subsample(v, args.max_eval_samples, args.seed) for k, v in data.evals.items()}
         from lgtm import config as cfg
 
-        max_length = args.max_length or cfg.load_yaml(run_dir / "config.yaml").get(
-            "max_length", 128
-        )
-        evaluate_flags = _run_flags(cfg.load_yaml(run_dir / "config.yaml"), args, max_length)
+        run_config = cfg.load_yaml(run_dir / "config.yaml")
+        max_length = args.max_length or run_config.get("max_length", 128)
+        evaluate_flags = _run_flags(run_config, args, max_length)
     else:
         raise LgtmInputError(
             "give the data to score the export on: --task, --data-dir or --eval-file",

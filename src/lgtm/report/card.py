@@ -48,6 +48,7 @@ def data_source(metrics: Mapping[str, Any]) -> str:
     """The run's data in words, without a path of this machine: the default data by its name
     (``lgtm.data.default``), the user's files by their names; GLUE from the hub as recorded."""
     from lgtm.data.default import DEFAULT_DATA_FILE, DEFAULT_DATA_NAME
+    from lgtm.rundata import EVAL_FRACTION
 
     config = metrics.get("config") or {}
     source = str(metrics.get("data_source"))
@@ -55,7 +56,8 @@ def data_source(metrics: Mapping[str, Any]) -> str:
         return f"{DEFAULT_DATA_NAME} (`{DEFAULT_DATA_FILE}`)"
     if config.get("train_file"):
         files = [Path(f).name for f in (config["train_file"], config.get("eval_file")) if f]
-        held = "" if config.get("eval_file") else " (10% of it held out for evaluation)"
+        held = f" ({EVAL_FRACTION:.0%} of it held out for evaluation)"
+        held = "" if config.get("eval_file") else held
         return "the files " + " + ".join(f"`{f}`" for f in files) + held
     if config.get("data_dir"):
         return f"GLUE {metrics.get('task')} files (a local copy, `{Path(config['data_dir']).name}`)"
