@@ -2,6 +2,8 @@
 "lgtm tune against the hand-chosen rate").
 
     python benchmarks/tune_study.py                  # the studies, then the final runs
+    python benchmarks/tune_study.py --part pruned &  # or in two processes: the pruned studies
+    python benchmarks/tune_study.py --part unpruned  #   and final runs, the unpruned studies
     python benchmarks/tune_study.py --report-only
 
 Per method (kd, lgtm): ``lgtm tune --trials 12 --seed 0`` with and without the median pruner
@@ -14,6 +16,7 @@ finished run (recorded in ``results/tune_study.json``) is never redone. Writes
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -29,6 +32,7 @@ RESULTS = Path(os.environ.get("LGTM_STUDY_RESULTS", ROOT / "benchmarks/results")
 RUNS = Path(os.environ.get("LGTM_STUDY_RUNS", ROOT / "runs/tune_study"))
 LGTM = os.environ.get("LGTM_COMMAND", "lgtm").split()
 DEVICE = os.environ.get("LGTM_STUDY_DEVICE", "cpu: 2 cores, one run at a time")
+THREADS = os.environ.get("LGTM_STUDY_THREADS")  # OMP/MKL threads of each run (None: torch's)
 OUT = RESULTS / "tune_study.json"
 METHODS = ("kd", "lgtm")
 SEEDS = (0, 1, 2)
@@ -58,6 +62,8 @@ def as_args(flags: dict) -> list[str]:
 
 def call(cmd: list[str]) -> float:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if THREADS:
+        env.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
     print("started", " ".join(cmd), flush=True)
     t0 = time.time()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -70,10 +76,16 @@ def load() -> list[dict]:
     return json.loads(OUT.read_text()) if OUT.exists() else []
 
 
-def save(rows: list[dict]) -> None:
-    tmp = OUT.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(OUT)
+def save(rows: list[dict], row: dict) -> None:
+    """Append ``row`` to ``rows`` and to the results file, re-read under a lock so that two
+    drivers (``--part pruned`` and ``--part unpruned``) keep each other's rows."""
+    rows.append(row)
+    with open(OUT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = load()
+        tmp = OUT.with_suffix(".tmp")
+        tmp.write_text(json.dumps([*on_disk, row], indent=1) + "\n")
+        tmp.replace(OUT)
 
 
 def find(rows: list[dict], **key) -> dict | None:
@@ -102,8 +114,7 @@ def study(rows: list[dict], method: str, pruning: bool) -> dict:
         "device": DEVICE,
         "command": " ".join(cmd),
     }
-    rows.append(row)
-    save(rows)
+    save(rows, row)
     return row
 
 
@@ -131,19 +142,22 @@ def final(rows: list[dict], method: str, cell: str, seed: int, best_yaml: str) -
         "device": DEVICE,
         "command": " ".join(cmd),
     }
-    rows.append(row)
-    save(rows)
+    save(rows, row)
     return row
 
 
-def execute(rows: list[dict]) -> None:
-    for method in METHODS:
-        pruned = study(rows, method, True)
-        for seed in SEEDS:
-            final(rows, method, "hand", seed, "")
-            final(rows, method, "tuned", seed, pruned["best_yaml"])
-    for method in METHODS:
-        study(rows, method, False)
+def execute(rows: list[dict], part: str) -> None:
+    """``part``: ``pruned`` (the pruned studies and the final runs), ``unpruned`` (the studies
+    without pruning, only counted), or ``all`` (both, in that order)."""
+    if part in ("all", "pruned"):
+        for method in METHODS:
+            pruned = study(rows, method, True)
+            for seed in SEEDS:
+                final(rows, method, "hand", seed, "")
+                final(rows, method, "tuned", seed, pruned["best_yaml"])
+    if part in ("all", "unpruned"):
+        for method in METHODS:
+            study(rows, method, False)
 
 
 def report(rows: list[dict]) -> Path:
@@ -205,12 +219,12 @@ def report(rows: list[dict]) -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", choices=("all", "pruned", "unpruned"), default="all")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
-    rows = load()
     if not args.report_only:
-        execute(rows)
-    print(report(rows))
+        execute(load(), args.part)
+    print(report(load()))
 
 
 if __name__ == "__main__":
