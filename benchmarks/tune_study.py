@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from comparison import COMMON, GLUE, TASKS  # noqa: E402
 
+from lgtm.tune import DEFAULT_SPACE  # noqa: E402
+
 RESULTS = Path(os.environ.get("LGTM_STUDY_RESULTS", ROOT / "benchmarks/results"))
 RUNS = Path(os.environ.get("LGTM_STUDY_RUNS", ROOT / "runs/tune_study"))
 LGTM = os.environ.get("LGTM_COMMAND", "lgtm").split()
@@ -98,7 +100,9 @@ def study(rows: list[dict], method: str, pruning: bool) -> dict:
     if (row := find(rows, **key)) is not None:
         return row
     folder = RUNS / f"{method}-{'pruned' if pruning else 'unpruned'}"
-    flags = {k: v for k, v in base_flags(method).items() if k != "select_on"}
+    # the default space's settings are the study's to choose (lgtm tune refuses them given)
+    fixed = {"select_on", *DEFAULT_SPACE}
+    flags = {k: v for k, v in base_flags(method).items() if k not in fixed}
     cmd = [*LGTM, "tune", "--quiet", *as_args(flags), "--seed", "0", "--trials", str(TRIALS)]
     cmd += ["--output-dir", str(folder), "--pruning", str(pruning).lower()]
     wall = call(cmd)
