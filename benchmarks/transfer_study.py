@@ -5,6 +5,7 @@ choice below before any run): does distilling on teacher-labelled extra text giv
     python benchmarks/transfer_study.py                  # the study, cheapest runs first
     python benchmarks/transfer_study.py --max-runs 3     # three more runs, then stop
     python benchmarks/transfer_study.py --sizes 1000     # one labelled size only
+    python benchmarks/transfer_study.py --cells lgtm+transfer --workers 8   # a lent GPU
     python benchmarks/transfer_study.py --report-only    # rebuild transfer_study.md
 
 Resumable: each finished run is appended to ``results/transfer_study.json`` and never run
@@ -22,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,6 +145,9 @@ def command(run: dict, settings: dict) -> list[str]:
 
 
 def commit() -> str:
+    """The commit the runs ran (``LGTM_STUDY_COMMIT`` where the copy has no git history)."""
+    if ENV("LGTM_STUDY_COMMIT"):
+        return ENV("LGTM_STUDY_COMMIT")
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
@@ -239,9 +242,13 @@ def next_run(pending: list[dict], rows: list[dict]) -> tuple[dict, dict] | None:
     return None
 
 
-def execute(sizes: list[int], max_runs: int | None) -> None:
-    """Run the study one run at a time, appending each finished run to the results."""
-    rows, pending, started = load(), planned(sizes), 0
+def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tuple = CELLS) -> None:
+    """Run the study ``workers`` runs at a time (one on this CPU), appending each finished run
+    to the results; ``cells``: only these cells' runs."""
+    from study_pool import run_pool
+
+    rows = load()
+    pending = [r for r in planned(sizes) if r["cell"] in cells]
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -249,24 +256,20 @@ def execute(sizes: list[int], max_runs: int | None) -> None:
         "MKL_NUM_THREADS": THREADS,
         "TOKENIZERS_PARALLELISM": "false",
     }
-    while max_runs is None or started < max_runs:
+
+    def pick():
         found = next_run(pending, rows)
         if found is None:
-            break
+            return None
         run, settings = found
-        cmd = command(run, settings)
-        RUNS.mkdir(parents=True, exist_ok=True)
-        print(f"started {run_name(run)}", flush=True)
-        t0 = time.time()
-        with open(RUNS / f"{run_name(run)}.log", "w") as log:
-            status = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        if status != 0:
-            tail = (RUNS / f"{run_name(run)}.log").read_text()[-3000:]
-            raise SystemExit(f"run {run_name(run)} failed:\n{tail}")
-        rows.append(record(run, cmd, time.time() - t0, rows))
+        return run, command(run, settings), RUNS / f"{run_name(run)}.log"
+
+    def finish(run: dict, cmd: list[str], wall: float) -> None:
+        rows.append(record(run, cmd, wall, rows))
         save(rows)
-        started += 1
-        print(f"done {run_name(run)}: selection {rows[-1]['student_selection']:.4f}", flush=True)
+        print(f"{run_name(run)}: selection {rows[-1]['student_selection']:.4f}", flush=True)
+
+    run_pool(pick, finish, env, workers, max_runs)
     print("pending:", len(pending), flush=True)
 
 
@@ -381,11 +384,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--sizes", default="1000,4000")
     parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time (a lent GPU)")
+    parser.add_argument("--cells", default=",".join(CELLS), help="only these cells' runs")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    cells = tuple(args.cells.split(","))
+    if unknown := set(cells) - set(CELLS):
+        parser.error(f"--cells: unknown {sorted(unknown)}; the cells are {', '.join(CELLS)}")
     if not args.report_only:
-        execute(sizes, args.max_runs)
+        execute(sizes, args.max_runs, args.workers, cells)
     print(report(load()))
 
 

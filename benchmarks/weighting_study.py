@@ -2,6 +2,7 @@
 study"), on the transfer-set study's data and runs.
 
     python benchmarks/weighting_study.py                 # resumable, cheapest runs first
+    python benchmarks/weighting_study.py --cells lgtm,lgtm+w --workers 8   # a lent GPU
     python benchmarks/weighting_study.py --report-only
 
 Cells: ``kd+w``, ``kd+transfer+w``, ``lgtm`` (no transfer set; its own rate grid at seed 0),
@@ -18,9 +19,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -178,43 +177,47 @@ def weights_by_teacher(out: Path) -> dict:
     }
 
 
-def execute(sizes: list[int], max_runs: int | None) -> None:
-    rows, pending, started = load(), planned(sizes), 0
+def next_run(pending: list[dict], rows: list[dict], t_rows: list[dict]) -> tuple | None:
+    """The first pending run whose rate and teacher are known, with its settings (taken out of
+    ``pending``); finished runs are dropped from it."""
+    done = {T.key(r) for r in rows}
+    for run in list(pending):
+        lr = run["lr"] if run["lr"] is not None else chosen_lr(t_rows, rows, **_sc(run))
+        if lr is None:
+            continue
+        ready = {**run, "lr": lr}
+        if T.key(ready) in done:
+            pending.remove(run)
+            continue
+        settings = flags(ready, t_rows)
+        if settings is not None:
+            pending.remove(run)
+            return ready, settings
+    return None
+
+
+def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tuple = CELLS) -> None:
+    """Run the study ``workers`` runs at a time (one on this CPU); ``cells``: only these."""
+    from study_pool import run_pool
+
+    rows = load()
+    pending = [r for r in planned(sizes) if r["cell"] in cells]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.update(OMP_NUM_THREADS=T.THREADS, MKL_NUM_THREADS=T.THREADS)
-    while max_runs is None or started < max_runs:
-        t_rows = T.load()
-        done = {T.key(r) for r in rows}
-        found = None
-        for run in list(pending):
-            lr = run["lr"] if run["lr"] is not None else chosen_lr(t_rows, rows, **_sc(run))
-            if lr is None:
-                continue
-            ready = {**run, "lr": lr}
-            if T.key(ready) in done:
-                pending.remove(run)
-                continue
-            settings = flags(ready, t_rows)
-            if settings is not None:
-                pending.remove(run)
-                found = ready, settings
-                break
+
+    def pick():
+        found = next_run(pending, rows, T.load())
         if found is None:
-            break
+            return None
         run, settings = found
-        cmd = T.command(run, settings)
-        RUNS.mkdir(parents=True, exist_ok=True)
-        print(f"started {T.run_name(run)}", flush=True)
-        t0 = time.time()
-        with open(RUNS / f"{T.run_name(run)}.log", "w") as log:
-            status = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        if status != 0:
-            tail = (RUNS / f"{T.run_name(run)}.log").read_text()[-3000:]
-            raise SystemExit(f"run {T.run_name(run)} failed:\n{tail}")
-        rows.append(record(run, cmd, time.time() - t0))
+        return run, T.command(run, settings), RUNS / f"{T.run_name(run)}.log"
+
+    def finish(run: dict, cmd: list[str], wall: float) -> None:
+        rows.append(record(run, cmd, wall))
         T.REMADE.clear()
         save(rows)
-        started += 1
+
+    run_pool(pick, finish, env, workers, max_runs)
     print("pending:", len(pending), flush=True)
 
 
@@ -367,10 +370,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--sizes", default="1000,4000")
     parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time (a lent GPU)")
+    parser.add_argument("--cells", default=",".join(CELLS), help="only these cells' runs")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    cells = tuple(args.cells.split(","))
+    if unknown := set(cells) - set(CELLS):
+        parser.error(f"--cells: unknown {sorted(unknown)}; the cells are {', '.join(CELLS)}")
     if not args.report_only:
-        execute([int(s) for s in args.sizes.split(",")], args.max_runs)
+        execute([int(s) for s in args.sizes.split(",")], args.max_runs, args.workers, cells)
     print(report(T.load(), load()))
 
 
