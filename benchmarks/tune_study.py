@@ -19,6 +19,7 @@ import argparse
 import fcntl
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -193,8 +194,9 @@ def report(rows: list[dict]) -> Path:
         )
     lines += [
         "",
-        "| method | cell | seeds | student | teacher | tuned − hand (points, 95% CI) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| method | cell | seeds | student | teacher | steps a run "
+        "| tuned − hand (points, 95% CI) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for method in METHODS:
         cells = {
@@ -214,7 +216,8 @@ def report(rows: list[dict]) -> Path:
             extra = _ci(diff) + (f" {diff['verdict']}" if diff else "") if c == "tuned" else ""
             lines.append(
                 f"| {method} | {c} (lr {v[0]['lr']:.3g}) | {len(v)} | "
-                f"{mean_sd([x['student_dev'] for x in v])} | {mean_sd(teach)} | {extra} |"
+                f"{mean_sd([x['student_dev'] for x in v])} | {mean_sd(teach)} | "
+                f"{statistics.median(x['steps'] for x in v):g} | {extra} |"
             )
     path = RESULTS / "tune_study.md"
     path.write_text("\n".join(lines) + "\n")
