@@ -123,14 +123,29 @@ def study(rows: list[dict], method: str, pruning: bool) -> dict:
     return row
 
 
-def final(rows: list[dict], method: str, cell: str, seed: int, best_yaml: str) -> dict:
+def tuned_config(rows: list[dict], method: str) -> str:
+    """The pruned study's ``best.yaml``, which must keep the student as the trials did (on the
+    selection set). One written before ``lgtm tune`` did so (49712a5) is written again by the
+    study's own command (a finished study only rewrites its outputs)."""
+    import yaml
+
+    row = find(rows, kind="study", method=method, pruning=True)
+    path = Path(row["best_yaml"])
+    if yaml.safe_load(path.read_text()).get("select_on") != "selection":
+        call(row["command"].split())
+    if yaml.safe_load(path.read_text()).get("select_on") != "selection":
+        raise SystemExit(f"{path} does not keep the student on the selection set")
+    return str(path)
+
+
+def final(rows: list[dict], method: str, cell: str, seed: int) -> dict:
     """A final run: the tuned settings (``best.yaml``) or the hand-chosen rate."""
     key = {"kind": "final", "method": method, "cell": cell, "seed": seed}
     if (row := find(rows, **key)) is not None:
         return row
     out = RUNS / f"final-{method}-{cell}-s{seed}"
     if cell == "tuned":
-        flags = ["--config", best_yaml]
+        flags = ["--config", tuned_config(rows, method)]
     else:
         flags = as_args({**base_flags(method), "lr": HAND_LR})
     cmd = [*LGTM, "distill", "--overwrite", "--quiet", *flags, "--seed", str(seed)]
@@ -156,10 +171,10 @@ def execute(rows: list[dict], part: str) -> None:
     without pruning, only counted), or ``all`` (both, in that order)."""
     if part in ("all", "pruned"):
         for method in METHODS:
-            pruned = study(rows, method, True)
+            study(rows, method, True)
             for seed in SEEDS:
-                final(rows, method, "hand", seed, "")
-                final(rows, method, "tuned", seed, pruned["best_yaml"])
+                final(rows, method, "hand", seed)
+                final(rows, method, "tuned", seed)
     if part in ("all", "unpruned"):
         for method in METHODS:
             study(rows, method, False)
