@@ -257,6 +257,24 @@ def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     assert (out / "study.db").read_bytes() == before
 
 
+@pytest.mark.parametrize("storage", ["notaurl", "sqlite:////nonexistent/dir/x.db"])
+def test_a_storage_that_cannot_be_opened_leaves_no_folder(
+    tiny_teacher_dir, data, tmp_path, capsys, storage
+):
+    """The output folder (and the folders above it) made for the study are removed again when
+    its storage cannot be opened; they were left behind, empty."""
+    train_file, eval_file = data
+    out = tmp_path / "new" / "tune"
+    message = one_line_error(
+        capsys, "tune", "--train-file", train_file, "--eval-file", eval_file,
+        "--text-columns", "sentence", "--teacher", tiny_teacher_dir, "--method", "ce",
+        "--selection-fraction", "0.25", "--trials", "1", "--storage", storage,
+        "--output-dir", out,
+    )  # fmt: skip
+    assert "cannot open the study storage" in message
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_setting_only_a_run_finds_wrong_leaves_no_study(tiny_teacher_dir, data, tmp_path, capsys):
     """A head-less teacher given as fine-tuned is found wrong inside the first trial: one line,
     exit 2, and no study kept, so the corrected command starts afresh (it was refused as "made

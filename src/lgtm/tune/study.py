@@ -10,6 +10,7 @@ talks to the database and sends each trial's settings and each pruning decision 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -123,12 +124,18 @@ def _open_study(
     import optuna
 
     _check_output_dir(settings, out)
+    made = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
     out.mkdir(parents=True, exist_ok=True)
     url = _storage_url(settings, out)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # lgtm says what failed, in one line
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = _storage(url)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = _storage(url)
+    except LgtmInputError:  # the folders this call made are removed again
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     study = optuna.create_study(
         storage=storage,
         study_name=settings.study_name,
@@ -160,8 +167,6 @@ def _discard(study: Any, settings: TuneSettings, out: Path, fresh: bool) -> None
     that the corrected command starts a new one instead of being refused as "other settings":
     the study from its storage, and the database file and trial folders it wrote when the
     output folder was new or empty."""
-    import shutil
-
     import optuna
 
     optuna.delete_study(study_name=settings.study_name, storage=study._storage)
