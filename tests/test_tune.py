@@ -275,6 +275,24 @@ def test_a_storage_that_cannot_be_opened_leaves_no_folder(
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("shared_db", [False, True])
+def test_another_study_in_a_study_folder_is_refused_and_changes_nothing(
+    tiny_teacher_dir, data, tmp_path, shared_db
+):
+    """Trial folders are numbered per study: a second --study-name in the same --output-dir
+    ran, writing its trials over the first study's trials/0000... and its trials.csv, best.yaml
+    and tune.json; it is refused, every file left as it was."""
+    out = tmp_path / "t"
+    run_tune(tiny_teacher_dir, data, out, trials=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    storage = f"sqlite:///{out / 'study.db'}" if shared_db else None
+    settings = TuneSettings(1, out, "lr=1e-4:1e-1:log", storage, study_name="other")
+    with pytest.raises(LgtmInputError) as err:
+        tune(explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None), settings)
+    assert err.value.field == "output_dir" and "holds the study 'lgtm-tune'" in err.value.message
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_setting_only_a_run_finds_wrong_leaves_no_study(tiny_teacher_dir, data, tmp_path, capsys):
     """A head-less teacher given as fine-tuned is found wrong inside the first trial: one line,
     exit 2, and no study kept, so the corrected command starts afresh (it was refused as "made

@@ -49,8 +49,10 @@ def write(
     space: list[Range],
     settings: Any,
     out: Path,
+    show: bool = True,
 ) -> dict[str, Any]:
-    """Write the study's outputs and print its summary; returns ``tune.json``'s content."""
+    """Write the study's outputs and print its summary (unless ``show`` is false, or the run is
+    quiet); returns ``tune.json``'s content."""
     rows = trial_rows(study, space)
     _write_csv(out / "trials.csv", rows)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
@@ -81,7 +83,7 @@ def write(
         "table": rows,
     }
     atomic_write(out / "tune.json", _json(result))
-    if not base.quiet:
+    if show and not base.quiet:
         _print_summary(result, out)
     return result
 

@@ -9,6 +9,7 @@ talks to the database and sends each trial's settings and each pruning decision 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ from lgtm.tune.space import Range, default_space, parse_search
 
 STUDY_DB = "study.db"
 TRIALS = "trials"
+TUNE_JSON = "tune.json"
 HEARTBEAT_SECONDS = 10  # a live trial's mark in the database
 GRACE_SECONDS = int(os.environ.get("LGTM_TUNE_GRACE_SECONDS", "60"))  # then a trial is stale
 
@@ -80,6 +82,7 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
         return _send(None)  # the main process's result
     fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
     study, created = _open_study(base, space, settings, out)
+    outputs.write(study, explicit, base, space, settings, out, show=False)  # the folder's study
     try:
         _optimize(study, explicit, base, space, settings, out, state)
     except LgtmInputError:  # a setting only a run finds wrong (a model, a file): no study kept
@@ -106,10 +109,21 @@ def _check_output_dir(settings: TuneSettings, out: Path) -> None:
         raise LgtmInputError("is a file, not a folder", file=out, field="output_dir")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    ours = (out / STUDY_DB).exists() or (out / TRIALS).is_dir() or (out / "tune.json").exists()
+    ours = (out / STUDY_DB).exists() or (out / TRIALS).is_dir() or (out / TUNE_JSON).exists()
     if not ours:
         raise LgtmInputError(
             "holds files that lgtm tune did not write; give a new or empty --output-dir",
+            file=out,
+            field="output_dir",
+        )
+    try:  # written when the study is opened: its trial folders and outputs are that study's
+        name = json.loads((out / TUNE_JSON).read_text()).get("study_name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if name is not None and name != settings.study_name:
+        raise LgtmInputError(
+            f"holds the study {name!r} (its trials/ and outputs); give another --output-dir "
+            f"for the study {settings.study_name!r}",
             file=out,
             field="output_dir",
         )
@@ -156,7 +170,8 @@ def _open_study(
             what += " and the search space"
         raise LgtmInputError(
             f"the study {settings.study_name!r} in {url} was made for other settings (differing: "
-            f"{what}); give another --study-name or --output-dir",
+            f"{what}); give another --output-dir (with a shared --storage, also another "
+            "--study-name)",
             field="study_name",
         )
     return study, stored is None
@@ -172,6 +187,8 @@ def _discard(study: Any, settings: TuneSettings, out: Path, fresh: bool) -> None
     optuna.delete_study(study_name=settings.study_name, storage=study._storage)
     if fresh:
         shutil.rmtree(out / TRIALS, ignore_errors=True)
+        for name in (TUNE_JSON, "trials.csv"):
+            (out / name).unlink(missing_ok=True)
         if settings.storage is None:
             (out / STUDY_DB).unlink(missing_ok=True)
         if out.is_dir() and not any(out.iterdir()):
