@@ -418,3 +418,8 @@ def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
     assert "…" not in out
     for text in ("0.0003123", "1.234e-05", "0.5342", "2.346", "temperature", "teacher_lr"):
         assert text in out
+    # the lines under the table, longer than it, are not broken mid-sentence either
+    assert "1 complete, 0 pruned, 0 diverged; 375 trial-steps" in out.splitlines()[-3]
+    deep = tmp_path / ("a-long-folder-name-" * 6)
+    _print_summary({**result, "best_yaml": str(deep / "best.yaml")}, deep)
+    assert f"next: lgtm distill --config {deep / 'best.yaml'}" in capsys.readouterr().out

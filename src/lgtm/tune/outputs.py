@@ -192,13 +192,14 @@ def _print_summary(result: dict[str, Any], out: Path) -> None:
         console = Console(width=max(80, Console(width=400).measure(table).maximum))
     console.print(table)
     c = result["counts"]
-    console.print(
+    console.print(  # soft_wrap: a line longer than the table is not broken mid-sentence
         f"scored on the selection set; dev neither read nor scored. {c['complete']} complete, "
-        f"{c['pruned']} pruned, {c['diverged']} diverged; {result['trial_steps']} trial-steps"
+        f"{c['pruned']} pruned, {c['diverged']} diverged; {result['trial_steps']} trial-steps",
+        soft_wrap=True,
     )
     if result["best_yaml"]:
-        console.print(f"next: lgtm distill --config {result['best_yaml']}")
-    console.print(f"outputs in {out}/")
+        console.print(f"next: lgtm distill --config {result['best_yaml']}", soft_wrap=True)
+    console.print(f"outputs in {out}/", soft_wrap=True)
 
 
 def _fmt(value: Any) -> str:
