@@ -174,6 +174,11 @@ def test_tune_writes_its_outputs_and_best_yaml_runs_as_is(tiny_teacher_dir, data
     assert saved["do_eval"] is True and saved["output_dir"] == str(out / "best")
     again = cfg.resolve(cfg.load_yaml(out / "best.yaml"))
     assert again.lr == best["lr"] and again.method == "kd"
+    # the run keeps the student the trial kept and was scored by (it kept the last one)
+    rerun = train.distill(again).metrics
+    assert rerun["selection"]["score"] == best["selection_score"]
+    assert rerun["selection"]["step"] == m["selection"]["step"]
+    assert rerun["eval_split"] != "selection"  # and it scores dev
     for name in ("trials.csv", "tune.png", "tune.json", "study.db"):
         assert (out / name).is_file(), name
     assert len((out / "trials.csv").read_text().splitlines()) == 5

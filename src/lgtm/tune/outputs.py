@@ -90,9 +90,11 @@ def write(
 
 def best_run(explicit: dict[str, Any], params: dict[str, Any], out: Path) -> RunConfig:
     """The run ``best.yaml`` holds: the user's settings with the best trial's, dev read and
-    scored as in any run, in ``<output_dir>/best``."""
+    scored as in any run, in ``<output_dir>/best``; it keeps the student as the trials did
+    (``--select-on selection``, unless the user gave ``--select-on``)."""
     keep = {k: v for k, v in explicit.items() if k not in ("overwrite", "resume", "output_dir")}
-    return resolve({**keep, **params, "output_dir": str(out / "best")})
+    select_on = keep.pop("select_on", "selection")
+    return resolve({**keep, **params, "select_on": select_on, "output_dir": str(out / "best")})
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
