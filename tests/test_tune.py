@@ -408,6 +408,18 @@ def test_the_figures_log_axes_are_labelled_without_collisions(low, high):
     plt.close(figure)
 
 
+@pytest.mark.parametrize(
+    "value, label",
+    [(1.5e-4, "1.5e-4"), (3e-3, "3e-3"), (0.05, "0.05"), (1.0, "1"), (2.0, "2"), (5.0, "5"),
+     (1.5, "1.5"), (30.0, "30"), (300.0, "300"), (3000.0, "3e3")],
+)  # fmt: skip
+def test_log_tick_labels_are_plain_numbers_between_0_01_and_1000(value, label):
+    """tune.png labelled the temperature axis (1 to 8) '1e0 2e0 3e0 5e0'."""
+    from lgtm.tune.outputs import _short
+
+    assert _short(value) == label
+
+
 def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
     """Piped or redirected, rich's 80 columns cut the trial table's settings to '…'; the table
     is printed as wide as it needs (hand-made rows, values checked verbatim)."""

@@ -167,7 +167,9 @@ def _log_ticks(ax: Any) -> None:
 
 
 def _short(value: float) -> str:
-    """``1.5e-4`` for 0.00015: a tick label."""
+    """``1.5e-4`` for 0.00015, ``2`` for 2.0 and ``0.05`` for 0.05: a tick label."""
+    if 0.01 <= abs(value) < 1000:
+        return f"{value:.2g}" if abs(value) < 100 else f"{value:.0f}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
