@@ -222,6 +222,26 @@ def test_a_killed_tune_continues_with_the_trials_it_would_have_run(
     assert sum(r["state"] == "failed" for r in resumed["table"]) == 1
 
 
+def test_an_interrupted_tune_says_how_to_continue(tiny_teacher_dir, data, tmp_path, capsys):
+    """Ctrl-C in a trial: exit 130 and a line saying that the same command continues the
+    study (it said only 'interrupted')."""
+    train_file, eval_file = data
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "t"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "_run", interrupted)
+        code, _, err = run(
+            capsys, "tune", "--train-file", train_file, "--eval-file", eval_file,
+            "--text-columns", "sentence", "--teacher", tiny_teacher_dir, "--method", "ce",
+            "--selection-fraction", "0.25", "--trials", "1", "--output-dir", out, "--quiet",
+        )  # fmt: skip
+    assert code == 130
+    assert err.strip() == f"lgtm: interrupted; the same command continues the study in {out}"
+
+
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     tiny_teacher_dir, data, tmp_path, capsys
 ):

@@ -75,17 +75,19 @@ def _tune(args: argparse.Namespace) -> int:
     if out is None:
         base = cfg.resolve(explicit)
         out = str(Path("runs") / f"tune-{task_name(base)}-{base.method}")
-    tune(
-        explicit,
-        TuneSettings(
-            trials=args.trials,
-            output_dir=Path(out),
-            search=args.search,
-            storage=args.storage,
-            study_name=args.study_name,
-            pruning=args.pruning,
-        ),
+    settings = TuneSettings(
+        trials=args.trials,
+        output_dir=Path(out),
+        search=args.search,
+        storage=args.storage,
+        study_name=args.study_name,
+        pruning=args.pruning,
     )
+    try:
+        tune(explicit, settings)
+    except KeyboardInterrupt:  # the trial it stopped is run again by the same command
+        print(f"lgtm: interrupted; the same command continues the study in {out}", file=sys.stderr)
+        return 130
     return 0
 
 
