@@ -242,6 +242,34 @@ def test_an_interrupted_tune_says_how_to_continue(tiny_teacher_dir, data, tmp_pa
     assert err.strip() == f"lgtm: interrupted; the same command continues the study in {out}"
 
 
+def test_waiting_for_a_running_trial_is_said(tiny_teacher_dir, data, tmp_path, capsys):
+    """A study whose last trial is running (in another process, or killed and not yet stale)
+    waited in silence, up to a minute after a kill; it says so once, and runs the trial again
+    once it has failed."""
+    import optuna
+
+    out = tmp_path / "t"
+    run_tune(tiny_teacher_dir, data, out, trials=1)
+    study = optuna.load_study(study_name="lgtm-tune", storage=f"sqlite:///{out / 'study.db'}")
+    running = study.ask()  # killed: no process will finish it
+    waits = []
+
+    def sleep(seconds):  # the killed trial goes stale while the command waits
+        waits.append(seconds)
+        study.tell(running, state=optuna.trial.TrialState.FAIL)
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S.time, "sleep", sleep)
+        result = run_tune(tiny_teacher_dir, data, out, trials=2, quiet=False)
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "waiting for" in ln]
+    assert said == [
+        "lgtm tune: waiting for 1 running trial(s): another process's, or a killed one, run "
+        f"again once silent for {S.GRACE_SECONDS} s"
+    ]
+    assert len(waits) == 1 and [r["state"] for r in result["table"]][1:] == ["failed", "complete"]
+
+
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     tiny_teacher_dir, data, tmp_path, capsys
 ):

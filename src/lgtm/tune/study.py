@@ -282,6 +282,7 @@ def _optimize(
     draws what the uninterrupted one would have."""
     import optuna
 
+    said = False
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -291,6 +292,13 @@ def _optimize(
         if done >= settings.trials:
             return
         if done + running >= settings.trials and not waiting:
+            if not said and not explicit.get("quiet"):
+                print(
+                    f"lgtm tune: waiting for {running} running trial(s): another process's, "
+                    f"or a killed one, run again once silent for {GRACE_SECONDS} s",
+                    flush=True,
+                )
+                said = True
             time.sleep(HEARTBEAT_SECONDS)  # the rest are running elsewhere (or going stale)
             continue
         study.sampler = _sampler(base.seed, done + running, settings.trials)
