@@ -270,6 +270,14 @@ def test_waiting_for_a_running_trial_is_said(tiny_teacher_dir, data, tmp_path, c
     assert len(waits) == 1 and [r["state"] for r in result["table"]][1:] == ["failed", "complete"]
 
 
+def test_tune_help_gives_its_own_output_folder_and_no_refused_flags(capsys):
+    """``lgtm tune --help`` gave distill's default folder (runs/lgtm-...) and listed
+    --overwrite and --resume, which lgtm tune refuses."""
+    code, out, _ = run(capsys, "tune", "--help")
+    assert code == 0 and "runs/tune-<task>-<method>" in " ".join(out.split())
+    assert "runs/lgtm-" not in out and "--overwrite" not in out and "--resume" not in out
+
+
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     tiny_teacher_dir, data, tmp_path, capsys
 ):

@@ -401,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
         "it (--storage). Writes trials.csv, best.yaml (lgtm distill --config best.yaml), "
         "tune.png and tune.json.",
     )
+    for action in t._actions:  # the run flags that mean something else, or nothing, here
+        if action.dest == "output_dir":
+            action.help = "the study's folder; default runs/tune-<task>-<method>"
+        elif action.dest in ("overwrite", "resume"):  # refused: the study continues by itself
+            action.help = argparse.SUPPRESS
     t.add_argument("--config", metavar="FILE.yaml", help="YAML file of the run's settings")
     t.add_argument(
         "--trials",
