@@ -496,3 +496,7 @@ def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
     deep = tmp_path / ("a-long-folder-name-" * 6)
     _print_summary({**result, "best_yaml": str(deep / "best.yaml")}, deep)
     assert f"next: lgtm distill --config {deep / 'best.yaml'}" in capsys.readouterr().out
+    # the title counts the study's finished trials, not --trials of a command that found more
+    counts = {"complete": 3, "pruned": 1, "diverged": 1}
+    _print_summary({**result, "trials": 2, "counts": counts, "best_yaml": None}, tmp_path)
+    assert "lgtm tune: lgtm, 5 trials" in capsys.readouterr().out

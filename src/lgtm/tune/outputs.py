@@ -182,7 +182,8 @@ def _print_summary(result: dict[str, Any], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"lgtm tune: {result['method']}, {result['trials']} trials")
+    finished = sum(result["counts"].values())  # the study's, also beyond a smaller --trials
+    table = Table(title=f"lgtm tune: {result['method']}, {finished} trials")
     rows = result["table"]
     names = [k for k in (rows[0] if rows else {}) if k not in ("last_selection_score",)]
     for name in names:
