@@ -464,6 +464,33 @@ def test_the_figures_log_axes_are_labelled_without_collisions(low, high):
     plt.close(figure)
 
 
+def test_a_pruned_trial_has_no_selection_score_only_its_last():
+    """A pruned trial keeps no student: trials.csv showed, as its selection score, the score
+    at which it was pruned (Optuna's value for it), beside the complete trials' kept ones."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from lgtm.tune.outputs import trial_rows
+
+    study = optuna.create_study(direction="maximize")
+    space = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
+    for state, value, steps in [("COMPLETE", 0.8, {0: 0.5, 4: 0.8}), ("PRUNED", 0.4, {0: 0.4})]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1e-4},
+                distributions=space,
+                value=value,
+                intermediate_values=steps,
+                state=optuna.trial.TrialState[state],
+            )  # fmt: skip
+        )
+    rows = trial_rows(study, parse_search("lr=1e-5:1e-3:log", cfg.resolve({"task": "sst2"})))
+    assert [(r["selection_score"], r["last_selection_score"]) for r in rows] == [
+        (0.8, 0.8),
+        (None, 0.4),
+    ]
+
+
 @pytest.mark.parametrize(
     "value, label",
     [(1.5e-4, "1.5e-4"), (3e-3, "3e-3"), (0.05, "0.05"), (1.0, "1"), (2.0, "2"), (5.0, "5"),

@@ -28,7 +28,8 @@ def trial_rows(study: Any, space: list[Range]) -> list[dict[str, Any]]:
             {
                 "trial": t.number,
                 "state": outcome,
-                "selection_score": t.value,
+                # a pruned trial keeps no student (Optuna gives it its last reported score)
+                "selection_score": t.value if t.state.name == "COMPLETE" else None,
                 "last_selection_score": (
                     t.intermediate_values[max(t.intermediate_values)]
                     if t.intermediate_values
