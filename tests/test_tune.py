@@ -464,6 +464,28 @@ def test_the_figures_log_axes_are_labelled_without_collisions(low, high):
     plt.close(figure)
 
 
+def test_the_figures_colour_bar_counts_trials_in_whole_numbers():
+    """tune.png's colour bar of trial numbers read 0.5, 1.5, 2.5 over a study of 4 trials."""
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from lgtm.tune.outputs import slice_figure
+
+    study = optuna.create_study(direction="maximize")
+    space = {"alpha": FloatDistribution(0, 1)}
+    for alpha in (0.1, 0.4, 0.6, 0.9):
+        study.add_trial(
+            optuna.trial.create_trial(params={"alpha": alpha}, distributions=space, value=alpha)
+        )
+    figure = slice_figure(study)
+    figure.canvas.draw()
+    (bar,) = [a for a in figure.axes if a.get_ylabel() == "Trial"]
+    labels = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+    assert labels and all(t.lstrip("−-").isdigit() for t in labels), labels
+    plt.close(figure)
+
+
 def test_a_pruned_trial_has_no_selection_score_only_its_last():
     """A pruned trial keeps no student: trials.csv showed, as its selection score, the score
     at which it was pruned (Optuna's value for it), beside the complete trials' kept ones."""

@@ -129,6 +129,7 @@ def slice_figure(study: Any) -> Any:
 
     matplotlib.use("Agg")
     import optuna
+    from matplotlib.ticker import MaxNLocator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -140,6 +141,9 @@ def slice_figure(study: Any) -> Any:
         if ax.get_xscale() == "log":
             _log_ticks(ax)
         ax.tick_params(axis="x", labelrotation=30)
+    for ax in figure.axes:  # the colour bar: trial numbers are whole
+        if ax not in panels:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
 
 
