@@ -278,6 +278,21 @@ def test_tune_help_gives_its_own_output_folder_and_no_refused_flags(capsys):
     assert "runs/lgtm-" not in out and "--overwrite" not in out and "--resume" not in out
 
 
+def test_quiet_tune_still_prints_its_summary(tiny_teacher_dir, data, tmp_path, capsys):
+    """--quiet is 'no progress bar or messages (the summary is still printed)': lgtm tune
+    --quiet printed nothing at all; its trial lines stay silent."""
+    train_file, eval_file = data
+    code, out, err = run(
+        capsys, "tune", "--train-file", train_file, "--eval-file", eval_file,
+        "--text-columns", "sentence", "--teacher", tiny_teacher_dir, "--method", "ce",
+        "--student-layers", "1", "--max-length", "16", "--selection-fraction", "0.25",
+        "--trials", "1", "--output-dir", tmp_path / "t", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "lgtm tune: ce, 1 trials" in out and "1 complete, 0 pruned" in out
+    assert "lgtm tune: trial 0" not in out
+
+
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     tiny_teacher_dir, data, tmp_path, capsys
 ):

@@ -52,8 +52,8 @@ def write(
     out: Path,
     show: bool = True,
 ) -> dict[str, Any]:
-    """Write the study's outputs and print its summary (unless ``show`` is false, or the run is
-    quiet); returns ``tune.json``'s content."""
+    """Write the study's outputs and print its summary (unless ``show`` is false; ``--quiet``
+    too prints it, as ``lgtm distill --quiet`` does); returns ``tune.json``'s content."""
     rows = trial_rows(study, space)
     _write_csv(out / "trials.csv", rows)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
@@ -84,7 +84,7 @@ def write(
         "table": rows,
     }
     atomic_write(out / "tune.json", _json(result))
-    if show and not base.quiet:
+    if show:
         _print_summary(result, out)
     return result
 

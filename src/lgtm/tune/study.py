@@ -39,6 +39,7 @@ class TuneSettings:
     storage: str | None = None  # an Optuna RDB URL; None: sqlite:///<output_dir>/study.db
     study_name: str = "lgtm-tune"
     pruning: bool = True  # the median pruner on the selection-set evaluations
+    summary: bool = True  # print the summary table at the end (also with --quiet)
 
 
 class _Pruned(Exception):
@@ -89,7 +90,7 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
         if created and _counts(study)[0] == 0:
             _discard(study, settings, out, fresh)
         raise
-    result = outputs.write(study, explicit, base, space, settings, out)
+    result = outputs.write(study, explicit, base, space, settings, out, show=settings.summary)
     if state.num_processes > 1:
         _send(None)  # the others stop following...
         _send(result)  # ...and return the same result
