@@ -293,6 +293,16 @@ def test_quiet_tune_still_prints_its_summary(tiny_teacher_dir, data, tmp_path, c
     assert "lgtm tune: trial 0" not in out
 
 
+def test_lr_auto_inside_a_study_is_refused(tiny_teacher_dir, data, tmp_path):
+    """--lr auto with a --search that leaves lr out ran a study of 6 trials inside every
+    trial (trials/NNNN/lr-search), silently 7 times the cost; it is refused."""
+    out = tmp_path / "t"
+    with pytest.raises(LgtmInputError) as err:
+        run_tune(tiny_teacher_dir, data, out, trials=1, method="kd", search="alpha", lr="auto")
+    assert err.value.field == "lr" and "--search lr" in err.value.message
+    assert not out.exists()
+
+
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     tiny_teacher_dir, data, tmp_path, capsys
 ):

@@ -76,6 +76,12 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
             f"{base.method}): drop --{fixed[0].replace('_', '-')} or leave it out of --search",
             field=fixed[0],
         )
+    if explicit.get("lr") == "auto":  # each trial would run a study of its own first
+        raise LgtmInputError(
+            "--lr auto would run a 6-trial study inside every trial: give --lr, or search the "
+            "student lr with the rest (--search lr,...)",
+            field="lr",
+        )
     state = distributed.process_state()
     out = Path(settings.output_dir)
     if not state.is_main_process:
