@@ -570,6 +570,13 @@ def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
     deep = tmp_path / ("a-long-folder-name-" * 6)
     _print_summary({**result, "best_yaml": str(deep / "best.yaml")}, deep)
     assert f"next: lgtm distill --config {deep / 'best.yaml'}" in capsys.readouterr().out
+    # a failed trial is explained: the table's 'failed' read as if the study had broken
+    killed = {**row, "trial": 1, "state": "failed", "selection_score": None}
+    _print_summary({**result, "table": [row, killed], "best_yaml": None}, tmp_path)
+    assert (
+        "failed: 1: stopped (interrupted, killed or an error) and run again with the same "
+        "settings as a later trial"
+    ) in capsys.readouterr().out.splitlines()
     # the title counts the study's finished trials, not --trials of a command that found more
     counts = {"complete": 3, "pruned": 1, "diverged": 1}
     _print_summary({**result, "trials": 2, "counts": counts, "best_yaml": None}, tmp_path)

@@ -207,6 +207,13 @@ def _print_summary(result: dict[str, Any], out: Path) -> None:
         f"{c['pruned']} pruned, {c['diverged']} diverged; {result['trial_steps']} trial-steps",
         soft_wrap=True,
     )
+    failed = [str(r["trial"]) for r in rows if r["state"] == "failed"]
+    if failed:  # what a reader of "failed" needs to know
+        console.print(
+            f"failed: {', '.join(failed)}: stopped (interrupted, killed or an error) and run again "
+            "with the same settings as a later trial",
+            soft_wrap=True,
+        )
     if result["best_yaml"]:
         console.print(f"next: lgtm distill --config {result['best_yaml']}", soft_wrap=True)
     console.print(f"outputs in {out}/", soft_wrap=True)
