@@ -222,6 +222,87 @@ def test_a_killed_tune_continues_with_the_trials_it_would_have_run(
     assert sum(r["state"] == "failed" for r in resumed["table"]) == 1
 
 
+def test_an_interrupted_tune_says_how_to_continue(tiny_teacher_dir, data, tmp_path, capsys):
+    """Ctrl-C in a trial: exit 130 and a line saying that the same command continues the
+    study (it said only 'interrupted')."""
+    train_file, eval_file = data
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "t"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "_run", interrupted)
+        code, _, err = run(
+            capsys, "tune", "--train-file", train_file, "--eval-file", eval_file,
+            "--text-columns", "sentence", "--teacher", tiny_teacher_dir, "--method", "ce",
+            "--selection-fraction", "0.25", "--trials", "1", "--output-dir", out, "--quiet",
+        )  # fmt: skip
+    assert code == 130
+    assert err.strip() == f"lgtm: interrupted; the same command continues the study in {out}"
+
+
+def test_waiting_for_a_running_trial_is_said(tiny_teacher_dir, data, tmp_path, capsys):
+    """A study whose last trial is running (in another process, or killed and not yet stale)
+    waited in silence, up to a minute after a kill; it says so once, and runs the trial again
+    once it has failed."""
+    import optuna
+
+    out = tmp_path / "t"
+    run_tune(tiny_teacher_dir, data, out, trials=1)
+    study = optuna.load_study(study_name="lgtm-tune", storage=f"sqlite:///{out / 'study.db'}")
+    running = study.ask()  # killed: no process will finish it
+    waits = []
+
+    def sleep(seconds):  # the killed trial goes stale while the command waits
+        waits.append(seconds)
+        study.tell(running, state=optuna.trial.TrialState.FAIL)
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S.time, "sleep", sleep)
+        result = run_tune(tiny_teacher_dir, data, out, trials=2, quiet=False)
+    said = [ln for ln in capsys.readouterr().out.splitlines() if "waiting for" in ln]
+    assert said == [
+        "lgtm tune: waiting for 1 running trial(s): another process's, or a killed one, run "
+        f"again once silent for {S.GRACE_SECONDS} s"
+    ]
+    assert len(waits) == 1 and [r["state"] for r in result["table"]][1:] == ["failed", "complete"]
+
+
+def test_tune_help_gives_its_own_output_folder_and_no_refused_flags(capsys):
+    """``lgtm tune --help`` gave distill's default folder (runs/lgtm-...) and listed
+    --overwrite and --resume, which lgtm tune refuses."""
+    code, out, _ = run(capsys, "tune", "--help")
+    assert code == 0 and "runs/tune-<task>-<method>" in " ".join(out.split())
+    assert "runs/lgtm-" not in out and "--overwrite" not in out and "--resume" not in out
+
+
+def test_quiet_tune_still_prints_its_summary(tiny_teacher_dir, data, tmp_path, capsys):
+    """--quiet is 'no progress bar or messages (the summary is still printed)': lgtm tune
+    --quiet printed nothing at all; its trial lines stay silent."""
+    train_file, eval_file = data
+    code, out, err = run(
+        capsys, "tune", "--train-file", train_file, "--eval-file", eval_file,
+        "--text-columns", "sentence", "--teacher", tiny_teacher_dir, "--method", "ce",
+        "--student-layers", "1", "--max-length", "16", "--selection-fraction", "0.25",
+        "--trials", "1", "--output-dir", tmp_path / "t", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "lgtm tune: ce, 1 trials" in out and "1 complete, 0 pruned" in out
+    assert "lgtm tune: trial 0" not in out
+
+
+def test_lr_auto_inside_a_study_is_refused(tiny_teacher_dir, data, tmp_path):
+    """--lr auto with a --search that leaves lr out ran a study of 6 trials inside every
+    trial (trials/NNNN/lr-search), silently 7 times the cost; it is refused."""
+    out = tmp_path / "t"
+    with pytest.raises(LgtmInputError) as err:
+        run_tune(tiny_teacher_dir, data, out, trials=1, method="kd", search="alpha", lr="auto")
+    assert err.value.field == "lr" and "--search lr" in err.value.message
+    assert not out.exists()
+
+
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     tiny_teacher_dir, data, tmp_path, capsys
 ):
@@ -260,6 +341,42 @@ def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     message = one_line_error(capsys, *common, *sel, "--trials", "3", "--epochs", "1", "--lr", "0.5")
     assert "lr is searched" in message
     assert (out / "study.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("storage", ["notaurl", "sqlite:////nonexistent/dir/x.db"])
+def test_a_storage_that_cannot_be_opened_leaves_no_folder(
+    tiny_teacher_dir, data, tmp_path, capsys, storage
+):
+    """The output folder (and the folders above it) made for the study are removed again when
+    its storage cannot be opened; they were left behind, empty."""
+    train_file, eval_file = data
+    out = tmp_path / "new" / "tune"
+    message = one_line_error(
+        capsys, "tune", "--train-file", train_file, "--eval-file", eval_file,
+        "--text-columns", "sentence", "--teacher", tiny_teacher_dir, "--method", "ce",
+        "--selection-fraction", "0.25", "--trials", "1", "--storage", storage,
+        "--output-dir", out,
+    )  # fmt: skip
+    assert "cannot open the study storage" in message
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("shared_db", [False, True])
+def test_another_study_in_a_study_folder_is_refused_and_changes_nothing(
+    tiny_teacher_dir, data, tmp_path, shared_db
+):
+    """Trial folders are numbered per study: a second --study-name in the same --output-dir
+    ran, writing its trials over the first study's trials/0000... and its trials.csv, best.yaml
+    and tune.json; it is refused, every file left as it was."""
+    out = tmp_path / "t"
+    run_tune(tiny_teacher_dir, data, out, trials=1)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    storage = f"sqlite:///{out / 'study.db'}" if shared_db else None
+    settings = TuneSettings(1, out, "lr=1e-4:1e-1:log", storage, study_name="other")
+    with pytest.raises(LgtmInputError) as err:
+        tune(explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None), settings)
+    assert err.value.field == "output_dir" and "holds the study 'lgtm-tune'" in err.value.message
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_a_setting_only_a_run_finds_wrong_leaves_no_study(tiny_teacher_dir, data, tmp_path, capsys):
@@ -372,6 +489,67 @@ def test_the_figures_log_axes_are_labelled_without_collisions(low, high):
     plt.close(figure)
 
 
+def test_the_figures_colour_bar_counts_trials_in_whole_numbers():
+    """tune.png's colour bar of trial numbers read 0.5, 1.5, 2.5 over a study of 4 trials."""
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from lgtm.tune.outputs import slice_figure
+
+    study = optuna.create_study(direction="maximize")
+    space = {"alpha": FloatDistribution(0, 1)}
+    for alpha in (0.1, 0.4, 0.6, 0.9):
+        study.add_trial(
+            optuna.trial.create_trial(params={"alpha": alpha}, distributions=space, value=alpha)
+        )
+    figure = slice_figure(study)
+    figure.canvas.draw()
+    (bar,) = [a for a in figure.axes if a.get_ylabel() == "Trial"]
+    labels = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+    assert labels and all(t.lstrip("−-").isdigit() for t in labels), labels
+    plt.close(figure)
+
+
+def test_a_pruned_trial_has_no_selection_score_only_its_last():
+    """A pruned trial keeps no student: trials.csv showed, as its selection score, the score
+    at which it was pruned (Optuna's value for it), beside the complete trials' kept ones."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from lgtm.tune.outputs import trial_rows
+
+    study = optuna.create_study(direction="maximize")
+    space = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
+    for state, value, steps in [("COMPLETE", 0.8, {0: 0.5, 4: 0.8}), ("PRUNED", 0.4, {0: 0.4})]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1e-4},
+                distributions=space,
+                value=value,
+                intermediate_values=steps,
+                state=optuna.trial.TrialState[state],
+            )  # fmt: skip
+        )
+    rows = trial_rows(study, parse_search("lr=1e-5:1e-3:log", cfg.resolve({"task": "sst2"})))
+    assert [(r["selection_score"], r["last_selection_score"]) for r in rows] == [
+        (0.8, 0.8),
+        (None, 0.4),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value, label",
+    [(1.5e-4, "1.5e-4"), (3e-3, "3e-3"), (0.05, "0.05"), (1.0, "1"), (2.0, "2"), (5.0, "5"),
+     (1.5, "1.5"), (30.0, "30"), (300.0, "300"), (3000.0, "3e3")],
+)  # fmt: skip
+def test_log_tick_labels_are_plain_numbers_between_0_01_and_1000(value, label):
+    """tune.png labelled the temperature axis (1 to 8) '1e0 2e0 3e0 5e0'."""
+    from lgtm.tune.outputs import _short
+
+    assert _short(value) == label
+
+
 def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
     """Piped or redirected, rich's 80 columns cut the trial table's settings to '…'; the table
     is printed as wide as it needs (hand-made rows, values checked verbatim)."""
@@ -387,3 +565,19 @@ def test_the_printed_table_is_not_cut_when_not_on_a_terminal(capsys, tmp_path):
     assert "…" not in out
     for text in ("0.0003123", "1.234e-05", "0.5342", "2.346", "temperature", "teacher_lr"):
         assert text in out
+    # the lines under the table, longer than it, are not broken mid-sentence either
+    assert "1 complete, 0 pruned, 0 diverged; 375 trial-steps" in out.splitlines()[-3]
+    deep = tmp_path / ("a-long-folder-name-" * 6)
+    _print_summary({**result, "best_yaml": str(deep / "best.yaml")}, deep)
+    assert f"next: lgtm distill --config {deep / 'best.yaml'}" in capsys.readouterr().out
+    # a failed trial is explained: the table's 'failed' read as if the study had broken
+    killed = {**row, "trial": 1, "state": "failed", "selection_score": None}
+    _print_summary({**result, "table": [row, killed], "best_yaml": None}, tmp_path)
+    assert (
+        "failed: 1: stopped (interrupted, killed or an error) and run again with the same "
+        "settings as a later trial"
+    ) in capsys.readouterr().out.splitlines()
+    # the title counts the study's finished trials, not --trials of a command that found more
+    counts = {"complete": 3, "pruned": 1, "diverged": 1}
+    _print_summary({**result, "trials": 2, "counts": counts, "best_yaml": None}, tmp_path)
+    assert "lgtm tune: lgtm, 5 trials" in capsys.readouterr().out

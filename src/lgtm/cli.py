@@ -75,17 +75,19 @@ def _tune(args: argparse.Namespace) -> int:
     if out is None:
         base = cfg.resolve(explicit)
         out = str(Path("runs") / f"tune-{task_name(base)}-{base.method}")
-    tune(
-        explicit,
-        TuneSettings(
-            trials=args.trials,
-            output_dir=Path(out),
-            search=args.search,
-            storage=args.storage,
-            study_name=args.study_name,
-            pruning=args.pruning,
-        ),
+    settings = TuneSettings(
+        trials=args.trials,
+        output_dir=Path(out),
+        search=args.search,
+        storage=args.storage,
+        study_name=args.study_name,
+        pruning=args.pruning,
     )
+    try:
+        tune(explicit, settings)
+    except KeyboardInterrupt:  # the trial it stopped is run again by the same command
+        print(f"lgtm: interrupted; the same command continues the study in {out}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -399,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
         "it (--storage). Writes trials.csv, best.yaml (lgtm distill --config best.yaml), "
         "tune.png and tune.json.",
     )
+    for action in t._actions:  # the run flags that mean something else, or nothing, here
+        if action.dest == "output_dir":
+            action.help = "the study's folder; default runs/tune-<task>-<method>"
+        elif action.dest in ("overwrite", "resume"):  # refused: the study continues by itself
+            action.help = argparse.SUPPRESS
     t.add_argument("--config", metavar="FILE.yaml", help="YAML file of the run's settings")
     t.add_argument(
         "--trials",

@@ -45,7 +45,8 @@ def choose_lr(config: RunConfig, out: Path) -> dict[str, Any]:
     explicit["quiet"] = True
     folder = out / LR_SEARCH
     with _random_states_kept():  # the run goes on exactly as ``--lr <chosen>`` would
-        result = tune(explicit, TuneSettings(trials=AUTO_TRIALS, output_dir=folder, search="lr"))
+        settings = TuneSettings(AUTO_TRIALS, folder, search="lr", summary=False)  # the run's own
+        result = tune(explicit, settings)
     best = result["best"]
     if best is None:
         from lgtm.errors import TrainingDiverged

@@ -28,7 +28,8 @@ def trial_rows(study: Any, space: list[Range]) -> list[dict[str, Any]]:
             {
                 "trial": t.number,
                 "state": outcome,
-                "selection_score": t.value,
+                # a pruned trial keeps no student (Optuna gives it its last reported score)
+                "selection_score": t.value if t.state.name == "COMPLETE" else None,
                 "last_selection_score": (
                     t.intermediate_values[max(t.intermediate_values)]
                     if t.intermediate_values
@@ -49,8 +50,10 @@ def write(
     space: list[Range],
     settings: Any,
     out: Path,
+    show: bool = True,
 ) -> dict[str, Any]:
-    """Write the study's outputs and print its summary; returns ``tune.json``'s content."""
+    """Write the study's outputs and print its summary (unless ``show`` is false; ``--quiet``
+    too prints it, as ``lgtm distill --quiet`` does); returns ``tune.json``'s content."""
     rows = trial_rows(study, space)
     _write_csv(out / "trials.csv", rows)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
@@ -81,7 +84,7 @@ def write(
         "table": rows,
     }
     atomic_write(out / "tune.json", _json(result))
-    if not base.quiet:
+    if show:
         _print_summary(result, out)
     return result
 
@@ -126,6 +129,7 @@ def slice_figure(study: Any) -> Any:
 
     matplotlib.use("Agg")
     import optuna
+    from matplotlib.ticker import MaxNLocator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -137,6 +141,9 @@ def slice_figure(study: Any) -> Any:
         if ax.get_xscale() == "log":
             _log_ticks(ax)
         ax.tick_params(axis="x", labelrotation=30)
+    for ax in figure.axes:  # the colour bar: trial numbers are whole
+        if ax not in panels:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
 
 
@@ -165,7 +172,9 @@ def _log_ticks(ax: Any) -> None:
 
 
 def _short(value: float) -> str:
-    """``1.5e-4`` for 0.00015: a tick label."""
+    """``1.5e-4`` for 0.00015, ``2`` for 2.0 and ``0.05`` for 0.05: a tick label."""
+    if 0.01 <= abs(value) < 1000:
+        return f"{value:.2g}" if abs(value) < 100 else f"{value:.0f}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
@@ -178,7 +187,8 @@ def _print_summary(result: dict[str, Any], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"lgtm tune: {result['method']}, {result['trials']} trials")
+    finished = sum(result["counts"].values())  # the study's, also beyond a smaller --trials
+    table = Table(title=f"lgtm tune: {result['method']}, {finished} trials")
     rows = result["table"]
     names = [k for k in (rows[0] if rows else {}) if k not in ("last_selection_score",)]
     for name in names:
@@ -192,13 +202,21 @@ def _print_summary(result: dict[str, Any], out: Path) -> None:
         console = Console(width=max(80, Console(width=400).measure(table).maximum))
     console.print(table)
     c = result["counts"]
-    console.print(
+    console.print(  # soft_wrap: a line longer than the table is not broken mid-sentence
         f"scored on the selection set; dev neither read nor scored. {c['complete']} complete, "
-        f"{c['pruned']} pruned, {c['diverged']} diverged; {result['trial_steps']} trial-steps"
+        f"{c['pruned']} pruned, {c['diverged']} diverged; {result['trial_steps']} trial-steps",
+        soft_wrap=True,
     )
+    failed = [str(r["trial"]) for r in rows if r["state"] == "failed"]
+    if failed:  # what a reader of "failed" needs to know
+        console.print(
+            f"failed: {', '.join(failed)}: stopped (interrupted, killed or an error) and run again "
+            "with the same settings as a later trial",
+            soft_wrap=True,
+        )
     if result["best_yaml"]:
-        console.print(f"next: lgtm distill --config {result['best_yaml']}")
-    console.print(f"outputs in {out}/")
+        console.print(f"next: lgtm distill --config {result['best_yaml']}", soft_wrap=True)
+    console.print(f"outputs in {out}/", soft_wrap=True)
 
 
 def _fmt(value: Any) -> str:

@@ -9,7 +9,9 @@ talks to the database and sends each trial's settings and each pruning decision 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from lgtm.tune.space import Range, default_space, parse_search
 
 STUDY_DB = "study.db"
 TRIALS = "trials"
+TUNE_JSON = "tune.json"
 HEARTBEAT_SECONDS = 10  # a live trial's mark in the database
 GRACE_SECONDS = int(os.environ.get("LGTM_TUNE_GRACE_SECONDS", "60"))  # then a trial is stale
 
@@ -36,6 +39,7 @@ class TuneSettings:
     storage: str | None = None  # an Optuna RDB URL; None: sqlite:///<output_dir>/study.db
     study_name: str = "lgtm-tune"
     pruning: bool = True  # the median pruner on the selection-set evaluations
+    summary: bool = True  # print the summary table at the end (also with --quiet)
 
 
 class _Pruned(Exception):
@@ -72,6 +76,12 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
             f"{base.method}): drop --{fixed[0].replace('_', '-')} or leave it out of --search",
             field=fixed[0],
         )
+    if explicit.get("lr") == "auto":  # each trial would run a study of its own first
+        raise LgtmInputError(
+            "--lr auto would run a 6-trial study inside every trial: give --lr, or search the "
+            "student lr with the rest (--search lr,...)",
+            field="lr",
+        )
     state = distributed.process_state()
     out = Path(settings.output_dir)
     if not state.is_main_process:
@@ -79,13 +89,14 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
         return _send(None)  # the main process's result
     fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
     study, created = _open_study(base, space, settings, out)
+    outputs.write(study, explicit, base, space, settings, out, show=False)  # the folder's study
     try:
         _optimize(study, explicit, base, space, settings, out, state)
     except LgtmInputError:  # a setting only a run finds wrong (a model, a file): no study kept
         if created and _counts(study)[0] == 0:
             _discard(study, settings, out, fresh)
         raise
-    result = outputs.write(study, explicit, base, space, settings, out)
+    result = outputs.write(study, explicit, base, space, settings, out, show=settings.summary)
     if state.num_processes > 1:
         _send(None)  # the others stop following...
         _send(result)  # ...and return the same result
@@ -105,10 +116,21 @@ def _check_output_dir(settings: TuneSettings, out: Path) -> None:
         raise LgtmInputError("is a file, not a folder", file=out, field="output_dir")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    ours = (out / STUDY_DB).exists() or (out / TRIALS).is_dir() or (out / "tune.json").exists()
+    ours = (out / STUDY_DB).exists() or (out / TRIALS).is_dir() or (out / TUNE_JSON).exists()
     if not ours:
         raise LgtmInputError(
             "holds files that lgtm tune did not write; give a new or empty --output-dir",
+            file=out,
+            field="output_dir",
+        )
+    try:  # written when the study is opened: its trial folders and outputs are that study's
+        name = json.loads((out / TUNE_JSON).read_text()).get("study_name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if name is not None and name != settings.study_name:
+        raise LgtmInputError(
+            f"holds the study {name!r} (its trials/ and outputs); give another --output-dir "
+            f"for the study {settings.study_name!r}",
             file=out,
             field="output_dir",
         )
@@ -123,12 +145,18 @@ def _open_study(
     import optuna
 
     _check_output_dir(settings, out)
+    made = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
     out.mkdir(parents=True, exist_ok=True)
     url = _storage_url(settings, out)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # lgtm says what failed, in one line
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = _storage(url)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = _storage(url)
+    except LgtmInputError:  # the folders this call made are removed again
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     study = optuna.create_study(
         storage=storage,
         study_name=settings.study_name,
@@ -149,7 +177,8 @@ def _open_study(
             what += " and the search space"
         raise LgtmInputError(
             f"the study {settings.study_name!r} in {url} was made for other settings (differing: "
-            f"{what}); give another --study-name or --output-dir",
+            f"{what}); give another --output-dir (with a shared --storage, also another "
+            "--study-name)",
             field="study_name",
         )
     return study, stored is None
@@ -160,13 +189,13 @@ def _discard(study: Any, settings: TuneSettings, out: Path, fresh: bool) -> None
     that the corrected command starts a new one instead of being refused as "other settings":
     the study from its storage, and the database file and trial folders it wrote when the
     output folder was new or empty."""
-    import shutil
-
     import optuna
 
     optuna.delete_study(study_name=settings.study_name, storage=study._storage)
     if fresh:
         shutil.rmtree(out / TRIALS, ignore_errors=True)
+        for name in (TUNE_JSON, "trials.csv"):
+            (out / name).unlink(missing_ok=True)
         if settings.storage is None:
             (out / STUDY_DB).unlink(missing_ok=True)
         if out.is_dir() and not any(out.iterdir()):
@@ -260,6 +289,7 @@ def _optimize(
     draws what the uninterrupted one would have."""
     import optuna
 
+    said = False
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -269,6 +299,13 @@ def _optimize(
         if done >= settings.trials:
             return
         if done + running >= settings.trials and not waiting:
+            if not said and not explicit.get("quiet"):
+                print(
+                    f"lgtm tune: waiting for {running} running trial(s): another process's, "
+                    f"or a killed one, run again once silent for {GRACE_SECONDS} s",
+                    flush=True,
+                )
+                said = True
             time.sleep(HEARTBEAT_SECONDS)  # the rest are running elsewhere (or going stale)
             continue
         study.sampler = _sampler(base.seed, done + running, settings.trials)
