@@ -184,6 +184,27 @@ def test_tune_writes_its_outputs_and_best_yaml_runs_as_is(tiny_teacher_dir, data
     assert len((out / "trials.csv").read_text().splitlines()) == 5
 
 
+def test_trials_keep_no_models_unless_asked(tiny_teacher_dir, data, tmp_path):
+    """A trial's saved models (student, fine-tuned teacher) are removed after it, its records
+    stay; --keep-trial-models keeps them, and the scores are the same either way."""
+
+    def folders(out: Path) -> set[str]:
+        return {p.name for p in (out / "trials" / "0000").iterdir()}
+
+    dropped = run_tune(tiny_teacher_dir, data, tmp_path / "d", trials=2, method="kd")
+    assert {"config.yaml", "metrics.json"} <= folders(tmp_path / "d")
+    assert not {"student", "teacher"} & folders(tmp_path / "d")
+    kept = tune(
+        explicit(tiny_teacher_dir, data, method="kd", teacher_epochs=None),
+        TuneSettings(
+            trials=2, output_dir=tmp_path / "k", search="lr=1e-4:1e-1:log", keep_trial_models=True
+        ),
+    )
+    assert {"student", "teacher"} <= folders(tmp_path / "k")
+    assert (tmp_path / "k" / "trials" / "0000" / "student" / "model.safetensors").is_file()
+    assert params_and_scores(kept) == params_and_scores(dropped)
+
+
 def test_the_same_command_gives_the_same_trials_and_dev_changes_none(
     tiny_teacher_dir, data, tmp_path
 ):

@@ -82,6 +82,7 @@ def _tune(args: argparse.Namespace) -> int:
         storage=args.storage,
         study_name=args.study_name,
         pruning=args.pruning,
+        keep_trial_models=args.keep_trial_models,
     )
     try:
         tune(explicit, settings)
@@ -436,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[true|false]",
         help="stop a trial whose selection score falls below the median of earlier trials' "
         "at an evaluation (default: true)",
+    )
+    t.add_argument(
+        "--keep-trial-models",
+        type=lambda v: cfg.parse_value("transfer_from_train", v),
+        default=False,
+        metavar="[true|false]",
+        help="keep each trial's saved models (default: false; a trial keeps its config.yaml, "
+        "metrics.json and plots, and best.yaml runs the best trial again)",
     )
     t.set_defaults(func=_tune)
 

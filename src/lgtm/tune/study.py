@@ -40,6 +40,7 @@ class TuneSettings:
     study_name: str = "lgtm-tune"
     pruning: bool = True  # the median pruner on the selection-set evaluations
     summary: bool = True  # print the summary table at the end (also with --quiet)
+    keep_trial_models: bool = False  # keep each trial's saved models (best.yaml re-runs the best)
 
 
 class _Pruned(Exception):
@@ -310,7 +311,7 @@ def _optimize(
             continue
         study.sampler = _sampler(base.seed, done + running, settings.trials)
         study.optimize(
-            lambda trial: _objective(trial, explicit, space, out, state),
+            lambda trial: _objective(trial, explicit, space, out, state, settings),
             n_trials=1,
             catch=(TrainingDiverged,),
             gc_after_trial=True,
@@ -333,9 +334,30 @@ def _retry_killed(study: Any) -> None:
                 (retry or optuna.storages.RetryFailedTrialCallback)()(study, t)
 
 
-def _objective(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any) -> float:
+def _objective(
+    trial: Any, explicit: dict, space: list[Range], out: Path, state: Any, settings: TuneSettings
+) -> float:
     """One trial: a run with the sampled settings, scored by its kept student's selection-set
-    score; pruned by the median pruner at its evaluations."""
+    score; pruned by the median pruner at its evaluations. Its saved models are removed after
+    it (``best.yaml`` runs the best trial again) unless ``settings.keep_trial_models``."""
+    try:
+        return _trial(trial, explicit, space, out, state)
+    finally:
+        if not settings.keep_trial_models:
+            _drop_models(_trial_dir(out, trial.number))
+
+
+def _drop_models(folder: Path) -> None:
+    """Remove the model folders (a ``config.json`` in them) and checkpoints a run saved in
+    ``folder``; its ``config.yaml``, ``metrics.json``, logs and plots stay."""
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if child.is_dir() and (child.name == "checkpoints" or (child / "config.json").exists()):
+            shutil.rmtree(child)
+
+
+def _trial(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any) -> float:
     import optuna
 
     params = {}
