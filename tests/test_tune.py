@@ -205,6 +205,24 @@ def test_trials_keep_no_models_unless_asked(tiny_teacher_dir, data, tmp_path):
     assert params_and_scores(kept) == params_and_scores(dropped)
 
 
+def test_trials_keep_the_student_the_run_will_keep(tiny_teacher_dir, data, tmp_path):
+    """With --select-on last the trials keep (and are scored by) their last student, as the run
+    from best.yaml will; the pruner still reads the selection set at every evaluation."""
+    import optuna
+
+    out = tmp_path / "last"
+    result = run_tune(tiny_teacher_dir, data, out, trials=3, select_on="last")
+    study = optuna.load_study(study_name="lgtm-tune", storage=f"sqlite:///{out / 'study.db'}")
+    for row in result["table"]:
+        m = json.loads((out / "trials" / f"{row['trial']:04d}" / "metrics.json").read_text())
+        assert m["config"]["select_on"] == "last" and not isinstance(m["selection"], dict)
+        assert row["selection_score"] == m["student"][m["main_metric"]]  # the last student's
+        reported = study.trials[row["trial"]].intermediate_values
+        history = [h for h in m["history"] if "student_eval" in h and h["step"] > 0]
+        assert reported == {h["step"]: h["student_eval"][m["main_metric"]] for h in history}
+    assert yaml.safe_load((out / "best.yaml").read_text())["select_on"] == "last"
+
+
 def test_the_same_command_gives_the_same_trials_and_dev_changes_none(
     tiny_teacher_dir, data, tmp_path
 ):

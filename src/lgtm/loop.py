@@ -400,9 +400,10 @@ def _evaluate(
             )
             if step > 0:
                 _keep_if_best(ctx, entry["step"], entry["student_selection"])
-                if ctx.report is not None:  # lgtm tune's pruner
-                    score = float(entry["student_selection"][ctx.task.main_metric])
-                    ctx.report(entry["step"], score)
+        if ctx.report is not None and step > 0 and _distills(phase.name):  # lgtm tune's pruner
+            # a trial reads no dev: its evaluation set is the selection set (either --select-on)
+            scores = entry.get("student_selection", entry["student_eval"])
+            ctx.report(entry["step"], float(scores[ctx.task.main_metric]))
     if phase.evaluate_teacher:
         entry["teacher_eval"] = evaluate(_teacher(ctx, phase), *args)
         if ctx.selection_f and ctx.selection_f is not ctx.eval_f:  # scored, never used to choose

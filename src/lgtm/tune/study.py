@@ -389,7 +389,9 @@ def _trial(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any
     except TrainingDiverged:
         _record(trial, "diverged", steps[0], t0, words, explicit)
         raise
-    score = float(result.metrics["selection"]["score"])
+    m = result.metrics  # the kept student's selection-set score (a trial's evaluation set)
+    best = m["selection"]["score"] if isinstance(m["selection"], dict) else None  # --select-on
+    score = float(best if best is not None else m["student"][m["main_metric"]])
     _record(trial, "complete", steps[0], t0, f"{words}: selection {score:.4f}", explicit)
     return score
 
@@ -408,14 +410,15 @@ def _trial_dir(out: Path, number: int) -> Path:
 
 def trial_config(explicit: dict[str, Any], params: dict[str, Any], out: Path, number: int):
     """A trial's run: the user's settings, the sampled ones, dev neither read nor scored, the
-    student kept on the selection set, its own folder, nothing exported."""
+    student kept as the run that follows keeps it (the best on the selection set unless the user
+    gave ``--select-on``), its own folder, nothing exported."""
     return resolve(
         {
             **explicit,
             **params,
             "do_eval": False,
             "export": None,  # a trial's student is not shipped
-            "select_on": "selection",
+            "select_on": explicit.get("select_on", "selection"),  # as the run that follows
             "output_dir": str(_trial_dir(out, number)),
             "overwrite": True,
             "resume": False,
