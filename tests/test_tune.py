@@ -223,6 +223,19 @@ def test_trials_keep_the_student_the_run_will_keep(tiny_teacher_dir, data, tmp_p
     assert yaml.safe_load((out / "best.yaml").read_text())["select_on"] == "last"
 
 
+def test_a_study_is_continued_only_with_its_own_pruning(tiny_teacher_dir, data, tmp_path):
+    out = tmp_path / "p"
+    first = run_tune(tiny_teacher_dir, data, out, trials=1)
+    with pytest.raises(LgtmInputError, match="made with --pruning true") as e:
+        tune(
+            explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None),
+            TuneSettings(trials=2, output_dir=out, search="lr=1e-4:1e-1:log", pruning=False),
+        )
+    assert e.value.field == "pruning"
+    again = run_tune(tiny_teacher_dir, data, out, trials=1)  # unchanged: still its one trial
+    assert params_and_scores(again) == params_and_scores(first)
+
+
 def test_the_same_command_gives_the_same_trials_and_dev_changes_none(
     tiny_teacher_dir, data, tmp_path
 ):

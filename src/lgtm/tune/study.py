@@ -182,6 +182,15 @@ def _open_study(
             "--study-name)",
             field="study_name",
         )
+    pruning = study.user_attrs.get("lgtm_pruning")  # absent in studies made before it was kept
+    if pruning is None:
+        study.set_user_attr("lgtm_pruning", settings.pruning)
+    elif pruning != settings.pruning:
+        raise LgtmInputError(
+            f"the study {settings.study_name!r} in {url} was made with --pruning "
+            f"{str(pruning).lower()}: continue it with the same, or give another --output-dir",
+            field="pruning",
+        )
     return study, stored is None
 
 
