@@ -368,6 +368,9 @@ def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(
     sel = ["--selection-fraction", "0.25", "--output-dir", str(out)]
     assert "at least 1" in one_line_error(capsys, *common, *sel, "--trials", "0")
     assert "whole number" in one_line_error(capsys, *common, *sel, "--trials", "two")
+    for flag, field in (("--pruning", "pruning"), ("--keep-trial-models", "keep_trial_models")):
+        said = one_line_error(capsys, *common, *sel, "--trials", "1", flag, "maybe")
+        assert f"field '{field}'" in said and "'maybe'" in said
     assert "--selection-fraction" in one_line_error(
         capsys, *common, "--trials", "2", "--output-dir", str(out)
     )

@@ -92,6 +92,20 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _boolean(field: str) -> Any:
+    """An argparse type for a true/false option of ``lgtm tune`` (not a run setting): a bad
+    value is one line naming ``field``."""
+    from lgtm.config.values import boolean
+
+    def parse(value: str) -> bool:
+        try:
+            return boolean(value)
+        except ValueError as err:
+            raise LgtmInputError(str(err), field=field) from None
+
+    return parse
+
+
 # --------------------------------------------------------------------------- evaluate / predict
 
 
@@ -432,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--study-name", default="lgtm-tune", metavar="NAME", help="the study's name")
     t.add_argument(
         "--pruning",
-        type=lambda v: cfg.parse_value("transfer_from_train", v),
+        type=_boolean("pruning"),
         default=True,
         metavar="[true|false]",
         help="stop a trial whose selection score falls below the median of earlier trials' "
@@ -440,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--keep-trial-models",
-        type=lambda v: cfg.parse_value("transfer_from_train", v),
+        type=_boolean("keep_trial_models"),
         default=False,
         metavar="[true|false]",
         help="keep each trial's saved models (default: false; a trial keeps its config.yaml, "
