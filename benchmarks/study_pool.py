@@ -65,6 +65,31 @@ def key(row: dict) -> tuple:
     return (row["size"], row["cell"], row["seed"], row["lr"])
 
 
+def next_ready(
+    pending: list[dict],
+    rows: list[dict],
+    rate: Callable[[dict], float | None],
+    settings: Callable[[dict], dict | None],
+) -> tuple[dict, dict] | None:
+    """The first pending run whose rate (``rate``: its cell's chosen one, None until its grid
+    has run) and settings (None while what it needs is missing) are known, taken out of
+    ``pending``; runs already in ``rows`` are dropped from it."""
+    done = {key(r) for r in rows}
+    for run in list(pending):
+        lr = run["lr"] if run["lr"] is not None else rate(run)
+        if lr is None:
+            continue
+        ready = {**run, "lr": lr}
+        if key(ready) in done:
+            pending.remove(run)
+            continue
+        found = settings(ready)
+        if found is not None:
+            pending.remove(run)
+            return ready, found
+    return None
+
+
 def merge(source: Path, into: Path) -> int:
     """Append the rows of ``source`` that ``into`` lacks; returns how many."""
     have = json.loads(into.read_text()) if into.exists() else []

@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from study_pool import next_ready, run_pool  # noqa: E402
+
 ENV = os.environ.get
 GLUE = Path(ENV("LGTM_STUDY_GLUE", ROOT.parent / "shared/data/glue"))
 RESULTS = Path(ENV("LGTM_STUDY_RESULTS", ROOT / "benchmarks/results"))
@@ -220,33 +222,19 @@ def planned(sizes: list[int]) -> list[dict]:
     return out
 
 
-def key(run: dict) -> tuple:
-    return (run["size"], run["cell"], run["seed"], run["lr"])
-
-
 def next_run(pending: list[dict], rows: list[dict]) -> tuple[dict, dict] | None:
     """The first pending run whose rate and teacher are known, with its settings."""
-    done = {key(r) for r in rows}
-    for run in pending:
-        lr = run["lr"] if run["lr"] is not None else chosen_lr(rows, run["size"], run["cell"])
-        if lr is None:
-            continue
-        ready = {**run, "lr": lr}
-        if key(ready) in done:
-            pending.remove(run)
-            return next_run(pending, rows)
-        settings = flags(ready, rows)
-        if settings is not None:
-            pending.remove(run)
-            return ready, settings
-    return None
+    return next_ready(
+        pending,
+        rows,
+        lambda run: chosen_lr(rows, run["size"], run["cell"]),
+        lambda run: flags(run, rows),
+    )
 
 
 def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tuple = CELLS) -> None:
     """Run the study ``workers`` runs at a time (one on this CPU), appending each finished run
     to the results; ``cells``: only these cells' runs."""
-    from study_pool import run_pool
-
     rows = load()
     pending = [r for r in planned(sizes) if r["cell"] in cells]
     env = {

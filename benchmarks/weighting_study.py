@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import transfer_study as T  # noqa: E402
+from study_pool import next_ready, run_pool  # noqa: E402
 
 STUDY = T.RESULTS / "weighting_study.json"
 RUNS = Path(os.environ.get("LGTM_STUDY_RUNS_W", T.ROOT / "runs/weighting_study"))
@@ -178,28 +179,17 @@ def weights_by_teacher(out: Path) -> dict:
 
 
 def next_run(pending: list[dict], rows: list[dict], t_rows: list[dict]) -> tuple | None:
-    """The first pending run whose rate and teacher are known, with its settings (taken out of
-    ``pending``); finished runs are dropped from it."""
-    done = {T.key(r) for r in rows}
-    for run in list(pending):
-        lr = run["lr"] if run["lr"] is not None else chosen_lr(t_rows, rows, **_sc(run))
-        if lr is None:
-            continue
-        ready = {**run, "lr": lr}
-        if T.key(ready) in done:
-            pending.remove(run)
-            continue
-        settings = flags(ready, t_rows)
-        if settings is not None:
-            pending.remove(run)
-            return ready, settings
-    return None
+    """The first pending run whose rate and teacher are known, with its settings."""
+    return next_ready(
+        pending,
+        rows,
+        lambda run: chosen_lr(t_rows, rows, **_sc(run)),
+        lambda run: flags(run, t_rows),
+    )
 
 
 def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tuple = CELLS) -> None:
     """Run the study ``workers`` runs at a time (one on this CPU); ``cells``: only these."""
-    from study_pool import run_pool
-
     rows = load()
     pending = [r for r in planned(sizes) if r["cell"] in cells]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
