@@ -9,7 +9,9 @@
 Per method (kd, lgtm): ``lgtm tune --trials 12 --seed 0`` with and without the median pruner
 on the comparison's SST-2 setting; then seeds 0-2 of the pruned study's ``best.yaml`` and of
 the comparison's settings with its hand-chosen rate (1e-3). Resumable: a study continues, a
-finished run (recorded in ``results/tune_study.json``) is never redone. Writes
+finished run (recorded in ``results/tune_study.json``) is never redone; a study's database is
+copied to ``results/tune_state/`` as its trials finish and continued from there in a later
+session. Writes
 ``results/tune_study.md``.
 """
 
@@ -19,9 +21,11 @@ import argparse
 import fcntl
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +41,7 @@ LGTM = os.environ.get("LGTM_COMMAND", "lgtm").split()
 DEVICE = os.environ.get("LGTM_STUDY_DEVICE", "cpu: 2 cores, one run at a time")
 THREADS = os.environ.get("LGTM_STUDY_THREADS")  # OMP/MKL threads of each run (None: torch's)
 OUT = RESULTS / "tune_study.json"
+STATE = RESULTS / "tune_state"  # the studies' databases, kept across sessions
 METHODS = ("kd", "lgtm")
 SEEDS = (0, 1, 2)
 TRIALS = 12
@@ -63,15 +68,22 @@ def as_args(flags: dict) -> list[str]:
     return out
 
 
-def call(cmd: list[str]) -> float:
+def call(cmd: list[str], poll=None) -> float:
+    """Run ``cmd``; ``poll(seconds so far)`` is called every 30 s while it runs."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if THREADS:
         env.update(OMP_NUM_THREADS=THREADS, MKL_NUM_THREADS=THREADS)
     print("started", " ".join(cmd), flush=True)
     t0 = time.time()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        while proc.poll() is None:
+            time.sleep(1 if poll is None else 30)
+            if poll is not None and proc.poll() is None:
+                poll(time.time() - t0)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{err.read()[-3000:]}")
     return time.time() - t0
 
 
@@ -100,13 +112,14 @@ def study(rows: list[dict], method: str, pruning: bool) -> dict:
     key = {"kind": "study", "method": method, "pruning": pruning}
     if (row := find(rows, **key)) is not None:
         return row
-    folder = RUNS / f"{method}-{'pruned' if pruning else 'unpruned'}"
+    name = f"{method}-{'pruned' if pruning else 'unpruned'}"
+    folder = RUNS / name
     # the default space's settings are the study's to choose (lgtm tune refuses them given)
     fixed = {"select_on", *DEFAULT_SPACE}
     flags = {k: v for k, v in base_flags(method).items() if k not in fixed}
     cmd = [*LGTM, "tune", "--quiet", *as_args(flags), "--seed", "0", "--trials", str(TRIALS)]
     cmd += ["--output-dir", str(folder), "--pruning", str(pruning).lower()]
-    wall = call(cmd)
+    wall = grow(cmd, folder, name)
     result = json.loads((folder / "tune.json").read_text())
     row = {
         **key,
@@ -121,6 +134,46 @@ def study(rows: list[dict], method: str, pruning: bool) -> dict:
     }
     save(rows, row)
     return row
+
+
+def grow(cmd: list[str], folder: Path, name: str) -> float:
+    """Run the study ``cmd``, copying its database to ``results/tune_state/`` each time a trial
+    finishes, so that a study cut off with its session's machine continues in the next (a
+    trial running in the copy is failed as stale and run again with its settings, as for any
+    killed ``lgtm tune``). Returns the study's wall seconds over all sessions."""
+    import sqlite3
+
+    state, wall_file = STATE / f"{name}.db", STATE / f"{name}.json"
+    db = folder / "study.db"
+    if not db.exists() and state.exists():  # the folder went with an earlier machine
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(state, db)
+    before = json.loads(wall_file.read_text())["wall_s"] if wall_file.exists() else 0.0
+
+    def finished() -> int:
+        if not db.exists():
+            return 0
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as con:
+            return con.execute(
+                "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED', 'FAIL')"
+            ).fetchone()[0]
+
+    def keep(wall: float) -> None:
+        STATE.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(db, timeout=60) as src, sqlite3.connect(state) as dst:
+            src.backup(dst)  # a consistent copy while the study writes
+        wall_file.write_text(json.dumps({"wall_s": round(before + wall, 1)}) + "\n")
+
+    seen = [finished()]
+
+    def poll(wall: float) -> None:
+        if (now := finished()) != seen[0]:
+            seen[0] = now
+            keep(wall)
+
+    wall = call(cmd, poll)
+    keep(wall)
+    return before + wall
 
 
 def tuned_config(rows: list[dict], method: str) -> str:
