@@ -11,8 +11,7 @@ on the comparison's SST-2 setting; then seeds 0-2 of the pruned study's ``best.y
 the comparison's settings with its hand-chosen rate (1e-3). Resumable: a study continues, a
 finished run (recorded in ``results/tune_study.json``) is never redone; a study's database is
 copied to ``results/tune_state/`` as its trials finish and continued from there in a later
-session. Writes
-``results/tune_study.md``.
+session. Writes ``results/tune_study.md``.
 """
 
 from __future__ import annotations
