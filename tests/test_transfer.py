@@ -148,6 +148,20 @@ def test_plain_text_one_example_a_line(tmp_path, data, tiny_teacher_dir):
     assert run.transfer.blank_lines == 1
 
 
+def test_plain_text_splits_at_line_ends_only(tmp_path, data, tiny_teacher_dir):
+    """A line is one example even when it holds a form feed, NEL or line separator (which
+    ``str.splitlines`` would split at); a line of control characters alone is no example."""
+    text = "a\u2028b\nc\x0cd\r\ne\x85f\rg\n\x00\x00\n\ufeff\u200b \n"
+    run = load(tmp_path, data, tiny_teacher_dir, transfer_file=str(write(tmp_path / "x.txt", text)))
+    assert [e.texts for e in run.transfer.examples] == [
+        ("a\u2028b",),
+        ("c\x0cd",),
+        ("e\x85f",),
+        ("g",),
+    ]
+    assert run.transfer.blank_lines == 2
+
+
 # --------------------------------------------------------------------------- whole runs
 
 
@@ -283,10 +297,15 @@ def test_bad_transfer_input_is_one_line(capsys, tmp_path, tiny_teacher_dir):
     empty = write(tmp_path / "empty.txt", "\n  \n")
     no_column = write(tmp_path / "other.tsv", "review\tlabel\nnice\t1\n")
     header_only = write(tmp_path / "header.tsv", "sentence\n")
+    nul = tmp_path / "nul.txt"  # binary junk: NUL bytes are valid UTF-8, but no text
+    nul.write_bytes(b"\0" * 500)
+    no_text = write(tmp_path / "no_text.tsv", "label\tsentence\n1\tfine\n0\t\x00\x07 \n")
     cases = {
         "empty transfer file": [*base, "--transfer-file", str(empty)],
         "sentence": [*base, "--transfer-file", str(no_column)],
         "empty split": [*base, "--transfer-file", str(header_only)],
+        "nul.txt:1: empty transfer file": [*base, "--transfer-file", str(nul)],
+        "no_text.tsv:3: field 'sentence': holds no text": [*base, "--transfer-file", str(no_text)],
         "file not found": [*base, "--transfer-file", str(tmp_path / "missing.tsv")],
         "unknown file type": [*base, "--transfer-file", str(write(tmp_path / "x.doc", "a\n"))],
         "no teacher to label": [*base, "--method", "ce", "--transfer-from-train"],

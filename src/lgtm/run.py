@@ -294,6 +294,8 @@ def _transfer_features(
     message = f"lgtm: transfer set: {len(rows)} rows without labels ({where})"
     if dropped:
         message += f"; {dropped} dropped: their text is in a set the run is scored or chosen on"
+    if data.transfer.blank_lines:
+        message += f"; {data.transfer.blank_lines} lines without text skipped"
     say(config, message)
     return rows
 

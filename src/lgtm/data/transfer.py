@@ -10,6 +10,8 @@ the run is scored or chosen on are dropped, and counted.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,9 @@ from lgtm.errors import LgtmInputError
 
 #: Extensions read as plain text, one example a line.
 PLAIN_TEXT = (".txt", ".text")
+#: Where a plain-text line ends: universal newlines only (``str.splitlines`` would also split
+#: at form feeds, NEL and U+2028, which are characters of a line).
+LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass
@@ -30,7 +35,7 @@ class TransferSet:
     sources: list[str] = field(default_factory=list)
     read: int = 0  # rows read, before any was dropped
     dropped_in_eval: int = 0  # rows whose text is in the evaluation, selection or feedback set
-    blank_lines: int = 0  # empty lines of a plain-text file, not examples
+    blank_lines: int = 0  # lines of a plain-text file without text (is_text), not examples
 
     def record(self) -> dict:
         """``metrics.json["transfer"]``."""
@@ -43,12 +48,22 @@ class TransferSet:
         }
 
 
-def read_transfer_file(path: str | Path, text_columns: Sequence[str]) -> tuple[list[Example], int]:
+def is_text(line: str) -> bool:
+    """True when ``line`` holds a character that is neither whitespace nor a control, format
+    or other invisible character (Unicode category ``C*``: NUL bytes, BOMs, ...)."""
+    return any(not ch.isspace() and not unicodedata.category(ch).startswith("C") for ch in line)
+
+
+def read_transfer_file(
+    path: str | Path, text_columns: Sequence[str], *, need_text: bool = True
+) -> tuple[list[Example], int]:
     """The rows of a transfer file as examples without labels (ids ``-1 - row``), and the
-    number of blank lines of a plain-text file (skipped: they hold no example).
+    number of lines of a plain-text file that hold no text (:func:`is_text`; skipped: they
+    hold no example).
 
     Raises :class:`LgtmInputError` (file, line, field) for a missing, empty or unreadable file,
-    a missing text column, a non-text value, or plain text for a task of text pairs.
+    a missing text column, a non-text value, a table's text without text (white space or
+    control characters alone; kept when not ``need_text``), or plain text for a task of pairs.
     """
     path = Path(path)
     text = read_text(path)
@@ -61,18 +76,27 @@ def read_transfer_file(path: str | Path, text_columns: Sequence[str]) -> tuple[l
                 file=path,
                 field="transfer_file",
             )
-        lines = text.splitlines()
+        lines = LINE_END.split(text.removesuffix("\n").removesuffix("\r"))
         examples = [
             Example(-1 - row, (line.strip(),), None)
-            for row, line in enumerate(ln for ln in lines if ln.strip())
+            for row, line in enumerate(ln for ln in lines if is_text(ln))
         ]
         if not examples:
             raise LgtmInputError("empty transfer file: no line of text", file=path, line=1)
-        return examples, sum(1 for ln in lines if not ln.strip())
+        return examples, len(lines) - len(examples)
     rows = table_rows(text, path, tuple(text_columns), fmt=table_format(path))
     examples = []
     for index, line, values in rows:
         check_texts(values, text_columns, path, line)
+        for name, value in zip(text_columns, values, strict=True):
+            if need_text and not is_text(value):
+                raise LgtmInputError(
+                    "holds no text (white space or control characters alone): give the "
+                    "row a text or remove it",
+                    file=path,
+                    line=line,
+                    field=name,
+                )
         examples.append(Example(-1 - index, tuple(values), None))
     return examples, 0
 

@@ -148,7 +148,7 @@ def read_corpus(files: list[str], text_columns: list[str]) -> list[str]:
         if path.suffix.lower() in PLAIN_TEXT:
             lines = [line.strip() for line in read_text(path).splitlines() if is_text(line)]
         else:
-            rows, _ = read_transfer_file(path, text_columns)
+            rows, _ = read_transfer_file(path, text_columns, need_text=False)
             lines = [t for e in rows for t in e.texts if is_text(t)]
         if not lines:
             raise LgtmInputError(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lgtm.data.transfer import is_text
 from lgtm.errors import LgtmInputError
 
 
@@ -42,12 +42,6 @@ class PrunedVocabulary:
             "kept_tokens": len(self.kept),
             "corpus_texts": self.texts,
         }
-
-
-def is_text(line: str) -> bool:
-    """True when ``line`` holds a character that is neither whitespace nor a control, format
-    or other invisible character (Unicode category ``C*``: NUL bytes, BOMs, ...)."""
-    return any(not ch.isspace() and not unicodedata.category(ch).startswith("C") for ch in line)
 
 
 @contextlib.contextmanager
