@@ -225,6 +225,19 @@ def test_resume_of_a_killed_transfer_run_is_exact(method, tmp_path, data, tiny_t
     assert not (tmp_path / "b" / "teacher_outputs").exists()  # removed with the checkpoints
 
 
+def test_a_finished_run_removes_only_its_own_cached_outputs(tmp_path, data, tiny_teacher_dir):
+    """A run started in a folder of the user's removes the teacher's outputs it wrote there, and
+    nothing else of ``teacher_outputs/``."""
+    extra = write_table(tmp_path / "extra.tsv", sentences(12, 5))
+    mine = write(tmp_path / "out" / "teacher_outputs" / "notes.txt", "mine\n")
+    over = dict(method="kd", teacher_epochs=1, transfer_file=str(extra), transfer_batch_size=4)
+    train.distill(run_config(tiny_teacher_dir, data, tmp_path / "out", **over))
+    assert mine.read_text() == "mine\n"
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["notes.txt"]
+    train.distill(run_config(tiny_teacher_dir, data, tmp_path / "two", **over))
+    assert not (tmp_path / "two" / "teacher_outputs").exists()  # lgtm's own folder: removed
+
+
 # --------------------------------------------------------------------------- the cache
 
 

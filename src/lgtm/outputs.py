@@ -175,7 +175,7 @@ def write_outputs(
         shutil.rmtree(out / rundir.ANCHORS)
     if not config.keep_checkpoints and (out / rundir.CHECKPOINTS).exists():
         shutil.rmtree(out / rundir.CHECKPOINTS)
-    if not config.keep_checkpoints and (out / rundir.TEACHER_OUTPUTS).exists():  # for resume
-        shutil.rmtree(out / rundir.TEACHER_OUTPUTS)
+    if not config.keep_checkpoints:  # kept for --resume: only the files the run wrote
+        rundir.remove_teacher_outputs(out, metrics["steps"])
     Console().print(R.summary_table(metrics))
     print(f"outputs in {out}/", flush=True)

@@ -29,7 +29,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,16 @@ def prune_checkpoints(folder: Path) -> None:
     for path in root.iterdir():
         if path.is_dir() and path not in keep:
             shutil.rmtree(path)
+
+
+def remove_teacher_outputs(folder: Path, stages: Iterable[str]) -> None:
+    """Delete the frozen teachers' cached outputs of ``stages`` (``teacher_outputs/STAGE.pt``)
+    and the folder when nothing else is left in it (a user's files there stay)."""
+    cache = folder / TEACHER_OUTPUTS
+    for stage in stages:
+        (cache / f"{stage}.pt").unlink(missing_ok=True)
+    if cache.is_dir() and not any(cache.iterdir()):
+        cache.rmdir()
 
 
 def _holder(path: Path) -> str:
