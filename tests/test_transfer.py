@@ -19,6 +19,7 @@ from conftest import one_line_error, run_config, write, write_table
 
 from lgtm import train
 from lgtm.batches import Batches, MixedBatches
+from lgtm.errors import LgtmInputError
 
 WORDS = "good bad great awful fine dull superb boring lovely weak".split()
 
@@ -351,6 +352,31 @@ def test_plain_text_for_a_task_of_pairs_is_refused(capsys, tmp_path, tiny_teache
         str(tmp_path / "out"),
     )
     assert "pairs" in line and "extra.txt" in line
+
+
+def test_a_glue_folders_transfer_file_may_name_its_columns_as_the_glue_files_do(
+    tmp_path, tiny_teacher_dir, glue_dir
+):
+    """MRPC's GLUE files name its texts '#1 String' and '#2 String' (its test.tsv too, the
+    natural unlabelled text): a run reading the GLUE folder reads a transfer file so named, as
+    well as one with the task's column names."""
+    from lgtm import config as cfg
+    from lgtm.rundata import load_data
+
+    glue = write(
+        tmp_path / "test.tsv",
+        "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tOne says .\tThe other says .\n",
+    )
+    named = write(tmp_path / "named.jsonl", '{"sentence1": "One says .", "sentence2": "No ."}\n')
+    base = dict(task="mrpc", data_dir=str(glue_dir / "MRPC"), method="kd", max_train_samples=100)
+    for path, second in ((glue, "The other says ."), (named, "No .")):
+        config = cfg.resolve({**base, "teacher": str(tiny_teacher_dir), "transfer_file": str(path)})
+        assert [e.texts for e in load_data(config).transfer.examples] == [("One says .", second)]
+    other = write(tmp_path / "other.tsv", "a\tb\nx\ty\n")
+    config = cfg.resolve({**base, "teacher": str(tiny_teacher_dir), "transfer_file": str(other)})
+    with pytest.raises(LgtmInputError) as info:  # the error names both ways
+        load_data(config)
+    assert "missing column 'sentence1'" in str(info.value) and "'#1 String'" in str(info.value)
 
 
 def test_the_default_run_distils_on_the_unlabelled_text_its_data_ships():

@@ -171,6 +171,7 @@ def _transfer(
     from lgtm import data as D
     from lgtm.data import transfer as T
     from lgtm.data.default import load_default_plots
+    from lgtm.data.glue import GLUE_LAYOUTS
 
     if config.transfer_file is None and not config.transfer_from_train:
         return None
@@ -193,7 +194,10 @@ def _transfer(
         out.examples += left
         out.sources.append(words)
     if config.transfer_file is not None:
-        rows, out.blank_lines = T.read_transfer_file(config.transfer_file, text_columns)
+        glue = None  # a GLUE folder's run: its files' column names too
+        if config.data_dir is not None and config.train_file is None:
+            glue = GLUE_LAYOUTS[loaded.task.name].text_columns
+        rows, out.blank_lines = T.read_transfer_file(config.transfer_file, text_columns, also=glue)
         out.examples += rows
         out.sources.append(f"{len(rows)} rows of {config.transfer_file}")
     out.read = len(out.examples)

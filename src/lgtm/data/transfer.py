@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lgtm.data.examples import Example
-from lgtm.data.table import check_texts, read_text, table_format, table_rows
+from lgtm.data.table import Row, check_texts, read_text, table_format, table_rows
 from lgtm.errors import LgtmInputError
 
 #: Extensions read as plain text, one example a line.
@@ -55,11 +55,16 @@ def is_text(line: str) -> bool:
 
 
 def read_transfer_file(
-    path: str | Path, text_columns: Sequence[str], *, need_text: bool = True
+    path: str | Path,
+    text_columns: Sequence[str],
+    *,
+    need_text: bool = True,
+    also: Sequence[str] | None = None,
 ) -> tuple[list[Example], int]:
     """The rows of a transfer file as examples without labels (ids ``-1 - row``), and the
     number of lines of a plain-text file that hold no text (:func:`is_text`; skipped: they
-    hold no example).
+    hold no example). A table lacking ``text_columns`` may name them ``also`` (a GLUE file's
+    names: MRPC's '#1 String', '#2 String').
 
     Raises :class:`LgtmInputError` (file, line, field) for a missing, empty or unreadable file,
     a missing text column, a non-text value, a table's text without text (white space or
@@ -84,9 +89,8 @@ def read_transfer_file(
         if not examples:
             raise LgtmInputError("empty transfer file: no line of text", file=path, line=1)
         return examples, len(lines) - len(examples)
-    rows = table_rows(text, path, tuple(text_columns), fmt=table_format(path))
     examples = []
-    for index, line, values in rows:
+    for index, line, values in _table_rows(text, path, text_columns, also):
         check_texts(values, text_columns, path, line)
         for name, value in zip(text_columns, values, strict=True):
             if need_text and not is_text(value):
@@ -99,6 +103,24 @@ def read_transfer_file(
                 )
         examples.append(Example(-1 - index, tuple(values), None))
     return examples, 0
+
+
+def _table_rows(
+    text: str, path: Path, columns: Sequence[str], also: Sequence[str] | None
+) -> list[Row]:
+    """The rows of ``columns``, else of ``also`` when the table names its texts so."""
+    fmt = table_format(path)
+    try:
+        return list(table_rows(text, path, tuple(columns), fmt=fmt))
+    except LgtmInputError as err:
+        if not also or tuple(also) == tuple(columns) or err.field not in columns:
+            raise
+        try:
+            return list(table_rows(text, path, tuple(also), fmt=fmt))
+        except LgtmInputError:
+            names = ", ".join(map(repr, also))
+            err.message += f" (or the GLUE files' names: {names})"
+            raise err from None
 
 
 def unlabelled(examples: Sequence[Example]) -> list[Example]:
