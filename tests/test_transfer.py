@@ -321,6 +321,8 @@ def test_bad_transfer_input_is_one_line(capsys, tmp_path, tiny_teacher_dir):
         "nul.txt:1: empty transfer file": [*base, "--transfer-file", str(nul)],
         "no_text.tsv:3: field 'sentence': holds no text": [*base, "--transfer-file", str(no_text)],
         "file not found": [*base, "--transfer-file", str(tmp_path / "missing.tsv")],
+        "--transfer-file: expected a file name, got ''": [*base, "--transfer-file", ""],
+        "or .txt": [*base, "--transfer-file", str(write(tmp_path / "x.text2", "a\n"))],
         "unknown file type": [*base, "--transfer-file", str(write(tmp_path / "x.doc", "a\n"))],
         "no teacher to label": [*base, "--method", "ce", "--transfer-from-train"],
         "needs a transfer set": [*base, "--transfer-batch-size", "4"],
@@ -331,6 +333,13 @@ def test_bad_transfer_input_is_one_line(capsys, tmp_path, tiny_teacher_dir):
         line = one_line_error(capsys, *args)
         assert expected in line, (expected, line)
     assert not (tmp_path / "out").exists()  # nothing was made
+
+
+@pytest.mark.parametrize("name", ["transfer-file", "train-file", "eval-file", "data-dir"])
+def test_an_empty_file_name_is_refused_not_read_as_the_current_folder(capsys, tmp_path, name):
+    args = ["distill", "--task", "sst2", "--method", "kd", f"--{name}", ""]
+    line = one_line_error(capsys, *args, "--output-dir", str(tmp_path / "out"))
+    assert f"argument --{name}: expected a file name, got ''" in line
 
 
 def test_plain_text_for_a_task_of_pairs_is_refused(capsys, tmp_path, tiny_teacher_dir, glue_dir):

@@ -16,6 +16,7 @@ from lgtm.config.values import (
     choice,
     config_field,
     export_formats,
+    file_name,
     finite_float,
     float_or_auto,
     integer,
@@ -129,7 +130,7 @@ class _Settings:
     )
     data_dir: str | None = config_field(
         None,
-        optional(text),
+        optional(file_name),
         "folder in the GLUE layout (train.tsv, "
         "dev.tsv); without it a GLUE --task is read from the HF hub",
         group="data",
@@ -137,13 +138,13 @@ class _Settings:
     )
     train_file: str | None = config_field(
         None,
-        optional(text),
+        optional(file_name),
         "your own training file (.csv, .tsv, .jsonl)",
         group="data",
         metavar="FILE",
     )
     eval_file: str | None = config_field(
-        None, optional(text), "your own evaluation file", group="data", metavar="FILE"
+        None, optional(file_name), "your own evaluation file", group="data", metavar="FILE"
     )
     text_columns: list[str] | None = config_field(
         None,
@@ -195,7 +196,7 @@ class _Settings:
     )
     transfer_file: str | None = config_field(
         None,
-        optional(text),
+        optional(file_name),
         "a transfer set: unlabelled text the teacher labels for the student (.csv, .tsv, "
         ".jsonl with the task's text columns, or .txt, one example a line); a label column "
         "in it is never read",

@@ -63,6 +63,14 @@ def text(value: Any) -> str:
     raise ValueError(f"expected a string, got {value!r}")
 
 
+def file_name(value: Any) -> str:
+    """A file or folder name: text that is not empty (``""`` would name the current folder)."""
+    name = text(value)
+    if not name.strip():
+        raise ValueError(f"expected a file name, got {name!r}")
+    return name
+
+
 def boolean(value: Any) -> bool:
     """True/False, or the texts true/yes/1/on and false/no/0/off."""
     if isinstance(value, bool):

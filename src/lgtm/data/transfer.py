@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lgtm.data.examples import Example
-from lgtm.data.table import Row, check_texts, read_text, table_format, table_rows
+from lgtm.data.table import (
+    TABLE_FORMATS,
+    Row,
+    check_texts,
+    read_text,
+    table_format,
+    table_rows,
+)
 from lgtm.errors import LgtmInputError
 
 #: Extensions read as plain text, one example a line.
@@ -71,6 +78,12 @@ def read_transfer_file(
     control characters alone; kept when not ``need_text``), or plain text for a task of pairs.
     """
     path = Path(path)
+    if path.suffix.lower() not in (*PLAIN_TEXT, *TABLE_FORMATS):
+        raise LgtmInputError(
+            f"unknown file type {path.suffix!r}: use .csv, .tsv, .jsonl (JSON Lines) or .txt "
+            "(one text a line)",
+            file=path,
+        )
     text = read_text(path)
     if path.suffix.lower() in PLAIN_TEXT:
         if len(text_columns) != 1:
