@@ -55,7 +55,7 @@ def step_costs(args, teacher, student_of, tokenizer) -> dict:
         if i % per_step >= args.batch_size:
             f["labels"] = IGNORE_INDEX
     collate = make_collator(tokenizer)
-    logits = label_rows(teacher, features, collate, torch.device("cpu"), progress=False)
+    logits = label_rows(teacher, features, collate, torch.device("cpu"), progress=False)["logits"]
     batches = []
     for k in range(args.steps):
         chunk = features[k * per_step : (k + 1) * per_step]

@@ -194,7 +194,7 @@ def test_a_label_column_in_the_transfer_file_changes_nothing(tmp_path, data, tin
     assert not same(params(a.student), params(c.student))
 
 
-@pytest.mark.parametrize("method", ["kd", "lgtm"])
+@pytest.mark.parametrize("method", ["kd", "lgtm", "pkd"])
 def test_resume_of_a_killed_transfer_run_is_exact(method, tmp_path, data, tiny_teacher_dir):
     extra = write_table(tmp_path / "extra.tsv", sentences(45, 5))
     over = dict(
@@ -204,7 +204,7 @@ def test_resume_of_a_killed_transfer_run_is_exact(method, tmp_path, data, tiny_t
         save_steps=3,
         eval_steps=4,
     )
-    if method == "kd":  # lgtm has no stage one: --teacher-epochs is refused there
+    if method != "lgtm":  # lgtm has no stage one: --teacher-epochs is refused there
         over["teacher_epochs"] = 1
     whole = train.distill(run_config(tiny_teacher_dir, data, tmp_path / "a", **over))
 
@@ -217,7 +217,7 @@ def test_resume_of_a_killed_transfer_run_is_exact(method, tmp_path, data, tiny_t
 
     with pytest.raises(Killed):
         train.distill(run_config(tiny_teacher_dir, data, tmp_path / "b", **over), callback=kill)
-    if method == "kd":  # the frozen teacher's outputs, kept for the resumed run
+    if method != "lgtm":  # the frozen teacher's outputs, kept for the resumed run
         assert (tmp_path / "b" / "teacher_outputs" / "distill.pt").is_file()
     resumed = train.distill(run_config(tiny_teacher_dir, data, tmp_path / "b", resume=True, **over))
     assert same(params(whole.student), params(resumed.student))
@@ -285,6 +285,50 @@ def test_the_frozen_teachers_outputs_are_computed_once_and_keyed(tmp_path, monke
     assert len(calls) == 2 and not torch.allclose(changed.logits, cache.logits)
     teacher_cache.cached_outputs(teacher, rows[:-1], collate, Acc(), path, progress=False)
     assert len(calls) == 3  # other rows: recomputed too
+
+
+def test_a_pkd_step_on_cached_teacher_outputs_is_the_step_on_the_teacher():
+    """pkd reads its frozen teacher's logits and [CLS] states: given cached (computed once,
+    rows alone, in eval mode), its step equals the step that runs the teacher."""
+    from conftest import make_batch, tiny_bert
+
+    from lgtm import make_method, teacher_cache
+    from lgtm.methods.base import CACHED_TEACHER, CACHED_TEACHER_CLS
+
+    teacher = tiny_bert(3, 0, num_labels=3).eval()
+    batch = make_batch(6, 1, unlabelled=(1, 4))
+    inputs = ("input_ids", "attention_mask", "token_type_ids")
+    rows = [  # each row alone, without its padding, as the cache labels them
+        {k: batch[k][i][batch["attention_mask"][i].bool()].tolist() for k in inputs}
+        for i in range(6)
+    ]
+
+    def collate(chosen):  # pads with zeros, as make_batch does
+        width = max(len(r["input_ids"]) for r in chosen)
+        return {k: torch.tensor([r[k] + [0] * (width - len(r[k])) for r in chosen]) for k in inputs}
+
+    students = []
+    for cached in (False, True):
+        student = tiny_bert(2, 1, num_labels=3)
+        method = make_method(
+            "pkd", teacher=teacher, student=student, teacher_optimizer=None,
+            student_optimizer=torch.optim.SGD(student.parameters(), lr=0.3), alpha=0.7,
+            temperature=2.0, pkd_layers="1:2,2:3",
+        )  # fmt: skip
+        assert method.cached_teacher_layers == (2, 3)
+        b = dict(batch)
+        if cached:
+            found = teacher_cache.label_rows(
+                teacher, rows, collate, torch.device("cpu"), progress=False, layers=(2, 3)
+            )
+            assert found["cls"].shape == (6, 2, 16)
+            b[CACHED_TEACHER] = found["logits"].double()
+            b[CACHED_TEACHER_CLS] = found["cls"].double()
+        stats = method.step(b)
+        students.append((params(student), stats["pt_loss"]))
+    (a, pt_a), (c, pt_c) = students
+    assert pt_a > 0 and pt_c == pytest.approx(pt_a, rel=1e-6)  # the cache holds float32
+    assert all(torch.allclose(a[k], c[k], rtol=1e-6, atol=1e-8) for k in a)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -28,7 +28,7 @@ from lgtm.config import RunConfig
 from lgtm.errors import LgtmInputError, TrainingDiverged
 from lgtm.evaluation import evaluate
 from lgtm.fileio import writing
-from lgtm.methods.base import CACHED_TEACHER
+from lgtm.methods.base import CACHED_TEACHER, CACHED_TEACHER_CLS
 from lgtm.plans import Stage
 
 CHECKPOINTS = rundir.CHECKPOINTS
@@ -211,6 +211,8 @@ def run_stage(
             example_ids = batch.pop("example_id")
             if cache is not None:
                 batch[CACHED_TEACHER] = cache.lookup(example_ids)
+                if cache.cls is not None:
+                    batch[CACHED_TEACHER_CLS] = cache.lookup_cls(example_ids)
             batch = to_device(batch, acc.device)
             fb = None
             if phase.stepper.needs_feedback:
@@ -303,6 +305,7 @@ def _teacher_outputs(ctx: StageContext, phase: Stage) -> Any:
             ctx.acc,
             path,
             progress=not ctx.config.quiet and ctx.acc.is_main_process,
+            layers=getattr(phase.stepper, "cached_teacher_layers", ()),
         )
     except OSError as err:
         raise LgtmInputError(

@@ -62,8 +62,8 @@ class Stage:
     # Distillation stages also take the transfer set's samples (a teacher labels them); the
     # teacher's fine-tuning, which learns from labels alone, does not.
     uses_transfer: bool = False
-    # A teacher that no longer learns and that the stepper reads only through its logits:
-    # the loop computes its outputs once and hands them over (``lgtm.teacher_cache``).
+    # A teacher that no longer learns and that the stepper reads only through its logits (and
+    # pkd's [CLS] states): the loop computes them once and hands them over (teacher_cache).
     frozen_teacher: Any = None
 
 
@@ -213,10 +213,10 @@ class Single(Plan):
 
 
 def cacheable_teacher(stepper: Any, teacher: Any) -> Any:
-    """``teacher`` when ``stepper`` learns from it frozen and through its logits alone (its
-    outputs can then be cached), else None."""
+    """``teacher`` when ``stepper`` learns from it frozen and through outputs that can be
+    cached (its logits, pkd's ``[CLS]`` states), else None."""
     frozen = stepper.needs_teacher and not stepper.trains_teacher
-    return teacher if frozen and stepper.reads_only_teacher_logits else None
+    return teacher if frozen and stepper.teacher_outputs_cacheable else None
 
 
 def refuse_unless(condition: bool, message: str, field: str) -> None:

@@ -1,12 +1,13 @@
 """A frozen teacher's outputs, computed once per stage and kept in the run folder.
 
-When a stage's teacher no longer learns (kd's distillation, takd's and rco's stages), its
-logits on every labelled and transfer row are the same each epoch: they are computed once
-(no gradient, in eval mode as the stage uses it, rows sorted by length so that little padding
-is computed, the largest batch that fits), saved in ``teacher_outputs/<stage>.pt``, and reused
-every epoch and after ``--resume``. A file is used only when its key — a hash of the teacher's
-weights and of the encoded rows — matches, so a changed teacher or changed data is never
-served stale outputs; a mismatched file is recomputed and replaced.
+When a stage's teacher no longer learns (kd's and pkd's distillation, takd's and rco's
+stages), its logits on every labelled and transfer row are the same each epoch, and so are the
+``[CLS]`` hidden states pkd compares: they are computed once (no gradient, in eval mode as the
+stage uses it, rows sorted by length so that little padding is computed, the largest batch that
+fits), saved in ``teacher_outputs/<stage>.pt``, and reused every epoch and after ``--resume``.
+A file is used only when its key — a hash of the teacher's weights, of the encoded rows and of
+the layers kept — matches, so a changed teacher or changed data is never served stale outputs;
+a mismatched file is recomputed and replaced.
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ FOLDER = rundir.TEACHER_OUTPUTS
 FIRST_BATCH = {"cuda": 1024, "cpu": 256}  # rows per labelling batch, halved on out-of-memory
 
 
-def fingerprint(model: torch.nn.Module, features: Sequence[dict]) -> str:
-    """SHA-256 of ``model``'s state (names, dtypes, values) and of the rows' ids and inputs."""
+def fingerprint(
+    model: torch.nn.Module, features: Sequence[dict], layers: Sequence[int] = ()
+) -> str:
+    """SHA-256 of ``model``'s state (names, dtypes, values), of the rows' ids and inputs and
+    of the ``layers`` whose ``[CLS]`` states are kept (when there are any)."""
     digest = hashlib.sha256()
     _add_model(digest, model)
     for row in features:
         digest.update(repr((row["example_id"], *(row.get(k) for k in MODEL_INPUTS))).encode())
+    if layers:
+        digest.update(repr(("cls layers", tuple(layers))).encode())
     return digest.hexdigest()
 
 
@@ -61,8 +67,11 @@ def label_rows(
     *,
     batch_size: int | None = None,
     progress: bool = True,
-) -> torch.Tensor:
-    """``model``'s logits ``[N, C]`` (float32, CPU) on ``features``, in their order.
+    layers: Sequence[int] = (),
+) -> dict[str, torch.Tensor]:
+    """``model``'s outputs on ``features``, in their order (float32, CPU): ``"logits"``
+    ``[N, C]`` and, with ``layers``, ``"cls"`` ``[N, K, H]``: each row's hidden state at
+    position 0 after each of the K ``layers`` (index of ``output_hidden_states``, pkd's).
 
     Rows are taken longest first in batches of ``batch_size`` (default: 1024 on a GPU, 256 on
     a CPU), halved whenever a batch does not fit in the device's memory. The model is put in
@@ -71,6 +80,8 @@ def label_rows(
     order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
     size = batch_size or FIRST_BATCH.get(torch.device(device).type, 256)
     out: list[torch.Tensor | None] = [None] * len(features)
+    cls: list[torch.Tensor | None] = [None] * len(features)
+    hidden = {"output_hidden_states": True} if layers else {}
     was_training = model.training
     model.eval()
     from tqdm.auto import tqdm
@@ -86,34 +97,51 @@ def label_rows(
             batch = collate([features[i] for i in chosen])
             inputs = {k: v for k, v in batch.items() if k in MODEL_INPUTS}
             try:
-                logits = model(**to_device(inputs, torch.device(device))).logits
+                outputs = model(**to_device(inputs, torch.device(device)), **hidden)
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise
                 size = max(1, size // 2)
                 torch.cuda.empty_cache()
                 continue
-            for i, row in zip(chosen, logits.float().cpu(), strict=True):
+            for i, row in zip(chosen, outputs.logits.float().cpu(), strict=True):
                 out[i] = row
+            if layers:
+                states = torch.stack([outputs.hidden_states[k][:, 0] for k in layers], 1)
+                for i, row in zip(chosen, states.float().cpu(), strict=True):
+                    cls[i] = row
             start += len(chosen)
             bar.update(len(chosen))
     finally:
         bar.close()
         model.train(was_training)
-    return torch.stack(out) if out else torch.zeros(0, 1)  # type: ignore[arg-type]
+    found = {"logits": torch.stack(out) if out else torch.zeros(0, 1)}  # type: ignore[arg-type]
+    if layers:
+        found["cls"] = torch.stack(cls) if cls else torch.zeros(0, len(layers), 1)  # type: ignore[arg-type]
+    return found
 
 
 class TeacherOutputs:
-    """A frozen teacher's logits on a stage's rows, looked up by example id."""
+    """A frozen teacher's logits (and pkd's ``[CLS]`` states) on a stage's rows, looked up by
+    example id."""
 
-    def __init__(self, ids: Sequence[int], logits: torch.Tensor) -> None:
-        self.logits = logits
+    def __init__(
+        self, ids: Sequence[int], logits: torch.Tensor, cls: torch.Tensor | None = None
+    ) -> None:
+        self.logits, self.cls = logits, cls
         self.position = {int(i): n for n, i in enumerate(ids)}
 
     def lookup(self, example_ids: torch.Tensor) -> torch.Tensor:
         """The logits ``[B, C]`` of the rows ``example_ids`` ``[B]``."""
-        index = torch.tensor([self.position[int(i)] for i in example_ids.tolist()])
-        return self.logits.index_select(0, index)
+        return self.logits.index_select(0, self._index(example_ids))
+
+    def lookup_cls(self, example_ids: torch.Tensor) -> torch.Tensor:
+        """The ``[CLS]`` states ``[B, K, H]`` of the rows ``example_ids`` ``[B]``."""
+        assert self.cls is not None, "no [CLS] states were cached"
+        return self.cls.index_select(0, self._index(example_ids))
+
+    def _index(self, example_ids: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([self.position[int(i)] for i in example_ids.tolist()])
 
 
 def cached_outputs(
@@ -124,20 +152,24 @@ def cached_outputs(
     path: Path,
     *,
     progress: bool = True,
+    layers: Sequence[int] = (),
 ) -> TeacherOutputs:
-    """The outputs of ``model`` on ``features``: read from ``path`` when its key matches,
-    else computed by the main process and written there (atomically) while the others wait.
-    Raises ``OSError`` when the file cannot be written."""
+    """The outputs of ``model`` on ``features`` (with ``layers``, also their ``[CLS]`` states
+    there: :func:`label_rows`): read from ``path`` when its key matches, else computed by the
+    main process and written there (atomically) while the others wait. Raises ``OSError``
+    when the file cannot be written."""
     from lgtm.fileio import atomic_write
 
-    key = fingerprint(model, features)
+    key = fingerprint(model, features, layers)
     ids = [int(f["example_id"]) for f in features]
     stored = _read(path, key)
     if stored is None:
         if acc.is_main_process:
-            logits = label_rows(model, features, collate, acc.device, progress=progress)
+            found = label_rows(
+                model, features, collate, acc.device, progress=progress, layers=layers
+            )
             buffer = io.BytesIO()
-            torch.save({"key": key, "ids": ids, "logits": logits}, buffer)
+            torch.save({"key": key, "ids": ids, **found}, buffer)
             atomic_write(path, buffer.getvalue())
         acc.wait_for_everyone()
         stored = _read(path, key)
@@ -145,7 +177,7 @@ def cached_outputs(
             raise OSError(f"the teacher's outputs in {path} could not be read back")
     if stored["ids"] != ids:  # pragma: no cover - the key covers the ids
         raise OSError(f"the teacher's outputs in {path} are for other rows")
-    return TeacherOutputs(ids, stored["logits"])
+    return TeacherOutputs(ids, stored["logits"], stored.get("cls"))
 
 
 def _read(path: Path, key: str) -> dict | None:

@@ -57,6 +57,8 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
 
 #: A batch's key for the frozen teacher's logits ``[B, C]`` when the loop has them cached.
 CACHED_TEACHER = "teacher_logits"
+#: ...and for its ``[CLS]`` states ``[B, K, H]`` after ``Method.cached_teacher_layers`` (pkd's).
+CACHED_TEACHER_CLS = "teacher_cls"
 
 
 #: The shared options only LGTM reads (``Method.unread`` of the other methods).
@@ -72,7 +74,9 @@ def model_inputs(batch: Batch) -> dict[str, Tensor]:
     """The batch without its labels (the models must not compute a loss of their own),
     without cached teacher outputs and without a stand-in's mark (``distributed.PADDING``)."""
     return {
-        k: v for k, v in batch.items() if k not in ("labels", CACHED_TEACHER, distributed.PADDING)
+        k: v
+        for k, v in batch.items()
+        if k not in ("labels", CACHED_TEACHER, CACHED_TEACHER_CLS, distributed.PADDING)
     }
 
 
@@ -89,8 +93,12 @@ class Method:
     #: ``student_weighting="influence"`` weighs per sample; the others refuse that option.
     distills: ClassVar[bool] = False
     #: True: with a frozen teacher, step() reads the teacher only through
-    #: :meth:`teacher_logits`, so the loop may give its outputs cached (kd and its stages).
-    reads_only_teacher_logits: ClassVar[bool] = False
+    #: :meth:`teacher_logits` and the ``[CLS]`` states after ``cached_teacher_layers``, so the
+    #: loop may give them cached (kd and its stages, pkd).
+    teacher_outputs_cacheable: ClassVar[bool] = False
+    #: The teacher layers (indices of ``output_hidden_states``) whose ``[CLS]`` states step()
+    #: reads: given cached as ``CACHED_TEACHER_CLS`` with the logits (pkd's).
+    cached_teacher_layers: tuple[int, ...] = ()
     #: The run's shape (a registered plan of ``lgtm.plans``): ``"single"`` (one stage), or a
     #: plan of the method's own (takd, rco). A frozen teacher (``trains_teacher = False``) is
     #: fine-tuned first by every plan unless the user says it already is.

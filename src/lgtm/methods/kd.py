@@ -20,7 +20,7 @@ class KD(StudentInfluence, Method):
     """``θs ← θs − ηs ∇θs Ls(θs; T(x))`` with the teacher frozen."""
 
     trains_teacher = False
-    reads_only_teacher_logits = True
+    teacher_outputs_cacheable = True
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None

@@ -13,19 +13,21 @@ student layer ``j`` with teacher layer ``k``; by default ``j = 1 … Ns − 1`` 
 covered by ``kd``) with ``k = round(j · Nt / Ns)``, halves rounded up (:func:`pkd_skip_layers`).
 Options: ``pkd_beta`` (β, default 100; the paper tries 10–1000) and ``pkd_layers`` (the pairs
 ``M``, a list of ``(student_layer, teacher_layer)`` or the text ``"1:3,2:6"`` of
-:func:`parse_layer_pairs`). Both models are run with ``output_hidden_states=True``.
+:func:`parse_layer_pairs`). Both models are run with ``output_hidden_states=True``; a run
+computes the frozen teacher's logits and ``[CLS]`` states once (``lgtm.teacher_cache``) and
+hands them to :meth:`PKD.step` in the batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..objectives import promote
-from .base import Batch, Method, model_inputs, register
+from .base import CACHED_TEACHER, CACHED_TEACHER_CLS, Batch, Method, model_inputs, register
 from .influence import StudentInfluence
 from .options import Option
 
@@ -104,6 +106,7 @@ class PKD(StudentInfluence, Method):
     """``θs ← θs − ηs ∇θs (Ls + β · L_PT)`` with the teacher frozen."""
 
     trains_teacher = False
+    teacher_outputs_cacheable = True
     options = (
         Option(
             "pkd_beta",
@@ -160,18 +163,27 @@ class PKD(StudentInfluence, Method):
                     f"teacher layers 1..{n_t} (student:teacher, 1-based)"
                 )
         self.pkd_beta, self.pkd_layers = float(pkd_beta), [(j, k) for j, k in pairs]
+        self.cached_teacher_layers = tuple(sorted({k for _, k in self.pkd_layers}))
 
     def step(
         self, batch: Batch, feedback_batch: Batch | None = None, probe: Batch | None = None
     ) -> dict[str, Any]:
         """One student step; ``batch`` tensors ``[B, L]``, labels ``[B]``. Returns the losses
-        (``student_loss`` is ``Ls + β · L_PT``, ``pt_loss`` is ``L_PT``) and ``[B, C]`` logits."""
+        (``student_loss`` is ``Ls + β · L_PT``, ``pt_loss`` is ``L_PT``) and ``[B, C]`` logits.
+        The teacher's outputs cached by the loop (``CACHED_TEACHER``, ``CACHED_TEACHER_CLS``)
+        are used as they are."""
         inputs = model_inputs(batch)
-        with torch.no_grad():
-            out_t = self.teacher(**inputs, output_hidden_states=True)
+        if CACHED_TEACHER in batch:
+            t, states = batch[CACHED_TEACHER], batch.get(CACHED_TEACHER_CLS)
+            cls = {k: states[:, n] for n, k in enumerate(self.cached_teacher_layers)}
+        else:
+            with torch.no_grad():
+                out_t = self.teacher(**inputs, output_hidden_states=True)
+            t = out_t.logits
+            cls = {k: out_t.hidden_states[k][:, 0] for k in self.cached_teacher_layers}
         out_s = self.student(**inputs, output_hidden_states=True)
-        t, s = out_t.logits, out_s.logits
-        pt = self.patient_loss(out_s.hidden_states, out_t.hidden_states)
+        s = out_s.logits
+        pt = self.patient_loss(out_s.hidden_states, cls)
         loss = self.student_loss(s, t, batch["labels"]) + self.pkd_beta * pt
         weights, found = self.student_weights(batch, loss, t, feedback_batch, probe)
         if weights is not None:  # student_weighting="influence": Σ λ_i kd_i
@@ -186,14 +198,15 @@ class PKD(StudentInfluence, Method):
         }
 
     def patient_loss(
-        self, student_hidden: Sequence[Tensor], teacher_hidden: Sequence[Tensor]
+        self, student_hidden: Sequence[Tensor], teacher_cls: Mapping[int, Tensor]
     ) -> Tensor:
         """The patient loss of Sun et al. 2019, ``L_PT = mean_i Σ_(j,k)∈M ‖ĥ_s,j,i − ĥ_t,k,i‖²₂``,
-        from the ``output_hidden_states`` of both models (``N + 1`` tensors ``[B, L, H]``
-        each); returns a scalar (zero when ``M`` is empty)."""
+        from the student's ``output_hidden_states`` (``N + 1`` tensors ``[B, L, H]``) and the
+        teacher's ``[CLS]`` states ``[B, H]`` after each layer ``k`` of ``M``; returns a
+        scalar (zero when ``M`` is empty)."""
         total = student_hidden[0].new_zeros((), dtype=promote(student_hidden[0]).dtype)
         for j, k in self.pkd_layers:
             h_s = F.normalize(promote(student_hidden[j][:, 0]), dim=-1)
-            h_t = F.normalize(promote(teacher_hidden[k][:, 0]), dim=-1)
+            h_t = F.normalize(promote(teacher_cls[k]), dim=-1)
             total = total + (h_s - h_t).pow(2).sum(-1).mean()
         return total
