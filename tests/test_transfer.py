@@ -355,6 +355,8 @@ def test_bad_transfer_input_is_one_line(capsys, tmp_path, tiny_teacher_dir):
     empty = write(tmp_path / "empty.txt", "\n  \n")
     no_column = write(tmp_path / "other.tsv", "review\tlabel\nnice\t1\n")
     header_only = write(tmp_path / "header.tsv", "sentence\n")
+    utf16 = tmp_path / "utf16.txt"  # as Windows' editors save "Unicode"
+    utf16.write_bytes("a text\nanother\n".encode("utf-16"))
     nul = tmp_path / "nul.txt"  # binary junk: NUL bytes are valid UTF-8, but no text
     nul.write_bytes(b"\0" * 500)
     no_text = write(tmp_path / "no_text.tsv", "label\tsentence\n1\tfine\n0\t\x00\x07 \n")
@@ -363,6 +365,7 @@ def test_bad_transfer_input_is_one_line(capsys, tmp_path, tiny_teacher_dir):
         "sentence": [*base, "--transfer-file", str(no_column)],
         "empty split": [*base, "--transfer-file", str(header_only)],
         "nul.txt:1: empty transfer file": [*base, "--transfer-file", str(nul)],
+        "utf16.txt:1: not UTF-8 text: UTF-16": [*base, "--transfer-file", str(utf16)],
         "no_text.tsv:3: field 'sentence': holds no text": [*base, "--transfer-file", str(no_text)],
         "file not found": [*base, "--transfer-file", str(tmp_path / "missing.tsv")],
         "--transfer-file: expected a file name, got ''": [*base, "--transfer-file", ""],

@@ -8,6 +8,7 @@ field; no row is ever skipped silently. Labels are parsed against the task here 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import io
@@ -58,7 +59,13 @@ def read_text(path: Path) -> str:
 
 
 def decode(data: bytes, path: Path) -> str:
-    """UTF-8 with or without a byte-order mark (MRPC has one)."""
+    """UTF-8 with or without a byte-order mark (MRPC has one); UTF-16 is named as such."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise LgtmInputError(
+            "not UTF-8 text: UTF-16 (its byte-order mark says so): save the file as UTF-8",
+            file=path,
+            line=1,
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
