@@ -251,6 +251,7 @@ def test_the_frozen_teachers_outputs_are_computed_once_and_keyed(tmp_path, monke
 
     class Acc:
         is_main_process, device = True, torch.device("cpu")
+        process_index, num_processes = 0, 1
 
         def wait_for_everyone(self):
             pass
@@ -285,6 +286,63 @@ def test_the_frozen_teachers_outputs_are_computed_once_and_keyed(tmp_path, monke
     assert len(calls) == 2 and not torch.allclose(changed.logits, cache.logits)
     teacher_cache.cached_outputs(teacher, rows[:-1], collate, Acc(), path, progress=False)
     assert len(calls) == 3  # other rows: recomputed too
+
+
+@pytest.mark.parametrize("layers", [(), (1, 2)])
+def test_processes_label_their_share_of_the_rows_and_join_them(tmp_path, layers):
+    """With N processes each labels every N-th row (none idles at the barrier); the joined
+    file holds the one-process outputs in the rows' order, and the parts are removed."""
+    import threading
+
+    from conftest import bundled_tokenizer, tiny_bert
+
+    from lgtm import teacher_cache
+    from lgtm.data.encode import encode, make_collator
+    from lgtm.data.examples import Example
+
+    barrier = threading.Barrier(3)
+
+    class Acc:
+        device = torch.device("cpu")
+
+        def __init__(self, rank, world):
+            self.process_index, self.num_processes = rank, world
+            self.is_main_process = rank == 0
+
+        def wait_for_everyone(self):
+            if self.num_processes > 1:
+                barrier.wait(timeout=60)
+
+    tokenizer = bundled_tokenizer()
+    rows = encode(
+        [Example(i, (text,), None) for i, (text, _) in enumerate(sentences(13, 6))], tokenizer, 16
+    )
+    for row in rows:  # the tiny model's vocabulary is 60 tokens
+        row["input_ids"] = [i % 60 for i in row["input_ids"]]
+    teacher = tiny_bert(2, 0, num_labels=2).eval()
+    collate = make_collator(tokenizer)
+    one = teacher_cache.cached_outputs(
+        teacher, rows, collate, Acc(0, 1), tmp_path / "one.pt", progress=False, layers=layers
+    )
+    path, got = tmp_path / "three.pt", {}
+
+    def process(rank):
+        got[rank] = teacher_cache.cached_outputs(
+            teacher, rows, collate, Acc(rank, 3), path, progress=False, layers=layers
+        )
+
+    threads = [threading.Thread(target=process, args=(r,)) for r in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == [0, 1, 2]
+    for cache in got.values():
+        assert torch.allclose(cache.logits, one.logits, atol=1e-6)
+        if layers:
+            assert cache.cls.shape == one.cls.shape
+            assert torch.allclose(cache.cls, one.cls, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.pt", "three.pt"]
 
 
 def test_a_pkd_step_on_cached_teacher_outputs_is_the_step_on_the_teacher():

@@ -155,29 +155,67 @@ def cached_outputs(
     layers: Sequence[int] = (),
 ) -> TeacherOutputs:
     """The outputs of ``model`` on ``features`` (with ``layers``, also their ``[CLS]`` states
-    there: :func:`label_rows`): read from ``path`` when its key matches, else computed by the
-    main process and written there (atomically) while the others wait. Raises ``OSError``
-    when the file cannot be written."""
-    from lgtm.fileio import atomic_write
-
+    there: :func:`label_rows`): read from ``path`` when its key matches, else computed — each
+    of the run's processes labels every N-th row, so that none waits long at the barrier that
+    follows (gloo's default timeout is 30 minutes) — and written there (atomically) by the
+    main process. Raises ``OSError`` when the file cannot be written."""
     key = fingerprint(model, features, layers)
     ids = [int(f["example_id"]) for f in features]
     stored = _read(path, key)
     if stored is None:
-        if acc.is_main_process:
-            found = label_rows(
-                model, features, collate, acc.device, progress=progress, layers=layers
-            )
-            buffer = io.BytesIO()
-            torch.save({"key": key, "ids": ids, **found}, buffer)
-            atomic_write(path, buffer.getvalue())
-        acc.wait_for_everyone()
+        rank, world = acc.process_index, acc.num_processes
+        mine = list(range(rank, len(features), world))
+        found = label_rows(
+            model, [features[i] for i in mine], collate, acc.device,
+            progress=progress and acc.is_main_process, layers=layers,
+        )  # fmt: skip
+        if world == 1:
+            _write(path, {"key": key, "ids": ids, **found})
+        else:
+            _write(_part(path, rank), {"key": key, "rows": mine, **found})
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                _write(path, {"key": key, "ids": ids, **_join(path, key, world, len(ids))})
+            acc.wait_for_everyone()
+            _part(path, rank).unlink(missing_ok=True)
         stored = _read(path, key)
         if stored is None:  # pragma: no cover - written just now by the main process
             raise OSError(f"the teacher's outputs in {path} could not be read back")
     if stored["ids"] != ids:  # pragma: no cover - the key covers the ids
         raise OSError(f"the teacher's outputs in {path} are for other rows")
     return TeacherOutputs(ids, stored["logits"], stored.get("cls"))
+
+
+def _part(path: Path, rank: int) -> Path:
+    return path.with_name(f"{path.stem}.process{rank}{path.suffix}")
+
+
+def _write(path: Path, content: dict) -> None:
+    from lgtm.fileio import atomic_write
+
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def _join(path: Path, key: str, world: int, rows: int) -> dict[str, torch.Tensor]:
+    """The processes' parts of the outputs (:func:`_part`), put back in the rows' order."""
+    parts = [_read(_part(path, rank), key) for rank in range(world)]
+    if any(p is None for p in parts):  # pragma: no cover - written just now by each process
+        raise OSError(f"a process's part of the teacher's outputs beside {path} is missing")
+    out = {}
+    for name in ("logits", "cls"):
+        given = [p for p in parts if name in p and len(p["rows"])]
+        if name == "cls" and not any(name in p for p in parts):
+            continue
+        if not given:  # no rows at all
+            out[name] = parts[0][name]
+            continue
+        joined = given[0][name].new_zeros((rows, *given[0][name].shape[1:]))
+        for p in given:
+            joined[torch.tensor(p["rows"])] = p[name]
+        out[name] = joined
+    return out
 
 
 def _read(path: Path, key: str) -> dict | None:
