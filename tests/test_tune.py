@@ -434,6 +434,28 @@ def test_another_study_in_a_study_folder_is_refused_and_changes_nothing(
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_a_study_folder_is_refused_to_a_study_in_another_storage(tiny_teacher_dir, data, tmp_path):
+    """A study folder continued with another --storage (or without the one it was made with)
+    started a second study there, writing its trials over the first's trials/0000... and its
+    trials.csv, best.yaml and tune.json; it is refused, every file left as it was, and the
+    folder's own storage, however spelt, continues it."""
+    settings = explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    for out, made_with, other in (
+        (tmp_path / "own", None, elsewhere),
+        (tmp_path / "shared", elsewhere, None),
+    ):
+        tune(settings, TuneSettings(1, out, "lr=1e-4:1e-1:log", made_with))
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        with pytest.raises(LgtmInputError) as err:
+            tune(settings, TuneSettings(1, out, "lr=1e-4:1e-1:log", other))
+        assert err.value.field == "output_dir" and "--storage" in err.value.message
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    relative = f"sqlite:///{os.path.relpath(tmp_path / 'own' / 'study.db')}"
+    again = tune(settings, TuneSettings(2, tmp_path / "own", "lr=1e-4:1e-1:log", relative))
+    assert len(again["table"]) == 2
+
+
 def test_a_setting_only_a_run_finds_wrong_leaves_no_study(tiny_teacher_dir, data, tmp_path, capsys):
     """A head-less teacher given as fine-tuned is found wrong inside the first trial: one line,
     exit 2, and no study kept, so the corrected command starts afresh (it was refused as "made

@@ -112,7 +112,8 @@ def _storage_url(settings: TuneSettings, out: Path) -> str:
 
 
 def _check_output_dir(settings: TuneSettings, out: Path) -> None:
-    """The folder is new, empty, or an earlier ``lgtm tune``'s (continued); else refused."""
+    """The folder is new, empty, or an earlier ``lgtm tune``'s of the same study name and storage
+    (continued); else refused."""
     if out.exists() and not out.is_dir():
         raise LgtmInputError("is a file, not a folder", file=out, field="output_dir")
     if not out.is_dir() or not any(out.iterdir()):
@@ -135,6 +136,31 @@ def _check_output_dir(settings: TuneSettings, out: Path) -> None:
             file=out,
             field="output_dir",
         )
+    own = f"sqlite:///{(out / STUDY_DB).resolve()}"
+    held = own if (out / STUDY_DB).exists() else _held_storage(out)
+    if held is not None and _sqlite_path(held) != _sqlite_path(_storage_url(settings, out)):
+        how = "without --storage" if held == own else f"with --storage {held}"
+        raise LgtmInputError(
+            f"holds a study kept in {held} (its trials/ and outputs); continue it {how}, or "
+            "give another --output-dir",
+            file=out,
+            field="output_dir",
+        )
+
+
+def _held_storage(out: Path) -> str | None:
+    """The storage ``tune.json`` names: where the folder's study is kept."""
+    try:
+        return json.loads((out / TUNE_JSON).read_text()).get("storage")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _sqlite_path(url: str) -> str:
+    """A SQLite URL as its file's resolved path (``sqlite:///runs/t/study.db`` is the same
+    study as ``sqlite:////abs/runs/t/study.db``); any other URL as it is."""
+    prefix = "sqlite:///"
+    return str(Path(url[len(prefix) :]).resolve()) if url.startswith(prefix) else url
 
 
 def _open_study(
