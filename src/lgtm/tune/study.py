@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -327,6 +328,7 @@ def _optimize(
 
     said = False
     while True:
+        _fail_dead_here(study)  # killed on this machine: FAIL at once
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # killed elsewhere: FAIL
@@ -351,6 +353,43 @@ def _optimize(
             catch=(TrainingDiverged,),
             gc_after_trial=True,
         )
+
+
+def _process_mark() -> dict[str, Any]:
+    """The machine and process running a trial (kept with it)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _fail_dead_here(study: Any) -> None:
+    """Fail each running trial whose process, on this machine, is gone (a SIGKILL, a crash):
+    it is run again before new trials are drawn, as after Ctrl-C, rather than once its
+    heartbeat is stale, while new trials would be drawn without its result. A trial of
+    another machine goes stale after ``GRACE_SECONDS``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        mark = t.user_attrs.get("process") or {}
+        if mark.get("host") != host or _alive(mark.get("pid")):
+            continue
+        try:
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed by another process
+            pass
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process ``pid`` runs on this machine (an unknown pid counts as running)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def _retry_killed(study: Any) -> None:
@@ -395,6 +434,7 @@ def _drop_models(folder: Path) -> None:
 def _trial(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any) -> float:
     import optuna
 
+    trial.set_user_attr("process", _process_mark())  # killed here: run again at once
     params = {}
     for r in space:
         if r.kind is int:
