@@ -274,6 +274,58 @@ def test_a_killed_tune_continues_with_the_trials_it_would_have_run(
     assert sum(r["state"] == "failed" for r in resumed["table"]) == 1
 
 
+HANG_IN_THIRD_TRIAL = """
+import sys, threading
+from lgtm import cli
+from lgtm.tune import study as S
+real, calls = S._run, [0]
+def run(*args, **kw):
+    calls[0] += 1
+    if calls[0] == 3:
+        print("in the third trial", flush=True)
+        threading.Event().wait()
+    return real(*args, **kw)
+S._run = run
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_trial_killed_outright_is_run_again_before_new_trials_are_drawn(
+    tiny_teacher_dir, data, tmp_path, monkeypatch
+):
+    """SIGKILL in a trial leaves it running in the database: the same command drew new trials
+    without its result (not those the uninterrupted study draws: TPE saw one trial fewer), then
+    waited a minute for its heartbeat to go stale. A running trial whose process on this
+    machine is gone is failed at once and run again first, as after Ctrl-C."""
+    import signal
+
+    whole = run_tune(tiny_teacher_dir, data, tmp_path / "whole", trials=4)
+    train_file, eval_file = data
+    out = tmp_path / "cut"
+    cmd = [
+        sys.executable, "-c", HANG_IN_THIRD_TRIAL, "tune", "--trials", "4",
+        "--output-dir", str(out), "--train-file", str(train_file), "--eval-file",
+        str(eval_file), "--text-columns", "sentence", "--teacher", str(tiny_teacher_dir),
+        "--student-layers", "1", "--method", "ce", "--max-length", "16", "--epochs", "2",
+        "--batch-size", "8", "--selection-fraction", "0.25", "--eval-steps", "3", "--quiet",
+        "--search", "lr=1e-4:1e-1:log",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "in the third trial"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+    def sleep(seconds):
+        raise AssertionError("waited for the killed trial to go stale")
+
+    monkeypatch.setattr(S.time, "sleep", sleep)
+    resumed = run_tune(tiny_teacher_dir, data, out, trials=4)
+    assert [r["state"] for r in resumed["table"]].count("failed") == 1
+    finished = [r for r in resumed["table"] if r["state"] != "failed"]
+    assert params_and_scores({"table": finished}) == params_and_scores(whole)
+
+
 def test_an_interrupted_tune_says_how_to_continue(tiny_teacher_dir, data, tmp_path, capsys):
     """Ctrl-C in a trial: exit 130 and a line saying that the same command continues the
     study (it said only 'interrupted')."""
@@ -432,6 +484,28 @@ def test_another_study_in_a_study_folder_is_refused_and_changes_nothing(
         tune(explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None), settings)
     assert err.value.field == "output_dir" and "holds the study 'lgtm-tune'" in err.value.message
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_study_folder_is_refused_to_a_study_in_another_storage(tiny_teacher_dir, data, tmp_path):
+    """A study folder continued with another --storage (or without the one it was made with)
+    started a second study there, writing its trials over the first's trials/0000... and its
+    trials.csv, best.yaml and tune.json; it is refused, every file left as it was, and the
+    folder's own storage, however spelt, continues it."""
+    settings = explicit(tiny_teacher_dir, data, method="ce", teacher_epochs=None)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    for out, made_with, other in (
+        (tmp_path / "own", None, elsewhere),
+        (tmp_path / "shared", elsewhere, None),
+    ):
+        tune(settings, TuneSettings(1, out, "lr=1e-4:1e-1:log", made_with))
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        with pytest.raises(LgtmInputError) as err:
+            tune(settings, TuneSettings(1, out, "lr=1e-4:1e-1:log", other))
+        assert err.value.field == "output_dir" and "--storage" in err.value.message
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    relative = f"sqlite:///{os.path.relpath(tmp_path / 'own' / 'study.db')}"
+    again = tune(settings, TuneSettings(2, tmp_path / "own", "lr=1e-4:1e-1:log", relative))
+    assert len(again["table"]) == 2
 
 
 def test_a_setting_only_a_run_finds_wrong_leaves_no_study(tiny_teacher_dir, data, tmp_path, capsys):

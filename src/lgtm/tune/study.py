@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ def _storage_url(settings: TuneSettings, out: Path) -> str:
 
 
 def _check_output_dir(settings: TuneSettings, out: Path) -> None:
-    """The folder is new, empty, or an earlier ``lgtm tune``'s (continued); else refused."""
+    """The folder is new, empty, or an earlier ``lgtm tune``'s of the same study name and storage
+    (continued); else refused."""
     if out.exists() and not out.is_dir():
         raise LgtmInputError("is a file, not a folder", file=out, field="output_dir")
     if not out.is_dir() or not any(out.iterdir()):
@@ -135,6 +137,31 @@ def _check_output_dir(settings: TuneSettings, out: Path) -> None:
             file=out,
             field="output_dir",
         )
+    own = f"sqlite:///{(out / STUDY_DB).resolve()}"
+    held = own if (out / STUDY_DB).exists() else _held_storage(out)
+    if held is not None and _sqlite_path(held) != _sqlite_path(_storage_url(settings, out)):
+        how = "without --storage" if held == own else f"with --storage {held}"
+        raise LgtmInputError(
+            f"holds a study kept in {held} (its trials/ and outputs); continue it {how}, or "
+            "give another --output-dir",
+            file=out,
+            field="output_dir",
+        )
+
+
+def _held_storage(out: Path) -> str | None:
+    """The storage ``tune.json`` names: where the folder's study is kept."""
+    try:
+        return json.loads((out / TUNE_JSON).read_text()).get("storage")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _sqlite_path(url: str) -> str:
+    """A SQLite URL as its file's resolved path (``sqlite:///runs/t/study.db`` is the same
+    study as ``sqlite:////abs/runs/t/study.db``); any other URL as it is."""
+    prefix = "sqlite:///"
+    return str(Path(url[len(prefix) :]).resolve()) if url.startswith(prefix) else url
 
 
 def _open_study(
@@ -301,6 +328,7 @@ def _optimize(
 
     said = False
     while True:
+        _fail_dead_here(study)  # killed on this machine: FAIL at once
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # killed elsewhere: FAIL
@@ -325,6 +353,43 @@ def _optimize(
             catch=(TrainingDiverged,),
             gc_after_trial=True,
         )
+
+
+def _process_mark() -> dict[str, Any]:
+    """The machine and process running a trial (kept with it)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _fail_dead_here(study: Any) -> None:
+    """Fail each running trial whose process, on this machine, is gone (a SIGKILL, a crash):
+    it is run again before new trials are drawn, as after Ctrl-C, rather than once its
+    heartbeat is stale, while new trials would be drawn without its result. A trial of
+    another machine goes stale after ``GRACE_SECONDS``."""
+    import optuna
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        mark = t.user_attrs.get("process") or {}
+        if mark.get("host") != host or _alive(mark.get("pid")):
+            continue
+        try:
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed by another process
+            pass
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process ``pid`` runs on this machine (an unknown pid counts as running)."""
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def _retry_killed(study: Any) -> None:
@@ -369,6 +434,7 @@ def _drop_models(folder: Path) -> None:
 def _trial(trial: Any, explicit: dict, space: list[Range], out: Path, state: Any) -> float:
     import optuna
 
+    trial.set_user_attr("process", _process_mark())  # killed here: run again at once
     params = {}
     for r in space:
         if r.kind is int:
