@@ -178,11 +178,18 @@ def grow(cmd: list[str], folder: Path, name: str) -> float:
 def tuned_config(rows: list[dict], method: str) -> str:
     """The pruned study's ``best.yaml``, which must keep the student as the trials did (on the
     selection set). One written before ``lgtm tune`` did so (49712a5) is written again by the
-    study's own command (a finished study only rewrites its outputs)."""
+    study's own command (a finished study only rewrites its outputs). The file is kept in
+    ``results/tune_state/`` and read from there when the study's folder is gone."""
     import yaml
 
     row = find(rows, kind="study", method=method, pruning=True)
     path = Path(row["best_yaml"])
+    kept = STATE / f"{method}-pruned.best.yaml"  # the run folder goes with a session's machine
+    if path.exists():
+        STATE.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, kept)
+    elif kept.exists():
+        path = kept
     if yaml.safe_load(path.read_text()).get("select_on") != "selection":
         call(row["command"].split())
     if yaml.safe_load(path.read_text()).get("select_on") != "selection":
