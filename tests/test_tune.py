@@ -91,6 +91,7 @@ def test_search_syntax_gives_ranges_and_default_ranges():
         ("lr=1e-5", "kd", "expected NAME=LOW:HIGH"),
         ("lr=a:b", "kd", "expected NAME=LOW:HIGH"),
         ("lr=1e-5:1e-3:cubic", "kd", "expected NAME=LOW:HIGH"),
+        ("lr=1e-5:1e-3:log:log", "kd", "expected NAME=LOW:HIGH"),
         ("lr=1e-3:1e-5", "kd", "is empty"),
         ("lr=1e-3:1e-3", "kd", "is empty"),
         ("lr=0:1e-3:log", "kd", "positive low end"),

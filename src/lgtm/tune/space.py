@@ -128,7 +128,12 @@ def parse_search(text: str, config: RunConfig) -> list[Range]:
 def _parse_range(name: str, spec: str, entry: str) -> Range:
     parts = [p.strip() for p in spec.split(":")]
     usage = f"expected NAME=LOW:HIGH[:log][:int], got {entry!r}"
-    if len(parts) < 2 or any(p not in ("log", "int") for p in parts[2:]):
+    flags = parts[2:]
+    if (
+        len(parts) < 2
+        or any(p not in ("log", "int") for p in flags)
+        or len(set(flags)) < len(flags)
+    ):
         raise LgtmInputError(usage, field="search")
     try:
         low, high = float(parts[0]), float(parts[1])
