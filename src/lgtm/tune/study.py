@@ -109,7 +109,12 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
 
 
 def _storage_url(settings: TuneSettings, out: Path) -> str:
-    return settings.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+    return settings.storage or _own_storage(out)
+
+
+def _own_storage(out: Path) -> str:
+    """The default storage: the SQLite file in the output folder."""
+    return f"sqlite:///{(out / STUDY_DB).resolve()}"
 
 
 def _check_output_dir(settings: TuneSettings, out: Path) -> None:
@@ -137,7 +142,7 @@ def _check_output_dir(settings: TuneSettings, out: Path) -> None:
             file=out,
             field="output_dir",
         )
-    own = f"sqlite:///{(out / STUDY_DB).resolve()}"
+    own = _own_storage(out)
     held = own if (out / STUDY_DB).exists() else _held_storage(out)
     if held is not None and _sqlite_path(held) != _sqlite_path(_storage_url(settings, out)):
         how = "without --storage" if held == own else f"with --storage {held}"
@@ -374,8 +379,8 @@ def _fail_dead_here(study: Any) -> None:
         if mark.get("host") != host or _alive(mark.get("pid")):
             continue
         try:
-            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:  # failed by another process
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed meanwhile by another process
             pass
 
 
