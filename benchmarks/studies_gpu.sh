@@ -11,9 +11,12 @@
 # Back here: python benchmarks/study_pool.py --merge <files_at>/transfer_study.json \
 #   benchmarks/results/transfer_study.json   (and weighting_study.json), then --report-only.
 #
-# Order within the budget: the transfer study's lgtm+transfer (1,000 labels, then 4,000) and the
-# weighting study's 1,000-label lgtm grid and lgtm+transfer+w, WORKERS runs at a time each; then
-# whatever became ready (lgtm and lgtm+w seeds). Runs the budget cuts off are lost whole.
+# Order within the budget (PROTOCOL.md, weighting Changes 2026-12-04): the transfer study's
+# lgtm+transfer (1,000 labels, then 4,000; WORKERS_T at a time) beside the weighting study's lgtm
+# grids, lgtm+transfer+w and then whatever became ready (lgtm and lgtm+w seeds; WORKERS_W at a
+# time). Runs the budget cuts off are lost whole. lgtm+transfer runs whole on the GPU: a row of
+# it made on a CPU is left out of the copy (it is kept apart, as a replicate, in
+# results/transfer_study_cpu_replicate.json).
 set -o pipefail
 if [ "$1" = prepare ]; then
   "${PYTHON:-python3}" - <<'PY'
@@ -43,15 +46,22 @@ t = {k: (v.float() if v.is_floating_point() else v) for k, v in t.items()}
 save_file(t, "/tmp/minilm/model.safetensors", metadata={"format": "pt"})
 PY
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-W=${WORKERS:-8}
+WT=${WORKERS_T:-5} WW=${WORKERS_W:-11}
 export LGTM_COMMAND="${LGTM_COMMAND:-python3 -m lgtm.cli}" LGTM_STUDY_GLUE=$PWD/.devcarry/glue LGTM_STUDY_TEACHER=/tmp/minilm
 export LGTM_STUDY_RESULTS=$OUT LGTM_STUDY_RUNS=/tmp/runs/t LGTM_STUDY_RUNS_W=/tmp/runs/w LGTM_STUDY_THREADS=1
-export LGTM_STUDY_DEVICE="cuda: $GPU, $((2 * W)) runs at a time, 1 CPU thread each; teacher weights carried as fp16, cast back to fp32"
-cp benchmarks/results/transfer_study.json benchmarks/results/weighting_study.json "$OUT"/
+export LGTM_STUDY_DEVICE="cuda: $GPU, $((WT + WW)) runs at a time, 1 CPU thread each; teacher weights carried as fp16, cast back to fp32"
+cp benchmarks/results/weighting_study.json "$OUT"/
+python3 - "$OUT"/transfer_study.json <<'PY'
+import json, sys
+rows = json.load(open("benchmarks/results/transfer_study.json"))
+rows = [r for r in rows if not (r["cell"] == "lgtm+transfer" and r["device"].startswith("cpu"))]
+json.dump(rows, open(sys.argv[1], "w"), indent=1)
+PY
+python3 -c "import lgtm.cli, lgtm.run, lgtm.methods" || exit 3
 python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.is_available())" | tee "$OUT"/versions.txt
 END=$((SECONDS + ${BUDGET:-540}))
-timeout $((END - SECONDS)) python3 benchmarks/transfer_study.py --cells lgtm+transfer --workers "$W" 2>&1 | tee "$OUT"/transfer_log.txt &
-timeout $((END - SECONDS)) python3 benchmarks/weighting_study.py --sizes 1000 --cells lgtm,lgtm+w,lgtm+transfer+w --workers "$W" 2>&1 | tee "$OUT"/weighting_log.txt &
+timeout $((END - SECONDS)) python3 benchmarks/transfer_study.py --cells lgtm+transfer --workers "$WT" 2>&1 | tee "$OUT"/transfer_log.txt &
+timeout $((END - SECONDS)) python3 benchmarks/weighting_study.py --cells lgtm,lgtm+w,lgtm+transfer+w --workers "$WW" 2>&1 | tee "$OUT"/weighting_log.txt &
 wait
 nvidia-smi --query-gpu=memory.used --format=csv | tee -a "$OUT"/versions.txt
 ls -la "$OUT"
