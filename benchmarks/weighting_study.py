@@ -195,14 +195,31 @@ def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tup
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.update(OMP_NUM_THREADS=T.THREADS, MKL_NUM_THREADS=T.THREADS)
 
+    running: set[tuple[int, int]] = set()  # (size, seed) of this driver's kd+w runs under way
+
     def pick():
-        found = next_run(pending, rows, T.load())
+        # kd+transfer+w waits for its seed's kd+w run here (its teacher) instead of re-making kd's
+        waits = running | {(r["size"], r["seed"]) for r in pending if r["cell"] == "kd+w"}
+        ready = [
+            r
+            for r in pending
+            if r["cell"] != "kd+transfer+w" or (r["size"], r["seed"]) not in waits
+        ]
+        before = list(ready)
+        found = next_run(ready, rows, T.load())
+        for r in before:  # what next_run took out (the run picked, runs already done)
+            if not any(r is x for x in ready):
+                pending.remove(r)
         if found is None:
             return None
         run, settings = found
+        if run["cell"] == "kd+w":
+            running.add((run["size"], run["seed"]))
         return run, T.command(run, settings), RUNS / f"{T.run_name(run)}.log"
 
     def finish(run: dict, cmd: list[str], wall: float) -> None:
+        if run["cell"] == "kd+w":
+            running.discard((run["size"], run["seed"]))
         rows.append(record(run, cmd, wall))
         T.REMADE.clear()
         save(rows)
