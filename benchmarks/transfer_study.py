@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from study_pool import next_ready, run_pool  # noqa: E402
+from study_pool import key, next_ready, run_pool  # noqa: E402
 
 ENV = os.environ.get
 GLUE = Path(ENV("LGTM_STUDY_GLUE", ROOT.parent / "shared/data/glue"))
@@ -273,6 +273,41 @@ def final_runs(rows: list[dict], size: int, cell: str) -> dict[int, dict]:
     }
 
 
+def device_kind(runs: dict[int, dict]) -> str:
+    """``cpu``, ``cuda`` (or both, joined by ``+``) for a cell's runs; ``–`` for none."""
+    return "+".join(sorted({r["device"].split(":")[0] for r in runs.values()})) or "–"
+
+
+def replicate_lines(rows: list[dict]) -> list[str]:
+    """The CPU-vs-GPU replicate: a run made on the CPU and kept apart (PROTOCOL.md, weighting
+    Changes 2026-12-04) beside the same run of a GPU cell."""
+    path = RESULTS / "transfer_study_cpu_replicate.json"
+    if not path.exists():
+        return []
+    out = [
+        "",
+        "## One run on two devices",
+        "",
+        "A run made on the CPU before its cell moved whole to the GPU, kept apart (not one of "
+        "the cell's seeds), beside the same command's run on the GPU (dev accuracy, %):",
+        "",
+        "| run | CPU student | GPU student | CPU teacher | GPU teacher |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for cpu in json.loads(path.read_text()):
+        gpu = [r for r in rows if key(r) == key(cpu)]
+
+        def pct(r: dict | None, k: str) -> str:
+            return f"{100 * r[k]:.1f}" if r and r.get(k) is not None else "–"
+
+        g = gpu[0] if gpu else None
+        out.append(
+            f"| {run_name(cpu)} | {pct(cpu, 'student_dev')} | {pct(g, 'student_dev')} | "
+            f"{pct(cpu, 'teacher_dev')} | {pct(g, 'teacher_dev')} |"
+        )
+    return out
+
+
 def report(rows: list[dict]) -> Path:
     """``results/transfer_study.md``: per size, each cell's dev accuracy, its distance to its
     teacher, its cost, and the claims T1–T4 with their 95% intervals."""
@@ -287,7 +322,8 @@ def report(rows: list[dict]) -> Path:
         "of the student kept on the selection set, mean ± sd over seeds; every cell takes "
         f"{STEPS} student steps of 32 labelled sentences (the transfer cells also 32 transfer "
         "sentences a step). Seconds: medians over seeds of the distillation stage (steps and "
-        "the frozen teacher's labelling) and, apart, of the teacher's fine-tuning.",
+        "the frozen teacher's labelling) and, apart, of the teacher's fine-tuning; a `cuda` "
+        "cell's seconds come from 16 runs sharing one GPU and compare with no CPU cell's.",
         "",
         f"Devices: {', '.join(sorted({r['device'] for r in rows})) or '–'}.",
     ]
@@ -299,14 +335,14 @@ def report(rows: list[dict]) -> Path:
             "",
             f"## {size:,} labelled sentences",
             "",
-            "| cell | lr | seeds | student | student (last step) | teacher | student − teacher "
-            "| distill s | teacher s |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| cell | device | lr | seeds | student | student (last step) | teacher "
+            "| student − teacher | distill s | teacher s |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for cell in CELLS:
             r = runs[cell]
             if not r:
-                lines.append(f"| {cell} | – | 0 | – | – | – | – | – | – |")
+                lines.append(f"| {cell} | – | – | 0 | – | – | – | – | – | – |")
                 continue
             v = list(r.values())
             gap = paired(
@@ -320,7 +356,7 @@ def report(rows: list[dict]) -> Path:
                 return f"{statistics.median(xs):.0f}" if xs else "–"
 
             lines.append(
-                f"| {cell} | {v[0]['lr']:g} | {len(v)} | "
+                f"| {cell} | {device_kind(r)} | {v[0]['lr']:g} | {len(v)} | "
                 f"{mean_sd([x['student_dev'] for x in v])} | "
                 f"{mean_sd([x['student_dev_last'] for x in v])} | "
                 f"{mean_sd([x['teacher_dev'] for x in v if x['teacher_dev'] is not None])} | "
@@ -328,8 +364,8 @@ def report(rows: list[dict]) -> Path:
             )
         lines += [
             "",
-            "| claim | compared | difference (points, 95% CI) | verdict |",
-            "| --- | --- | ---: | --- |",
+            "| claim | compared | difference (points, 95% CI) | verdict | devices |",
+            "| --- | --- | ---: | --- | --- |",
         ]
         for claim, a, b in (
             ("T1", "kd+transfer", "kd"),
@@ -340,7 +376,10 @@ def report(rows: list[dict]) -> Path:
         ):
             p = paired(runs[a], runs[b], "student_dev")
             verdict = p["verdict"] if p else "–"
-            lines.append(f"| {claim} | {a} − {b} | {_ci(p)} | {verdict} |")
+            kinds = f"{device_kind(runs[a])} − {device_kind(runs[b])}"
+            if device_kind(runs[a]) != device_kind(runs[b]):
+                kinds += " (mixed: PROTOCOL.md, weighting Changes 2026-12-04)"
+            lines.append(f"| {claim} | {a} − {b} | {_ci(p)} | {verdict} | {kinds} |")
         grid = [
             r
             for r in rows
@@ -363,6 +402,7 @@ def report(rows: list[dict]) -> Path:
                 lines.append(
                     f"| {cell} | {cells} | {chosen:g} |" if chosen else f"| {cell} | {cells} | – |"
                 )
+    lines += replicate_lines(rows)
     path = RESULTS / "transfer_study.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -254,8 +254,10 @@ def report(t_rows: list[dict], rows: list[dict]) -> Path:
         "committed before any of these runs. Command: `python benchmarks/weighting_study.py`. "
         "SST-2 dev accuracy (%) of the student kept on the selection set, mean ± sd over "
         "seeds; `+w`: `--student-weighting influence`; the unweighted cells are the transfer "
-        "study's runs. Seconds are indicative only: development shared the 2 cores with "
-        "these runs (PROTOCOL.md, Changes); the clean cost ratios are "
+        "study's runs. The `lgtm` cells ran on a lent GPU, the `kd` cells on this machine's "
+        "CPU (PROTOCOL.md, weighting Changes 2026-12-04); every contrast compares cells of one "
+        "device. Seconds are indicative only: development shared the 2 cores with the CPU "
+        "runs, and 16 runs shared the GPU; the clean cost ratios are "
         "`results/weighting_speed.md`'s.",
     ]
     figures: dict[int, dict] = {}
@@ -264,18 +266,19 @@ def report(t_rows: list[dict], rows: list[dict]) -> Path:
         if not any(table[c] for c in CELLS):
             continue
         lines += ["", f"## {size:,} labelled sentences", ""]
-        lines += ["| cell | lr | seeds | student | teacher | distill s |"]
-        lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["| cell | device | lr | seeds | student | teacher | distill s |"]
+        lines += ["| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         for cell in ("kd", "kd+w", "kd+transfer", "kd+transfer+w", "lgtm", "lgtm+w"):
             lines.append(_row(cell, table[cell], mean_sd))
         for cell in ("lgtm+transfer", "lgtm+transfer+w"):
             lines.append(_row(cell, table[cell], mean_sd))
-        lines += ["", "| claim | compared | difference (points, 95% CI) | verdict |"]
-        lines += ["| --- | --- | ---: | --- |"]
+        lines += ["", "| claim | compared | difference (points, 95% CI) | verdict | devices |"]
+        lines += ["| --- | --- | ---: | --- | --- |"]
         for name, a, b in CLAIMS:
             p = paired(table[a], table[b], "student_dev")
             verdict = p["verdict"] if p else "–"
-            lines.append(f"| {name} | {a} − {b} | {_ci(p)} | {verdict} |")
+            kinds = f"{T.device_kind(table[a])} − {T.device_kind(table[b])}"
+            lines.append(f"| {name} | {a} − {b} | {_ci(p)} | {verdict} | {kinds} |")
         lines += _weights_table(table)
         figures[size] = {name: (a, b, table[a], table[b]) for name, a, b in CLAIMS}
     if figures:
@@ -362,14 +365,14 @@ def _weights_table(table: dict[str, dict[int, dict]]) -> list[str]:
 
 def _row(cell: str, runs: dict[int, dict], mean_sd) -> str:
     if not runs:
-        return f"| {cell} | – | 0 | – | – | – |"
+        return f"| {cell} | – | – | 0 | – | – | – |"
     v = list(runs.values())
     teach = [x["teacher_dev"] for x in v if x.get("teacher_dev")]
     secs = [x["distill_seconds"] for x in v if x.get("distill_seconds") is not None]
     median = f"{statistics.median(secs):.0f}" if secs else "–"
     return (
-        f"| {cell} | {v[0]['lr']:g} | {len(v)} | {mean_sd([x['student_dev'] for x in v])} | "
-        f"{mean_sd(teach)} | {median} |"
+        f"| {cell} | {T.device_kind(runs)} | {v[0]['lr']:g} | {len(v)} | "
+        f"{mean_sd([x['student_dev'] for x in v])} | {mean_sd(teach)} | {median} |"
     )
 
 
