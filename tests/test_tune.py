@@ -406,6 +406,10 @@ def test_lr_auto_inside_a_study_is_refused(tiny_teacher_dir, data, tmp_path):
         run_tune(tiny_teacher_dir, data, out, trials=1, method="kd", search="alpha", lr="auto")
     assert err.value.field == "lr" and "--search lr" in err.value.message
     assert not out.exists()
+    with pytest.raises(LgtmInputError) as err:  # lr searched: said so, not "lr is searched"
+        run_tune(tiny_teacher_dir, data, out, trials=1, method="kd", lr="auto")
+    assert err.value.field == "lr" and "searches the student lr itself" in err.value.message
+    assert not out.exists()
 
 
 def test_tune_refuses_bad_input_in_one_line_and_loses_nothing(

@@ -71,18 +71,21 @@ def tune(explicit: dict[str, Any], settings: TuneSettings) -> dict[str, Any]:
             field="selection_fraction",
         )
     space = parse_search(settings.search, base) if settings.search else default_space(base)
+    if explicit.get("lr") == "auto":  # each trial would run a study of its own first
+        searched = any(r.name == "lr" for r in space)
+        raise LgtmInputError(
+            "--lr auto: lgtm tune searches the student lr itself here; drop --lr"
+            if searched
+            else "--lr auto would run a 6-trial study inside every trial: give --lr, or "
+            "search the student lr with the rest (--search lr,...)",
+            field="lr",
+        )
     fixed = [r.name for r in space if r.name in explicit]
     if fixed:  # a searched setting given too would be overridden by every trial
         raise LgtmInputError(
             f"{fixed[0]} is searched (--search, or the default space of --method "
             f"{base.method}): drop --{fixed[0].replace('_', '-')} or leave it out of --search",
             field=fixed[0],
-        )
-    if explicit.get("lr") == "auto":  # each trial would run a study of its own first
-        raise LgtmInputError(
-            "--lr auto would run a 6-trial study inside every trial: give --lr, or search the "
-            "student lr with the rest (--search lr,...)",
-            field="lr",
         )
     state = distributed.process_state()
     out = Path(settings.output_dir)
