@@ -256,6 +256,28 @@ def test_bad_input_is_one_line(capsys, tiny_teacher_dir, tmp_path):
     assert not (tmp_path / "ce").exists()
 
 
+@pytest.mark.parametrize("method", ["kd", "lgtm", "pkd"])
+def test_weighting_without_a_distillation_term_is_refused(capsys, tmp_path, method):
+    """``--alpha 0`` leaves the student no distillation term: weighting it would cost the
+    look-ahead every step and change nothing, so the pair is refused as a setting without
+    effect (one line, exit 2), and ``drop_ignored`` drops it from a shared budget."""
+    from lgtm.config import drop_ignored, resolve
+    from lgtm.errors import LgtmInputError
+
+    with pytest.raises(LgtmInputError, match="student-weighting influence has no effect"):
+        resolve({"method": method, "alpha": 0.0, "student_weighting": "influence"})
+    args = ["distill", "--method", method, "--student-weighting", "influence", "--alpha", "0"]
+    args += ["--task", "sst2", "--data-dir", tmp_path / "no-such-glue"]  # refused before read
+    line = one_line_error(capsys, *args, "--output-dir", tmp_path / "out")
+    assert "--student-weighting influence has no effect" in line and "--alpha 0" in line
+    assert not (tmp_path / "out").exists()
+    values = resolve({"method": method, "alpha": 0.5, "student_weighting": "influence"})
+    assert values.student_weighting == "influence"  # any other α weighs a distillation term
+    kept = drop_ignored({"method": method, "alpha": 0.0, "student_weighting": "influence"})
+    assert "student_weighting" not in kept and kept["alpha"] == 0.0
+    resolve({"method": "dml", "student_weighting": "influence"})  # dml reads no α
+
+
 def params(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

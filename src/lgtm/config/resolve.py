@@ -201,9 +201,13 @@ def drop_ignored(values: Mapping[str, Any]) -> dict[str, Any]:
     every method."""
     from lgtm.methods import method_class
 
-    full = {**RunConfig().to_dict(), **values}
-    ignored = method_class(full["method"]).ignored_settings(full)
-    return {k: v for k, v in values.items() if k not in ignored}
+    kept = dict(values)
+    while True:  # dropping one (the student's weighting) can make others act no more
+        full = {**RunConfig().to_dict(), **kept}
+        ignored = method_class(full["method"]).ignored_settings(full)
+        if not ignored.keys() & kept.keys():
+            return kept
+        kept = {k: v for k, v in kept.items() if k not in ignored}
 
 
 def differences(saved: RunConfig, asked: RunConfig) -> dict[str, tuple[Any, Any]]:
