@@ -60,6 +60,10 @@ def resolve(
         values["init_classifier"] = "random"
     base = dict(values)  # what the run would be without the user's settings
     values.update(explicit)
+    if values["transfer_file"] is None and not values["transfer_from_train"]:
+        for name in ("transfer_batch_size", "max_transfer_samples"):  # the default run's
+            if name not in explicit:  # sizes of a transfer set the user turned off
+                values[name] = None
     if values["init_classifier"] is None:
         values["init_classifier"] = "random"
     config = RunConfig(**values)
