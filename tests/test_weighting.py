@@ -418,3 +418,19 @@ def test_transfer_rows_are_tracked_without_labels(tiny_teacher_dir, tiny_data, t
         total = sum(r["weight"] for r in records if r["step"] == step)
         assert total == pytest.approx(1.0, abs=1e-5) or total == 0.0
     assert any(r["weight"] > 0 for r in unlabelled)
+
+
+def test_the_help_says_who_tracks_and_what_the_weighting_costs(capsys):
+    """``--track-steps`` acts for every distilling method under the weighting, not only the
+    LGTM methods; ``--student-weighting``'s help names where it is refused and what it costs."""
+    import re
+
+    from conftest import run
+
+    code, out, _ = run(capsys, "distill", "--help")
+    assert code == 0
+    text = re.sub(r"-\s+", "-", re.sub(r"\s+", " ", out))  # argparse wraps at hyphens
+    track = text[text.index("--track-steps N") :][:400]
+    assert "--student-weighting influence" in track and "transfer rows" in track
+    weighting = text[text.index("--student-weighting {none,influence}") :][:500]
+    assert "not ce" in weighting and "look-ahead" in weighting
