@@ -434,3 +434,20 @@ def test_the_help_says_who_tracks_and_what_the_weighting_costs(capsys):
     assert "--student-weighting influence" in track and "transfer rows" in track
     weighting = text[text.index("--student-weighting {none,influence}") :][:500]
     assert "not ce" in weighting and "look-ahead" in weighting
+
+
+def test_the_mean_share_kept_weighs_each_logged_window_by_its_steps():
+    """With ``--log-steps 3`` a window of three steps and one of a single step (an evaluation
+    between) are not worth the same: the run's mean share kept is over steps."""
+    from types import SimpleNamespace
+
+    from lgtm.loop import LoopState
+    from lgtm.outputs import weighting_metrics
+
+    history = [{"step": 0, "student_eval": {"accuracy": 0.5}}]
+    history += [{"step": 3, "student_loss": 0.1, "weights_kept": 1.0}]
+    history += [{"step": 4, "student_loss": 0.1, "weights_kept": 0.0, "student_eval": {}}]
+    found = weighting_metrics(
+        SimpleNamespace(student_weighting="influence"), LoopState(history=history)
+    )
+    assert found["weights_kept_mean"] == pytest.approx(0.75)
