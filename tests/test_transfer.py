@@ -534,3 +534,17 @@ def test_the_default_runs_quoted_gain_is_the_committed_measurement():
     assert (DEFAULT_RUN_GAIN["low"] < 0 < DEFAULT_RUN_GAIN["high"]) == (
         DEFAULT_RUN_GAIN["verdict"] == "no difference detected"
     )
+
+
+def test_the_default_run_without_its_transfer_set_is_not_refused_for_its_own_sizes():
+    """The default run's transfer sizes are not the user's: ``--transfer-from-train false``
+    turns its transfer set off without a refusal naming ``--max-transfer-samples``, which the
+    user never gave; given by the user without a transfer set, it is still refused."""
+    from lgtm.config import resolve
+
+    config = resolve({"transfer_from_train": False})
+    assert not config.transfer_from_train and config.max_transfer_samples is None
+    again = resolve(config.to_dict(saved=True))  # its config.yaml runs again
+    assert again == config
+    with pytest.raises(LgtmInputError, match="needs a transfer set"):
+        resolve({"transfer_from_train": False, "max_transfer_samples": 100})

@@ -256,6 +256,28 @@ def test_bad_input_is_one_line(capsys, tiny_teacher_dir, tmp_path):
     assert not (tmp_path / "ce").exists()
 
 
+@pytest.mark.parametrize("method", ["kd", "lgtm", "pkd"])
+def test_weighting_without_a_distillation_term_is_refused(capsys, tmp_path, method):
+    """``--alpha 0`` leaves the student no distillation term: weighting it would cost the
+    look-ahead every step and change nothing, so the pair is refused as a setting without
+    effect (one line, exit 2), and ``drop_ignored`` drops it from a shared budget."""
+    from lgtm.config import drop_ignored, resolve
+    from lgtm.errors import LgtmInputError
+
+    with pytest.raises(LgtmInputError, match="student-weighting influence has no effect"):
+        resolve({"method": method, "alpha": 0.0, "student_weighting": "influence"})
+    args = ["distill", "--method", method, "--student-weighting", "influence", "--alpha", "0"]
+    args += ["--task", "sst2", "--data-dir", tmp_path / "no-such-glue"]  # refused before read
+    line = one_line_error(capsys, *args, "--output-dir", tmp_path / "out")
+    assert "--student-weighting influence has no effect" in line and "--alpha 0" in line
+    assert not (tmp_path / "out").exists()
+    values = resolve({"method": method, "alpha": 0.5, "student_weighting": "influence"})
+    assert values.student_weighting == "influence"  # any other α weighs a distillation term
+    kept = drop_ignored({"method": method, "alpha": 0.0, "student_weighting": "influence"})
+    assert "student_weighting" not in kept and kept["alpha"] == 0.0
+    resolve({"method": "dml", "student_weighting": "influence"})  # dml reads no α
+
+
 def params(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -396,3 +418,36 @@ def test_transfer_rows_are_tracked_without_labels(tiny_teacher_dir, tiny_data, t
         total = sum(r["weight"] for r in records if r["step"] == step)
         assert total == pytest.approx(1.0, abs=1e-5) or total == 0.0
     assert any(r["weight"] > 0 for r in unlabelled)
+
+
+def test_the_help_says_who_tracks_and_what_the_weighting_costs(capsys):
+    """``--track-steps`` acts for every distilling method under the weighting, not only the
+    LGTM methods; ``--student-weighting``'s help names where it is refused and what it costs."""
+    import re
+
+    from conftest import run
+
+    code, out, _ = run(capsys, "distill", "--help")
+    assert code == 0
+    text = re.sub(r"-\s+", "-", re.sub(r"\s+", " ", out))  # argparse wraps at hyphens
+    track = text[text.index("--track-steps N") :][:400]
+    assert "--student-weighting influence" in track and "transfer rows" in track
+    weighting = text[text.index("--student-weighting {none,influence}") :][:500]
+    assert "not ce" in weighting and "look-ahead" in weighting
+
+
+def test_the_mean_share_kept_weighs_each_logged_window_by_its_steps():
+    """With ``--log-steps 3`` a window of three steps and one of a single step (an evaluation
+    between) are not worth the same: the run's mean share kept is over steps."""
+    from types import SimpleNamespace
+
+    from lgtm.loop import LoopState
+    from lgtm.outputs import weighting_metrics
+
+    history = [{"step": 0, "student_eval": {"accuracy": 0.5}}]
+    history += [{"step": 3, "student_loss": 0.1, "weights_kept": 1.0}]
+    history += [{"step": 4, "student_loss": 0.1, "weights_kept": 0.0, "student_eval": {}}]
+    found = weighting_metrics(
+        SimpleNamespace(student_weighting="influence"), LoopState(history=history)
+    )
+    assert found["weights_kept_mean"] == pytest.approx(0.75)

@@ -62,14 +62,22 @@ def selection_metrics(config: RunConfig, data: RunData, state: LoopState) -> dic
 def weighting_metrics(config: RunConfig, state: LoopState) -> dict[str, Any] | None:
     """How the student's distillation term was weighted (``--student-weighting``): None for
     the plain mean; else the scheme and the mean share of a batch kept (``λ > 0``) over the
-    logged windows."""
+    steps: each logged window's share (the mean of its steps') counts for the steps it spans,
+    from the history's entry before it (``--log-steps`` and the evaluations make them
+    uneven)."""
     if config.student_weighting == "none":
         return None
-    kept = [h["weights_kept"] for h in state.history if "weights_kept" in h]
+    total = steps = 0.0
+    previous = None
+    for entry in state.history:
+        if "weights_kept" in entry:
+            span = entry["step"] - previous if previous is not None else 1
+            total, steps = total + entry["weights_kept"] * max(span, 1), steps + max(span, 1)
+        previous = entry["step"]
     return {
         "scheme": config.student_weighting,
         "weights": "λ_i = max(w_i, 0) / Σ_j max(w_j, 0) over each batch, w_i the influence",
-        "weights_kept_mean": sum(kept) / len(kept) if kept else None,
+        "weights_kept_mean": total / steps if steps else None,
     }
 
 

@@ -403,8 +403,9 @@ class _Training:
     track_steps: int | None = config_field(
         None,
         optional(positive_integer),
-        "LGTM methods: compute the "
-        "influence of 64 tracked training samples every N steps "
+        "methods that compute an influence (lgtm, lgtm-exact, and every distilling method "
+        "with --student-weighting influence): compute the influence of 64 tracked "
+        "training samples (and of 64 transfer rows, with a transfer set) every N steps "
         "(default: about 50 times per run)",
         group="run",
         metavar="N",

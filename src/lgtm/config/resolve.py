@@ -60,6 +60,10 @@ def resolve(
         values["init_classifier"] = "random"
     base = dict(values)  # what the run would be without the user's settings
     values.update(explicit)
+    if values["transfer_file"] is None and not values["transfer_from_train"]:
+        for name in ("transfer_batch_size", "max_transfer_samples"):  # the default run's
+            if name not in explicit:  # sizes of a transfer set the user turned off
+                values[name] = None
     if values["init_classifier"] is None:
         values["init_classifier"] = "random"
     config = RunConfig(**values)
@@ -201,9 +205,13 @@ def drop_ignored(values: Mapping[str, Any]) -> dict[str, Any]:
     every method."""
     from lgtm.methods import method_class
 
-    full = {**RunConfig().to_dict(), **values}
-    ignored = method_class(full["method"]).ignored_settings(full)
-    return {k: v for k, v in values.items() if k not in ignored}
+    kept = dict(values)
+    while True:  # dropping one (the student's weighting) can make others act no more
+        full = {**RunConfig().to_dict(), **kept}
+        ignored = method_class(full["method"]).ignored_settings(full)
+        if not ignored.keys() & kept.keys():
+            return kept
+        kept = {k: v for k, v in kept.items() if k not in ignored}
 
 
 def differences(saved: RunConfig, asked: RunConfig) -> dict[str, tuple[Any, Any]]:

@@ -224,7 +224,8 @@ class Method:
         ``RunConfig``'s fields by name), each with the reason: its :attr:`unread` options,
         the temperature under ``mse``, objective and temperature on a ``regression`` task
         (always ``mse``), the teacher's learning rate and epochs when no step trains the
-        teacher, the tracked influence's period when nothing computes it."""
+        teacher, the tracked influence's period when nothing computes it, the student's
+        weighting when ``α = 0`` leaves it no distillation term to weigh."""
         out = {k: f"--method {cls.name}: {why}" for k, why in cls.unread.items()}
         if "objective" not in cls.unread:
             if regression:
@@ -248,7 +249,11 @@ class Method:
             out["teacher_lr"] = out["teacher_epochs"] = why
         if not cls.computes_influence:
             out["track_steps"] = f"--method {cls.name} computes no influence"
-        if values.get("student_weighting", "none") != "none" and cls.distills:
+        weighs = values.get("student_weighting", "none") != "none" and cls.distills
+        if weighs and "alpha" not in cls.unread and values.get("alpha") == 0:
+            # Ls = α · Σ λ_i kd_i + (1 − α) · ce: at α = 0 the weights multiply nothing
+            out["student_weighting"] = "--alpha 0 leaves the student no distillation term"
+        elif weighs:
             # the student's weights are this influence: its look-ahead, radius and objective act
             for name in ("fd_radius", "lookahead", "influence_objective", "track_steps"):
                 out.pop(name, None)

@@ -125,7 +125,9 @@ SHARED = (
         "none",
         str,
         "the student's distillation term per sample: uniform (none), or weighted by each "
-        "sample's positive distillation influence (influence; needs a feedback set)",
+        "sample's positive distillation influence on a feedback batch (influence; every "
+        "method that distils, not ce; lgtm reuses its influence, the others pay a "
+        "look-ahead and a few student passes a step)",
         choices=("none", "influence"),
     ),
 )
