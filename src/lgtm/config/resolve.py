@@ -9,6 +9,7 @@ from typing import Any
 from lgtm.config.fields import (
     DEFAULT_BUDGET,
     DEFAULT_RUN,
+    DEFAULT_TASK,
     FIELDS,
     NOT_RESULT_FIELDS,
     PRESET_DATA,
@@ -38,7 +39,8 @@ def resolve(
     unknown = [k for k in explicit if k not in FIELDS]
     if unknown:
         raise LgtmInputError("unknown configuration key", field=unknown[0])
-    names_data = any(explicit.get(k) is not None for k in ("task", "data_dir", "train_file"))
+    names_data = any(explicit.get(k) is not None for k in ("data_dir", "train_file"))
+    names_data |= explicit.get("task") not in (None, DEFAULT_TASK)  # --task names the default
     if not names_data:  # the offline demonstration, or another method's budget on its data
         chosen = explicit.get("method", DEFAULT_RUN["method"])
         values.update(DEFAULT_RUN if chosen == DEFAULT_RUN["method"] else DEFAULT_BUDGET)
