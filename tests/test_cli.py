@@ -408,6 +408,20 @@ def test_bad_inputs_exit_2_with_one_line_naming_file_line_and_field(
     line = one_line_error(capsys, "distill", "--config", config)
     assert line == f"lgtm: error: {config}:3: field 'learning-rate': unknown configuration key"
 
+    # a setting refused with the others (not for its value) from a config file: its line too,
+    # and no file:line when the flag gave it (it named only the field)
+    config.write_text("method: ce\nstudent-weighting: influence\n")
+    line = one_line_error(capsys, "distill", "--config", config)
+    assert line.startswith(f"lgtm: error: {config}:2: field 'student_weighting': --method ce")
+    config.write_text("method: ce\n")
+    line = one_line_error(capsys, "distill", "--config", config, "--student-weighting", "influence")
+    assert line.startswith("lgtm: error: field 'student_weighting': --method ce"), line
+    config.write_text("method: kd\nlr: 0.001\n")  # lgtm tune locates its settings too
+    tune = ["tune", "--trials", "2", "--selection-fraction", "0.2", "--output-dir", tmp_path / "t"]
+    line = one_line_error(capsys, *tune, "--config", config)
+    assert line.startswith(f"lgtm: error: {config}:2: field 'lr': lr is searched"), line
+    assert not (tmp_path / "t").exists()
+
     # a hub name while offline
     line = one_line_error(capsys, "distill", *user, "--teacher", "bert-base-uncased")
     assert "bert-base-uncased" in line and "local folder" in line

@@ -38,10 +38,15 @@ def distill_config(argv_args: argparse.Namespace) -> cfg.RunConfig:
     from lgtm.rundata import default_output_dir
 
     explicit: dict[str, Any] = {}
-    if getattr(argv_args, "config", None):
-        explicit.update(cfg.load_yaml(argv_args.config))
-    explicit.update(cfg.explicit_from_args(argv_args))
-    config = cfg.resolve(explicit)
+    path = getattr(argv_args, "config", None)
+    if path:
+        explicit.update(cfg.load_yaml(path))
+    flags = cfg.explicit_from_args(argv_args)
+    explicit.update(flags)
+    try:
+        config = cfg.resolve(explicit)
+    except LgtmInputError as err:  # a setting from the file: its file:line
+        raise cfg.locate(err, path, flags) from None
     if config.resume:
         saved = Path(config.output_dir or default_output_dir(config)) / "config.yaml"
         if saved.is_file():
@@ -57,13 +62,21 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from lgtm.rundata import task_name
-    from lgtm.tune import TuneSettings, tune
-
     explicit: dict[str, Any] = {}
     if args.config:
         explicit.update(cfg.load_yaml(args.config))
-    explicit.update(cfg.explicit_from_args(args))
+    flags = cfg.explicit_from_args(args)
+    explicit.update(flags)
+    try:
+        return _tune_with(args, explicit)
+    except LgtmInputError as err:  # a setting from the file: its file:line
+        raise cfg.locate(err, args.config, flags) from None
+
+
+def _tune_with(args: argparse.Namespace, explicit: dict[str, Any]) -> int:
+    from lgtm.rundata import task_name
+    from lgtm.tune import TuneSettings, tune
+
     out = explicit.pop("output_dir", None)
     for key in ("overwrite", "resume"):  # a study continues by itself; it is never overwritten
         if explicit.pop(key, False):

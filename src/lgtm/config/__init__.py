@@ -24,7 +24,7 @@ from lgtm.config.fields import (
     PRESET_NAMES,
     RunConfig,
 )
-from lgtm.config.files import load_yaml, save_yaml
+from lgtm.config.files import load_yaml, locate, save_yaml
 from lgtm.config.flags import explicit_from_args, flag, flags_parser
 from lgtm.config.resolve import (
     differences,
@@ -55,6 +55,7 @@ __all__ = [
     "flag",
     "flags_parser",
     "load_yaml",
+    "locate",
     "parse_layers",
     "parse_value",
     "refuse_ignored",

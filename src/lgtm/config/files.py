@@ -55,6 +55,26 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def locate(err: LgtmInputError, path: str | Path | None, flags: dict[str, Any]) -> LgtmInputError:
+    """``err`` (raised on the settings as a whole, e.g. an option the method cannot honour) with
+    the config file's ``file:line`` of its field when that field came from the file at ``path``
+    (not from a flag in ``flags``); else ``err`` itself."""
+    if path is None or err.file is not None or err.field is None or err.field in flags:
+        return err
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, yaml.YAMLError):
+        return err
+    if not isinstance(node, yaml.MappingNode):
+        return err
+    for key, _ in node.value:
+        if str(key.value).strip().replace("-", "_") == err.field:
+            return LgtmInputError(
+                err.message, file=path, line=key.start_mark.line + 1, field=err.field
+            )
+    return err
+
+
 def _refuse_repeated_keys(node: yaml.Node, path: Path) -> None:
     """A key given twice in one mapping, at any depth, names the line of its repeat (PyYAML
     would keep the last value without a word)."""
