@@ -294,13 +294,12 @@ def replicate_lines(rows: list[dict]) -> list[str]:
         "| run | CPU student | GPU student | CPU teacher | GPU teacher |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
+
+    def pct(r: dict | None, k: str) -> str:
+        return f"{100 * r[k]:.1f}" if r and r.get(k) is not None else "–"
+
     for cpu in json.loads(path.read_text()):
-        gpu = [r for r in rows if key(r) == key(cpu)]
-
-        def pct(r: dict | None, k: str) -> str:
-            return f"{100 * r[k]:.1f}" if r and r.get(k) is not None else "–"
-
-        g = gpu[0] if gpu else None
+        g = next((r for r in rows if key(r) == key(cpu)), None)
         out.append(
             f"| {run_name(cpu)} | {pct(cpu, 'student_dev')} | {pct(g, 'student_dev')} | "
             f"{pct(cpu, 'teacher_dev')} | {pct(g, 'teacher_dev')} |"

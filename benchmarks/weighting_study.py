@@ -178,14 +178,19 @@ def weights_by_teacher(out: Path) -> dict:
     }
 
 
-def next_run(pending: list[dict], rows: list[dict], t_rows: list[dict]) -> tuple | None:
-    """The first pending run whose rate and teacher are known, with its settings."""
-    return next_ready(
-        pending,
-        rows,
-        lambda run: chosen_lr(t_rows, rows, **_sc(run)),
-        lambda run: flags(run, t_rows),
-    )
+def next_run(
+    pending: list[dict], rows: list[dict], t_rows: list[dict], waits: set | frozenset = frozenset()
+) -> tuple | None:
+    """The first pending run whose rate and teacher are known, with its settings; a
+    ``kd+transfer+w`` run of a ``(size, seed)`` in ``waits`` waits for that seed's ``kd+w``
+    run (its teacher) instead of re-making ``kd``'s."""
+
+    def settings(run: dict) -> dict | None:
+        if run["cell"] == "kd+transfer+w" and (run["size"], run["seed"]) in waits:
+            return None
+        return flags(run, t_rows)
+
+    return next_ready(pending, rows, lambda run: chosen_lr(t_rows, rows, **_sc(run)), settings)
 
 
 def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tuple = CELLS) -> None:
@@ -198,18 +203,8 @@ def execute(sizes: list[int], max_runs: int | None, workers: int = 1, cells: tup
     running: set[tuple[int, int]] = set()  # (size, seed) of this driver's kd+w runs under way
 
     def pick():
-        # kd+transfer+w waits for its seed's kd+w run here (its teacher) instead of re-making kd's
         waits = running | {(r["size"], r["seed"]) for r in pending if r["cell"] == "kd+w"}
-        ready = [
-            r
-            for r in pending
-            if r["cell"] != "kd+transfer+w" or (r["size"], r["seed"]) not in waits
-        ]
-        before = list(ready)
-        found = next_run(ready, rows, T.load())
-        for r in before:  # what next_run took out (the run picked, runs already done)
-            if not any(r is x for x in ready):
-                pending.remove(r)
+        found = next_run(pending, rows, T.load(), waits)
         if found is None:
             return None
         run, settings = found

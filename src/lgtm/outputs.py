@@ -68,11 +68,11 @@ def weighting_metrics(config: RunConfig, state: LoopState) -> dict[str, Any] | N
     if config.student_weighting == "none":
         return None
     total = steps = 0.0
-    previous = None
+    previous = 0  # every history entry closes a window
     for entry in state.history:
         if "weights_kept" in entry:
-            span = entry["step"] - previous if previous is not None else 1
-            total, steps = total + entry["weights_kept"] * max(span, 1), steps + max(span, 1)
+            span = entry["step"] - previous
+            total, steps = total + entry["weights_kept"] * span, steps + span
         previous = entry["step"]
     return {
         "scheme": config.student_weighting,
